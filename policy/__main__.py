@@ -1,0 +1,15 @@
+from annotation.cli import dispatch
+
+COMMANDS = {
+    "grpo": ("policy.grpo", "GRPO on the weighted HPC reward with a KL penalty"),
+    "eval": ("policy.evaluate", "base vs tuned policy on held-out prompts"),
+    "sweep": ("policy.sweep", "reward-weight sweep and single-dimension ablations"),
+}
+
+
+def main(argv=None):
+    dispatch("policy", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    main()
