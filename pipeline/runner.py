@@ -44,10 +44,13 @@ def fingerprint(plan: StagePlan) -> str:
     """The stage's key: its command line plus the content of every existing file or folder it names that it does
     not write (inputs and config files). Changing an upstream output or an option re-runs the stage."""
     digest = hashlib.sha256(json.dumps(plan.argv[1:]).encode())
-    outputs = {p.resolve() for p in plan.outputs}
+    outputs = [p.resolve() for p in plan.outputs]
     for arg in plan.argv[1:]:
-        path = Path(arg)
-        if len(arg) < 512 and path.exists() and path.resolve() not in outputs and path.resolve() != Path.cwd():
+        if len(arg) > 512 or not Path(arg).exists():
+            continue
+        path = Path(arg).resolve()
+        written = any(o == path or o.is_relative_to(path) or path.is_relative_to(o) for o in outputs)
+        if not written and path != Path.cwd().resolve():
             _hash_path(path, digest)
     return digest.hexdigest()[:16]
 
