@@ -57,10 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[BaseModel], config_
     if config_file:
         parser.add_argument("--config", type=Path, default=None, help="YAML file overriding the defaults")
     group = parser.add_argument_group(cls.__name__)
-    for key, help_text, _field in _flags(cls):
+    for key, help_text, field in _flags(cls):
+        # A bare boolean flag (`--admin`) means true; `--admin false` still works.
+        bare = {"nargs": "?", "const": "true"} if field.annotation is bool else {}
         group.add_argument(
             "--" + key.replace("_", "-"), dest="cfg:" + key, default=None, metavar="VALUE",
-            help=help_text.replace("%", "%%"),
+            help=help_text.replace("%", "%%"), **bare,
         )
 
 
