@@ -1,0 +1,236 @@
+"""HPC-RM: a backbone (encoder or decoder) with one head per rubric dimension, saved as a self-describing folder.
+
+Heads:
+- "ordinal": a softmax over the dimension's ordered levels, trained with class-weighted cross-entropy and read
+  as its expected value (a score in [0, max_level]); the discrete level is the most probable one.
+- "regression": one output squashed into [0, max_level] by a sigmoid, trained with class-weighted squared error;
+  the discrete level is the rounded score.
+Pooling: mean over tokens for encoders, the last non-pad token for decoders.
+
+Folder layout (everything scoring needs): `rm_config.json` (RMSpec: backbone, rubric, heads, aggregation
+weights, lengths, training config), `backbone/` (full weights + tokenizer) or `adapter/` (LoRA) + `tokenizer/`,
+and `heads.safetensors`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from annotation.models import is_encoder, load_tokenizer, resolve_model
+from annotation.rubric import Rubric, load_rubric
+from annotation.schema import write_json
+from hpc_rm.encoding import encode_pairs, pad_batch
+
+HeadKind = Literal["ordinal", "regression"]
+
+
+class LoraSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    r: int = Field(0, ge=0, description="LoRA rank; 0 = full fine-tuning (right for small backbones)")
+    alpha: int = Field(32, description="LoRA alpha (scaling = alpha / r)")
+    dropout: float = Field(0.05, description="LoRA dropout")
+    target_modules: list[str] | str = Field("all-linear", description="modules LoRA adapts (peft syntax)")
+
+
+class RMSpec(BaseModel):
+    """Everything needed to rebuild a reward model; stored as rm_config.json."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    backbone: str = Field(description="registry name, hub id or path of the backbone it was built from")
+    decoder: bool = Field(description="True: last non-pad token pooling; False: mean pooling")
+    rubric: Rubric
+    head: HeadKind = "ordinal"
+    weights: dict[str, float] = Field(description="aggregation weights per dimension")
+    max_length: int = 512
+    max_response_tokens: int = 192
+    dropout: float = 0.1
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    training: dict = Field(default_factory=dict, description="the training config used, for the record")
+
+
+def _check_weights(rubric: Rubric, weights: dict[str, float]) -> dict[str, float]:
+    if set(weights) != set(rubric.names):
+        raise ValueError(f"weights must name exactly the dimensions {rubric.names}, got {sorted(weights)}")
+    return {name: float(weights[name]) for name in rubric.names}
+
+
+def _load_backbone(name_or_path: str, lora: LoraSpec, dtype: torch.dtype):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(resolve_model(name_or_path), dtype=dtype)
+    if lora.r > 0:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+        ))
+    return model
+
+
+class HPCRewardModel(nn.Module):
+    def __init__(self, spec: RMSpec, backbone: nn.Module, tokenizer):
+        super().__init__()
+        self.spec = spec
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        tokenizer.truncation_side = "left"  # keep the end of the dialogue if a context still overflows
+        hidden = backbone.config.hidden_size
+        self.dropout = nn.Dropout(spec.dropout)
+        self.heads = nn.ModuleDict({
+            d.name: nn.Linear(hidden, len(d.levels) if spec.head == "ordinal" else 1) for d in spec.rubric.dimensions
+        })
+        # Stored with the weights so a checkpoint is complete; read by the loss.
+        self.max_levels = {d.name: d.max_score for d in spec.rubric.dimensions}
+
+    # -- construction / persistence ------------------------------------------------------------------------------
+    @classmethod
+    def from_backbone(cls, backbone: str, rubric: Rubric | str, weights: dict[str, float] | None = None, *,
+                      head: HeadKind = "ordinal", max_length: int = 512, max_response_tokens: int = 192,
+                      dropout: float = 0.1, lora: LoraSpec | None = None, dtype: str = "float32",
+                      training: dict | None = None) -> "HPCRewardModel":
+        """Untrained heads on a pretrained backbone, for any rubric."""
+        rubric = load_rubric(rubric) if isinstance(rubric, (str, Path)) else rubric
+        spec = RMSpec(
+            backbone=str(backbone), decoder=not is_encoder(str(backbone)), rubric=rubric, head=head,
+            weights=_check_weights(rubric, weights or rubric.default_weights()), max_length=max_length,
+            max_response_tokens=max_response_tokens, dropout=dropout, lora=lora or LoraSpec(), training=training or {},
+        )
+        model = _load_backbone(spec.backbone, spec.lora, getattr(torch, dtype))
+        return cls(spec, model, load_tokenizer(spec.backbone))
+
+    def save_pretrained(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if self.spec.lora.r > 0:
+            self.backbone.save_pretrained(path / "adapter")
+            self.tokenizer.save_pretrained(path / "tokenizer")
+        else:
+            self.backbone.save_pretrained(path / "backbone")
+            self.tokenizer.save_pretrained(path / "backbone")
+        heads = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
+        tmp = path / ".heads.safetensors.tmp"
+        save_file(heads, str(tmp))
+        os.replace(tmp, path / "heads.safetensors")  # a reader never sees half a file
+        write_json(path / "rm_config.json", json.loads(self.spec.model_dump_json()))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "HPCRewardModel":
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(path)
+        if not (path / "rm_config.json").exists():
+            raise FileNotFoundError(f"{path}: not a reward model folder (no rm_config.json)")
+        spec = RMSpec.model_validate_json((path / "rm_config.json").read_text())
+        if spec.lora.r > 0:
+            from peft import PeftModel
+
+            base = AutoModel.from_pretrained(resolve_model(spec.backbone), dtype=torch.float32)
+            backbone = PeftModel.from_pretrained(base, path / "adapter")
+            tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
+        else:
+            backbone = AutoModel.from_pretrained(path / "backbone", dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(path / "backbone")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = cls(spec, backbone, tokenizer)
+        model.heads.load_state_dict(load_file(path / "heads.safetensors"))
+        return model.to(device).eval()
+
+    # -- properties the policy stage reads -----------------------------------------------------------------------
+    @property
+    def rubric(self) -> Rubric:
+        return self.spec.rubric
+
+    @property
+    def dimensions(self) -> list[str]:
+        return self.spec.rubric.names
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(self.spec.weights)
+
+    # -- forward -------------------------------------------------------------------------------------------------
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        if not self.spec.decoder:
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        # Last non-pad token; works for right or left padding.
+        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+        last = (attention_mask * positions).argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, **_unused) -> dict[str, torch.Tensor]:
+        """Raw head outputs per dimension: level logits (ordinal) or one pre-sigmoid value (regression)."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        hidden = self.backbone(**inputs).last_hidden_state
+        pooled = self.dropout(self.pool(hidden, attention_mask).float())
+        return {name: head(pooled) for name, head in self.heads.items()}
+
+    def scores_from_outputs(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Continuous scores in [0, max_level] per dimension."""
+        scores = {}
+        for name, out in outputs.items():
+            if self.spec.head == "ordinal":
+                levels = torch.arange(out.shape[-1], device=out.device, dtype=out.dtype)
+                scores[name] = (out.softmax(-1) * levels).sum(-1)
+            else:
+                scores[name] = torch.sigmoid(out.squeeze(-1)) * self.max_levels[name]
+        return scores
+
+    def levels_from_outputs(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Discrete predicted level per dimension."""
+        if self.spec.head == "ordinal":
+            return {name: out.argmax(-1) for name, out in outputs.items()}
+        return {name: s.round().long() for name, s in self.scores_from_outputs(outputs).items()}
+
+    # -- inference -----------------------------------------------------------------------------------------------
+    def encode(self, contexts: list[str], responses: list[str]) -> list[dict[str, list[int]]]:
+        return encode_pairs(self.tokenizer, contexts, responses, decoder=self.spec.decoder,
+                            max_length=self.spec.max_length, max_response_tokens=self.spec.max_response_tokens)
+
+    @torch.no_grad()
+    def predict(self, contexts: list[str], responses: list[str], batch_size: int = 32,
+                progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(scores, levels) per dimension. Pairs are sorted by length and batched, so padding stays small."""
+        from tqdm.auto import tqdm
+
+        features = self.encode(contexts, responses)
+        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
+        scores = {d: np.zeros(len(features), dtype=np.float32) for d in self.dimensions}
+        levels = {d: np.zeros(len(features), dtype=np.int64) for d in self.dimensions}
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="scoring", unit="batch", disable=not progress):
+            idx = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in pad_batch(self.tokenizer, [features[i] for i in idx]).items()}
+            outputs = self(**batch)
+            for name, value in self.scores_from_outputs(outputs).items():
+                scores[name][idx] = value.float().cpu().numpy()
+            for name, value in self.levels_from_outputs(outputs).items():
+                levels[name][idx] = value.cpu().numpy()
+        self.train(was_training)
+        return scores, levels
+
+    def score(self, contexts: list[str], responses: list[str], batch_size: int = 32,
+              progress: bool = False) -> dict[str, np.ndarray]:
+        """Score per dimension, each in [0, max_level], in input order."""
+        return self.predict(contexts, responses, batch_size=batch_size, progress=progress)[0]
+
+    def reward(self, preds: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
+        """Weighted sum of the per-dimension scores (weights default to the model's aggregation weights)."""
+        weights = _check_weights(self.rubric, weights) if weights is not None else self.spec.weights
+        return sum(weights[name] * np.asarray(preds[name], dtype=np.float64) for name in self.dimensions)
