@@ -1,0 +1,58 @@
+"""Real data: MRBench V3 dev human labels against a copy with 20% of the labels changed."""
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from annotation.agreement import agreement_report, main
+from annotation.rubric import load_rubric
+from annotation.schema import LabeledItem, write_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+CANDIDATES = [ROOT / "data/mrbench_v3_dev/mrbench_v3_devset.json", ROOT.parent / "shared/data/mrbench_v3_dev/mrbench_v3_devset.json"]
+MRBENCH = next((p for p in CANDIDATES if p.exists()), None)
+
+
+def mrbench_items(annotator: str) -> list[LabeledItem]:
+    rubric = load_rubric("mrbench")
+    items = []
+    for dialogue in json.loads(MRBENCH.read_text()):
+        for tutor, entry in dialogue["tutor_responses"].items():
+            scores = {d: rubric.dimension(d).parse_level(v) for d, v in entry["annotation"].items()}
+            items.append(LabeledItem(
+                id=f"{dialogue['conversation_id']}/{tutor}", context=dialogue["conversation_history"],
+                response=entry["response"], annotator=annotator, scores=scores,
+            ))
+    return items
+
+
+def perturbed(items: list[LabeledItem], annotator: str, rate: float, seed: int = 0) -> list[LabeledItem]:
+    rng = random.Random(seed)
+    out = []
+    for item in items:
+        scores = {d: (rng.choice([k for k in range(3) if k != v]) if rng.random() < rate else v)
+                  for d, v in item.scores.items()}
+        out.append(item.model_copy(update={"annotator": annotator, "scores": scores}))
+    return out
+
+
+@pytest.mark.skipif(MRBENCH is None, reason="MRBench V3 dev set not present")
+def test_mrbench_vs_perturbed_copy(tmp_path):
+    rubric = load_rubric("mrbench")
+    original = mrbench_items("human:mrbench")
+    assert len(original) == 2476
+    noisy = perturbed(original, "human:perturbed", rate=0.2)
+    report = agreement_report(original + perturbed(original, "llm:noisy", rate=0.2, seed=1) + noisy, rubric)
+    for dim in rubric.names:
+        human = report["dimensions"][dim]["human_human"]
+        assert human["n_items"] == 2476
+        assert 0.5 < human["qwk"] < 1 and 0.5 < human["alpha"] < 1
+        assert 0.75 < human["exact"] < 0.85  # about 80% of labels kept
+        assert report["dimensions"][dim]["human_llm"]["llm:noisy"]["qwk"] < 1
+
+    labels = tmp_path / "mrbench.jsonl"
+    write_jsonl(labels, original + noisy)
+    main(["--labels", str(labels), "--rubric", "mrbench", "--out", str(tmp_path / "report")])
+    for name in ("agreement.json", "agreement.md", "agreement_heatmap.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
