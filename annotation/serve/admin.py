@@ -1,0 +1,63 @@
+"""`python -m annotation annotators create|list|revoke|export`: manage who may annotate, from the shell.
+
+`create` prints a fresh access token exactly once; the database keeps only its SHA-256 hash, so a lost token
+is replaced by revoking the annotator and creating a new name. `export` writes every label as interchange JSONL
+(the same file as the admin page's export link).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pydantic import Field
+
+from annotation.config import Config, add_arguments, build_config
+from annotation.schema import write_jsonl
+from annotation.serve.db import LabelStore, StoreError
+
+ACTIONS = ("create", "list", "revoke", "export")
+
+
+class AnnotatorsConfig(Config):
+    db: Path = Field(Path("runs/demo/annotation.sqlite"), description="SQLite file of the annotation server")
+    name: str | None = Field(None, description="annotator name (create, revoke); labels are exported as human:<name>")
+    admin: bool = Field(False, description="create: the annotator may see the admin page and export labels")
+    out: Path | None = Field(None, description="export: JSONL file to write the labels to")
+
+
+def run(action: str, config: AnnotatorsConfig) -> None:
+    if action in {"create", "revoke"} and not config.name:
+        raise StoreError(f"{action} needs --name")
+    if action == "export" and config.out is None:
+        raise StoreError("export needs --out FILE")
+    if action != "create" and not config.db.exists():
+        raise StoreError(f"{config.db}: no such database")
+    store = LabelStore(config.db)
+    if action == "create":
+        token = store.create_annotator(config.name, admin=config.admin)
+        role = "admin" if config.admin else "annotator"
+        print(f"created {role} {config.name}. Access token (shown once, only its hash is stored):\n{token}")
+    elif action == "revoke":
+        store.revoke_annotator(config.name)
+        print(f"revoked {config.name}: their token no longer works; their labels stay")
+    elif action == "list":
+        progress = store.progress()
+        for a in store.list_annotators():
+            counts = progress.get(a["name"], {})
+            flags = " ".join(f for f, on in (("admin", a["admin"]), ("REVOKED", a["revoked"])) if on)
+            print(f"{a['name']:<24} labeled {counts.get('labeled', 0):>5}  pending {counts.get('pending', 0):>4}  "
+                  f"created {a['created_at']}  {flags}".rstrip())
+    else:
+        n = write_jsonl(config.out, store.export())
+        print(f"{config.out}: {n} labels")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m annotation annotators", description=__doc__)
+    parser.add_argument("action", choices=ACTIONS)
+    add_arguments(parser, AnnotatorsConfig, config_file=False)
+    args = parser.parse_args(argv)
+    try:
+        run(args.action, build_config(AnnotatorsConfig, args))
+    except StoreError as err:
+        raise SystemExit(f"error: {err}") from None
