@@ -248,9 +248,16 @@ def load_mathtutorbench(path: Path | str) -> list[PromptItem]:
                 kind="multi_turn", problem=raw.problem,
                 turns=[Turn(role=MTB_ROLES[t.user], text=t.text.strip()) for t in context],
                 reference_solution=raw.reference_solution, reference_responses=[gold.text.strip()],
-                meta={"moves": [t.dialog_act or None for t in context], "reference_move": gold.dialog_act or None},
+                meta=_moves_meta([t.dialog_act for t in context], gold.dialog_act),
             ))
     return items
+
+
+def _moves_meta(moves: list[str | None], reference_move: str | None) -> dict:
+    """Teacher moves, only when the file has them (the hard file labels each turn; the other file none)."""
+    if not reference_move and not any(moves):
+        return {}
+    return {"moves": [m or None for m in moves], "reference_move": reference_move or None}
 
 
 # ---------------------------------------------------------------- MRBench
