@@ -1,5 +1,4 @@
 """Real data: MRBench V3 dev human labels against a copy with 20% of the labels changed."""
-import json
 import random
 from pathlib import Path
 
@@ -8,23 +7,11 @@ import pytest
 from annotation.agreement import agreement_report, main
 from annotation.rubric import load_rubric
 from annotation.schema import LabeledItem, write_jsonl
+from annotation.sources import load_mrbench
 
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATES = [ROOT / "data/mrbench_v3_dev/mrbench_v3_devset.json", ROOT.parent / "shared/data/mrbench_v3_dev/mrbench_v3_devset.json"]
 MRBENCH = next((p for p in CANDIDATES if p.exists()), None)
-
-
-def mrbench_items(annotator: str) -> list[LabeledItem]:
-    rubric = load_rubric("mrbench")
-    items = []
-    for dialogue in json.loads(MRBENCH.read_text()):
-        for tutor, entry in dialogue["tutor_responses"].items():
-            scores = {d: rubric.dimension(d).parse_level(v) for d, v in entry["annotation"].items()}
-            items.append(LabeledItem(
-                id=f"{dialogue['conversation_id']}/{tutor}", context=dialogue["conversation_history"],
-                response=entry["response"], annotator=annotator, scores=scores,
-            ))
-    return items
 
 
 def perturbed(items: list[LabeledItem], annotator: str, rate: float, seed: int = 0) -> list[LabeledItem]:
@@ -40,7 +27,8 @@ def perturbed(items: list[LabeledItem], annotator: str, rate: float, seed: int =
 @pytest.mark.skipif(MRBENCH is None, reason="MRBench V3 dev set not present")
 def test_mrbench_vs_perturbed_copy(tmp_path):
     rubric = load_rubric("mrbench")
-    original = mrbench_items("human:mrbench")
+    original = load_mrbench(MRBENCH, rubric)
+    assert {i.annotator for i in original} == {"human:mrbench"}
     assert len(original) == 2476
     noisy = perturbed(original, "human:perturbed", rate=0.2)
     report = agreement_report(original + perturbed(original, "llm:noisy", rate=0.2, seed=1) + noisy, rubric)
