@@ -46,7 +46,7 @@ def _flags(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, str, Any]]
         if sub is not None and typing.get_origin(field.annotation) not in (list, dict):
             out.extend(_flags(sub, key + "."))
         else:
-            default = field.get_default(call_default_factory=True)
+            default = None if field.is_required() else field.get_default(call_default_factory=True)
             help_text = (field.description or "") + (f" (default: {default!r})" if default is not None else "")
             out.append((key, help_text, field))
     return out
