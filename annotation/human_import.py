@@ -203,6 +203,15 @@ class RowReader:
         self.config = config
         self.rubric = rubric
         self.layout = config.layout
+        self.seen_dimensions: set[str] = set()
+
+    def check_mapped_columns_seen(self, source: Path) -> None:
+        """A mapped dimension column that no row has is a typo in the map, not a dimension nobody labeled."""
+        if self.layout != "wide":
+            return
+        for dim in self.rubric.names:
+            if dim in self.config.map and dim not in self.seen_dimensions:
+                raise DataError(f"{source}: field {self.column(dim)}: no row has this column (mapped to {dim})")
 
     def column(self, name: str) -> str:
         return self.config.map.get(name, name)
@@ -231,9 +240,10 @@ class RowReader:
             return {dim: (self.column("score"), self.get(where, row, "score"))}
         found = {}
         for dim in self.rubric.names:
-            value = self.get(where, row, dim, required=dim in self.config.map)
-            if value is not None or lookup(row, self.column(dim)) is not _ABSENT:
+            value = lookup(row, self.column(dim))
+            if value is not _ABSENT:  # a JSONL line may leave out a dimension it does not label
                 found[dim] = (self.column(dim), value)
+                self.seen_dimensions.add(dim)
         if not found:
             raise DataError(
                 f"{where}: no column for any dimension of rubric {self.rubric.name} ({', '.join(self.rubric.names)}); "
@@ -287,6 +297,7 @@ def import_labels(config: ImportConfig, rubric: Rubric) -> tuple[list[LabeledIte
         reader = RowReader(config, rubric)
         for where, row in iter_rows(config.input, input_format(config)):
             collector.add(*reader.read(where, row))
+        reader.check_mapped_columns_seen(config.input)
     return collector.labeled_items(config.items), collector
 
 
