@@ -53,6 +53,12 @@ def local_app(tmp_path: Path, n_items: int = 6, k: int = 2, claim_batch: int = 1
     return SimpleNamespace(client=client, store=store, tokens=tokens, ids=ids)
 
 
+def scores_for(name: str, item_id: str) -> dict[str, int]:
+    """Deterministic but varied levels, so a label swapped between rows would be noticed."""
+    seed = sum(map(ord, name + item_id))
+    return {"Helpfulness": seed % 3, "Personalization": (seed // 3) % 3, "Creativity": (seed // 9) % 3}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -7,15 +7,9 @@ import httpx
 import pytest
 
 from annotation.serve.db import LabelStore
-from browser_support import Server, bearer, write_tasks
+from browser_support import Server, bearer, scores_for, write_tasks
 
 CLIENTS, ITEMS, K = 20, 40, 10  # 400 labels, each a separate transaction
-
-
-def scores_for(name: str, item_id: str) -> dict[str, int]:
-    """Deterministic but varied levels, so a label swapped between rows would be noticed."""
-    seed = sum(map(ord, name + item_id))
-    return {"Helpfulness": seed % 3, "Personalization": (seed // 3) % 3, "Creativity": (seed // 9) % 3}
 
 
 def annotate_everything(url: str, name: str, token: str) -> dict:

@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from annotation.serve.db import LabelStore
-from browser_support import Server, bearer, write_tasks
-from test_serve_concurrent_clients_lose_no_label import scores_for
+from browser_support import Server, bearer, scores_for, write_tasks
 
 CLIENTS, ITEMS, K = 10, 30, 5  # 150 labels in all
 
