@@ -10,7 +10,7 @@ from annotation.serve.db import Annotator, LabelStore
 
 router = APIRouter()
 
-AGREEMENT_COLUMNS = ("alpha", "exact", "qwk", "n_items")
+AGREEMENT_COLUMNS = ("alpha", "exact", "qwk", "n_items", "n_raters")
 
 
 def live_agreement(store: LabelStore, rubric: Rubric) -> tuple[dict | None, str | None]:
