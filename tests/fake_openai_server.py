@@ -2,8 +2,8 @@
 
 It answers `/v1/chat/completions` and injects faults on a schedule: the n-th request (counting from 0) gets
 `faults[n]`, one of "429", "500", "slow" (sleeps past the client's time-out), "malformed" (valid HTTP, but the
-message is not the JSON the judge asked for) or "garbage" (a 200 whose body is not JSON). Requests whose
-text contains `always_malformed` always get a malformed answer. Every request is recorded, so tests can
+message is not the JSON the judge asked for) or "garbage" (a 200 whose body is not JSON). Requests without a
+scheduled fault whose text contains `always_malformed` get a malformed answer. Every request is recorded, so tests can
 count calls per item.
 
 Judge prompts are recognised by the JSON template they contain (`"Dimension": {"score": ...}`); the fake
@@ -61,7 +61,7 @@ class FakeOpenAI:
             index = len(self.requests)
             fault = self.faults.get(index, "ok")
             text = "\n".join(m["content"] for m in body["messages"])
-            if self.always_malformed and self.always_malformed in text:
+            if fault == "ok" and self.always_malformed and self.always_malformed in text:
                 fault = "malformed"
             self.requests.append({"index": index, "fault": fault, "body": body})
         if self.latency_s:

@@ -80,7 +80,8 @@ class OpenAIJudge(Judge):
         self.stats.setdefault("reasks", 0)
         async with ChatClient(self.config) as client:
             try:
-                tasks = [self._label_one(client, job, rubric, model) for job in jobs]
+                # tasks start in job order (as_completed alone would start them in set order)
+                tasks = [asyncio.create_task(self._label_one(client, job, rubric, model)) for job in jobs]
                 for done in asyncio.as_completed(tasks):
                     record(await done)
             finally:

@@ -1,0 +1,172 @@
+"""`python -m annotation label`: label responses on a rubric with one or more LLM judges, several samples each.
+
+Every raw answer goes to the append-only `DIR/raw.jsonl`, keyed by (item id, rubric hash, judge, sample).
+A rerun skips keys already there (failed ones too, unless `--retry-failed true`), so a stopped run resumes
+without repeating a call or losing a label. From the raw log it then rebuilds:
+  DIR/labels.jsonl  one interchange line per (item, judge), annotator `llm:<judge>`: per-dimension majority
+                    over samples (ties -> rounded mean), with the mean and the per-sample scores in meta;
+                    plus `llm:ensemble` (majority over the judges' labels) when there are several judges
+  DIR/summary.json  calls, failures, retries, tokens and time per judge (also printed)
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections import Counter
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from tqdm import tqdm
+
+from annotation.config import Config, add_arguments, build_config
+from annotation.judges import Judge, JudgeJob, RawLabel, build_judges
+from annotation.rubric import Rubric, load_rubric
+from annotation.schema import AppendLog, DataError, LabeledItem, read_jsonl, write_json, write_jsonl
+
+ENSEMBLE = "ensemble"
+
+
+class LabelConfig(Config):
+    items: Path | None = Field(None, description="LabeledItem JSONL to label (e.g. written by `annotation generate`)")
+    out: Path | None = Field(None, description="output folder for raw.jsonl, labels.jsonl and summary.json")
+    rubric: str = Field("hpc", description="rubric name in configs/rubrics/ or a YAML path")
+    judges: list[str] = Field(
+        default_factory=lambda: ["local"],
+        description="judge specs, comma-separated: a name in configs/judges/ or a YAML path, "
+        "optionally with ?key=value&... overrides (e.g. 'local,openai' or 'local?model=/my/model')",
+    )
+    samples: int = Field(1, ge=1, description="samples per item and judge (for self-consistency)")
+    limit: int | None = Field(None, ge=1, description="label only the first N items (quick checks)")
+    retry_failed: bool = Field(False, description="run keys recorded as failed in raw.jsonl again")
+
+    @field_validator("judges", mode="before")
+    @classmethod
+    def _split_specs(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
+        return value
+
+
+def majority(values: list[int]) -> int:
+    """Most frequent level; a tie between levels goes to the rounded mean (half rounds up)."""
+    counts = Counter(values).most_common()
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return math.floor(sum(values) / len(values) + 0.5)
+    return counts[0][0]
+
+
+def combine(score_sets: list[dict[str, int]], names: list[str]) -> tuple[dict[str, int], dict[str, float]]:
+    """Per-dimension majority and mean over several score dicts."""
+    scores = {n: majority([s[n] for s in score_sets]) for n in names}
+    means = {n: round(sum(s[n] for s in score_sets) / len(score_sets), 4) for n in names}
+    return scores, means
+
+
+def latest_labels(log: AppendLog, rubric: Rubric) -> dict[tuple, RawLabel]:
+    """The last record per key for this rubric (a retried failure is superseded by its rerun)."""
+    latest = {}
+    for record in log.records():
+        raw = RawLabel.model_validate(record)
+        if raw.rubric_hash == rubric.hash:
+            latest[raw.key] = raw
+    return latest
+
+
+def aggregate(items: list[LabeledItem], raws: dict[tuple, RawLabel], rubric: Rubric,
+              judge_names: list[str], samples: int) -> list[LabeledItem]:
+    out = []
+    for item in items:
+        per_judge = {}
+        for name in judge_names:
+            found = [raws.get((item.id, rubric.hash, name, s)) for s in range(samples)]
+            ok = [r for r in found if r is not None and r.status == "ok"]
+            if not ok:
+                continue
+            scores, means = combine([r.scores for r in ok], rubric.names)
+            per_judge[name] = scores
+            meta = {**item.meta, "judge": name, "rubric": rubric.name, "rubric_hash": rubric.hash, "mean": means,
+                    "samples": {str(r.sample): r.scores for r in ok},
+                    "n_failed": sum(r is not None and r.status == "failed" for r in found)}
+            if all(r.expected for r in ok):
+                meta["expected"] = {n: round(sum(r.expected[n] for r in ok) / len(ok), 4) for n in rubric.names}
+            out.append(item.model_copy(update={"scores": scores, "annotator": f"llm:{name}", "meta": meta}))
+        if len(judge_names) > 1 and per_judge:
+            scores, means = combine(list(per_judge.values()), rubric.names)
+            meta = {**item.meta, "judge": ENSEMBLE, "rubric": rubric.name, "rubric_hash": rubric.hash,
+                    "mean": means, "judges": per_judge}
+            out.append(item.model_copy(update={"scores": scores, "annotator": f"llm:{ENSEMBLE}", "meta": meta}))
+    return out
+
+
+def load_items(path: Path, limit: int | None) -> list[LabeledItem]:
+    items = read_jsonl(path, LabeledItem)[:limit]
+    seen = set()
+    for item in items:
+        if item.id in seen:
+            raise DataError(f"{path}: field id: {item.id!r} occurs twice; ids must be unique")
+        seen.add(item.id)
+    return items
+
+
+def run_judge(judge: Judge, items: list[LabeledItem], rubric: Rubric, samples: int, log: AppendLog,
+              done: set[tuple]) -> dict:
+    jobs = [JudgeJob(item, s) for item in items for s in range(samples)
+            if (item.id, rubric.hash, judge.name, s) not in done]
+    counts = Counter()
+    began = time.perf_counter()
+    with tqdm(total=len(jobs), desc=f"label {judge.name}", unit="label") as bar:
+        def record(raw: RawLabel) -> None:
+            log.append(raw)
+            counts[raw.status] += 1
+            bar.update(1)
+
+        judge.label(jobs, rubric, record)
+    seconds = time.perf_counter() - began
+    return {"labels_run": len(jobs), "ok": counts["ok"], "failed": counts["failed"],
+            "skipped_done": len(items) * samples - len(jobs), "seconds": round(seconds, 2),
+            "labels_per_s": round(len(jobs) / seconds, 3) if jobs and seconds else None,
+            **{k: round(v, 2) if isinstance(v, float) else v for k, v in judge.stats.items()}}
+
+
+def run_label(config: LabelConfig) -> dict:
+    if config.items is None or config.out is None:
+        raise SystemExit("label: --items and --out are required")
+    began = time.perf_counter()
+    items = load_items(config.items, config.limit)
+    rubric = load_rubric(config.rubric)
+    judges = build_judges(config.judges)
+    out = Path(config.out)
+    with AppendLog(out / "raw.jsonl") as log:
+        done = {key for key, raw in latest_labels(log, rubric).items()
+                if raw.status == "ok" or not config.retry_failed}
+        per_judge = {judge.name: run_judge(judge, items, rubric, config.samples, log, done) for judge in judges}
+        raws = latest_labels(log, rubric)
+    labels = aggregate(items, raws, rubric, [j.name for j in judges], config.samples)
+    write_jsonl(out / "labels.jsonl", labels)
+    summary = {
+        "items": len(items), "rubric": rubric.name, "rubric_hash": rubric.hash, "samples": config.samples,
+        "judges": per_judge, "labels_written": len(labels),
+        "unlabeled_item_judge_pairs": len(items) * len(judges)
+        - sum(label.annotator != f"llm:{ENSEMBLE}" for label in labels),
+        "seconds": round(time.perf_counter() - began, 2),
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"labeled {summary['items']} items on rubric {summary['rubric']} ({summary['rubric_hash']}), "
+             f"{summary['samples']} sample(s), {summary['seconds']} s; {summary['labels_written']} label lines, "
+             f"{summary['unlabeled_item_judge_pairs']} (item, judge) pairs without a label"]
+    for name, stats in summary["judges"].items():
+        lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m annotation label", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, LabelConfig)
+    config = build_config(LabelConfig, parser.parse_args(argv))
+    print(format_summary(run_label(config)))
