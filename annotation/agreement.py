@@ -3,7 +3,7 @@
 `python -m annotation agreement --labels FILE [FILE ...] --rubric hpc --out DIR` writes `agreement.json`,
 `agreement.md` and PNG plots (see `annotation.agreement_report`). Annotator names decide the comparison:
 `human:*` are humans, `llm:*` are judges. A judge's repeated samples come either from `meta["samples"]`
-(a list of score dicts, as the label stage writes them) or from annotators named `llm:<judge>#<k>`.
+(score dicts per sample, as the label stage writes them) or from annotators named `llm:<judge>#<k>`.
 
 Statistics come from libraries: quadratic-weighted Cohen's kappa from sklearn, Spearman from scipy, ordinal
 Krippendorff's alpha from `krippendorff`. Undefined values (constant vectors, no overlap) are None in the
@@ -27,6 +27,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from annotation.config import Config, ConfigError, add_arguments, build_config
+from annotation.label import majority
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import DataError, LabeledItem, read_jsonl
 
@@ -146,27 +147,20 @@ def human_agreement(items: list[LabeledItem], rubric: Rubric) -> dict[str, dict]
     return {d.name: rater_agreement(humans, d.name, len(d.levels)) for d in rubric.dimensions}
 
 
-def consensus_label(labels: list[int]) -> int:
-    """The majority label; a tie goes to the mean rounded half down (the more conservative level)."""
-    counts = Counter(labels).most_common()
-    if len(counts) == 1 or counts[0][1] > counts[1][1]:
-        return counts[0][0]
-    return math.ceil(float(np.mean(labels)) - 0.5)
-
-
 def consensus(ratings: ScoreTable, dimension: str) -> dict[str, int]:
-    """item -> consensus label of all raters that labeled `dimension` on it."""
+    """item -> consensus of all raters that labeled `dimension` on it: the label stage's rule (majority;
+    a tie goes to the mean rounded half up), so human and judge consensus are built the same way."""
     per_item: dict[str, list[int]] = defaultdict(list)
     for labels in ratings.values():
         for item_id, scores in labels.items():
             if dimension in scores:
                 per_item[item_id].append(scores[dimension])
-    return {item_id: consensus_label(values) for item_id, values in per_item.items()}
+    return {item_id: majority(values) for item_id, values in per_item.items()}
 
 
 def judge_samples(items: list[LabeledItem], table: ScoreTable, rubric: Rubric) -> dict[str, ScoreTable]:
     """judge -> sample name -> item -> scores: `llm:<judge>#<k>` annotators if the judge has any, else the
-    per-sample scores in `meta["samples"]` of the judge's items (unparsed samples, stored as None, are skipped)."""
+    per-sample scores in `meta["samples"]` of the judge's items (a dict sample -> scores, or a list)."""
     by_name: dict[str, ScoreTable] = defaultdict(dict)
     for name, labels in _by_prefix(table, LLM_PREFIX).items():
         if SAMPLE_SEPARATOR in name:
@@ -177,7 +171,8 @@ def judge_samples(items: list[LabeledItem], table: ScoreTable, rubric: Rubric) -
         judge = item.annotator or ""
         if not judge.startswith(LLM_PREFIX) or SAMPLE_SEPARATOR in judge or judge in by_name:
             continue
-        for k, sample in enumerate(item.meta.get("samples") or []):
+        stored = item.meta.get("samples") or []  # the label stage writes {"0": scores, ...}; a list also works
+        for k, sample in (stored.items() if isinstance(stored, dict) else enumerate(stored)):
             scores = {d: v for d, v in (sample or {}).items() if d in rubric.names and v is not None}
             try:
                 rubric.check_scores(scores)
@@ -233,7 +228,7 @@ def agreement_report(items: list[LabeledItem], rubric: Rubric) -> dict:
         "rubric": {"name": rubric.name, "hash": rubric.hash, "dimensions": rubric.names},
         "annotators": {name: len(labels) for name, labels in sorted(table.items())},
         "n_items": len({i for labels in table.values() for i in labels}),
-        "human_reference": "per-item majority of human labels; ties go to the mean rounded half down",
+        "human_reference": "per-item majority of human labels; ties go to the mean rounded half up",
         "dimensions": dimensions,
     }
 

@@ -10,19 +10,19 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _labels():
-    # Helpfulness only. Humans agree on 3 of 4 items; the judge's label equals the human consensus on items
-    # 0-2 and its three samples agree on every item except the last.
+    # Helpfulness only. Humans agree on 3 of 4 items; the judge differs from the human consensus on item 2,
+    # and its three samples agree on every item except the last. Samples are stored as the label stage does.
     human_a = [2, 1, 0, 2]
-    human_b = [2, 1, 0, 1]  # consensus on item 3: tie 2 vs 1 -> mean 1.5 rounded half down = 1
-    judge = [2, 1, 0, 2]
-    samples = [[2, 1, 0, 2], [2, 1, 0, 2], [2, 1, 0, 0]]
+    human_b = [2, 1, 0, 1]  # consensus on item 3: tie 2 vs 1 -> mean 1.5 rounded half up = 2
+    judge = [2, 1, 1, 2]
+    samples = [[2, 1, 1, 2], [2, 1, 1, 2], [2, 1, 1, 0]]
     rows = []
     for i in range(4):
         base = {"id": f"item{i}", "context": "Student: 3 + 4 = 8?", "response": f"r{i}"}
         rows.append(dict(base, annotator="human:ann", scores={"Helpfulness": human_a[i]}))
         rows.append(dict(base, annotator="human:bo", scores={"Helpfulness": human_b[i]}))
         rows.append(dict(base, annotator="llm:judge", scores={"Helpfulness": judge[i]},
-                         meta={"samples": [{"Helpfulness": s[i]} for s in samples]}))
+                         meta={"samples": {str(k): {"Helpfulness": s[i]} for k, s in enumerate(samples)}}))
     return rows
 
 
@@ -38,8 +38,8 @@ def test_cli_writes_json_markdown_and_plots(tmp_path):
     assert help_["human_human"]["exact"] == pytest.approx(0.75)
     vs_judge = help_["human_llm"]["llm:judge"]
     assert vs_judge["n"] == 4 and vs_judge["exact"] == pytest.approx(0.75)
-    # rows = human consensus [2,1,0,1], columns = judge [2,1,0,2]
-    assert vs_judge["confusion"] == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+    # rows = human consensus [2,1,0,2], columns = judge [2,1,1,2]
+    assert vs_judge["confusion"] == [[0, 1, 0], [0, 1, 0], [0, 0, 2]]
     self_ = help_["llm_self"]["llm:judge"]
     assert self_["n_raters"] == 3 and self_["n_items"] == 4
     assert self_["exact"] == pytest.approx((1 + 0.75 + 0.75) / 3)  # sample pairs (0,1), (0,2), (1,2)
@@ -54,7 +54,7 @@ def test_cli_writes_json_markdown_and_plots(tmp_path):
 
 def test_sample_annotators_count_as_self_consistency(tmp_path):
     rows = [r for r in _labels() if r["annotator"] != "llm:judge"]
-    for k, sample in enumerate([[2, 1, 0, 2], [2, 1, 0, 2]]):
+    for k, sample in enumerate([[2, 1, 1, 2], [2, 1, 1, 2]]):
         rows += [{"id": f"item{i}", "context": "c", "response": f"r{i}", "annotator": f"llm:judge#{k}",
                   "scores": {"Helpfulness": s}} for i, s in enumerate(sample)]
     labels = tmp_path / "labels.jsonl"

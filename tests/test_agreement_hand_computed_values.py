@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from annotation.agreement import consensus_label, krippendorff_alpha, pairwise_agreement
+from annotation.agreement import consensus, krippendorff_alpha, pairwise_agreement
 
 
 def test_pairwise_agreement_small_vectors():
@@ -63,9 +63,14 @@ def test_alpha_textbook_example_with_missing_values():
     assert krippendorff_alpha(as_nan, n_levels=5) == pytest.approx(0.815, abs=5e-4)
 
 
-def test_consensus_label_majority_then_conservative_mean():
-    assert consensus_label([2, 2, 1]) == 2  # clear majority
-    assert consensus_label([0, 2]) == 1  # tie: mean 1
-    assert consensus_label([1, 2]) == 1  # tie: mean 1.5 rounds half down
-    assert consensus_label([0, 1, 2, 2, 1]) == 1  # tie 1 vs 2: mean 1.2 -> 1
-    assert consensus_label([0]) == 0
+# item -> labels of raters a..e: "clear" has a majority (2, 2, 1); "split" is a 0-vs-2 tie (mean 1);
+# "tie" is 1 vs 2 (mean 1.5 rounds half up to 2); "three" is 0,1,2,2,1 (1 and 2 tie, mean 1.2 -> 1).
+LABELS = {"clear": [2, 2, 1], "split": [0, 2], "tie": [1, 2], "three": [0, 1, 2, 2, 1]}
+RATINGS = {
+    rater: {item: {"Helpfulness": labels[k]} for item, labels in LABELS.items() if k < len(labels)}
+    for k, rater in enumerate("abcde")
+}
+
+
+def test_consensus_is_majority_then_rounded_mean():
+    assert consensus(RATINGS, "Helpfulness") == {"clear": 2, "split": 1, "tie": 2, "three": 1}

@@ -60,3 +60,15 @@ def test_labels_outside_the_rubric_are_an_error():
     rubric = load_rubric("hpc")
     with pytest.raises(DataError, match="scores.Mistake_Location"):
         agreement_report([_item(1, "human:a", Mistake_Location=2)], rubric)
+
+
+def test_samples_as_a_list_with_a_failed_sample():
+    rubric = load_rubric("hpc")
+    items = [
+        LabeledItem(id=f"i{i}", context="c", response="r", annotator="llm:j", scores={"Helpfulness": s[0]},
+                    meta={"samples": [{"Helpfulness": s[0]}, None if i == 0 else {"Helpfulness": s[1]}]})
+        for i, s in enumerate([(2, 2), (1, 1), (0, 1)])
+    ]
+    self_ = agreement_report(items, rubric)["dimensions"]["Helpfulness"]["llm_self"]["llm:j"]
+    # sample 1 failed on i0, so the two samples share i1 (agree) and i2 (0 vs 1)
+    assert self_["n_items"] == 2 and self_["exact"] == pytest.approx(0.5)
