@@ -68,6 +68,8 @@ class SplitShares(Config):
 
 
 class DataConfig(Config):
+    """Options of `python -m annotation data` (configs/data.yaml lists them with comments)."""
+
     out: Path | None = Field(None, description="output folder for rm.jsonl, rl.jsonl, eval.jsonl and the summary")
     gsm8k_paths: list[Path] = Field(
         [DATA / "gsm8k" / "train.jsonl", DATA / "gsm8k" / "test.jsonl"],
@@ -216,8 +218,8 @@ def draw(pools: dict[str, list[PromptItem]], config: DataConfig) -> dict[str, li
             if want > len(pool):
                 raise ConfigError(
                     f"field sizes.{split}.{kind}: asked for {want} items, but split {split} has only {len(pool)} "
-                    f"{kind} candidates; lower it, raise shares.{split}"
-                    + (", profiles_per_problem" if kind == "single_turn" else ", mathdial_cuts_per_dialogue"))
+                    f"{kind} candidates; lower it, or raise shares.{split} or "
+                    + ("profiles_per_problem" if kind == "single_turn" else "mathdial_cuts_per_dialogue"))
             chosen += _seeded(config.seed, split, kind).sample(pool, want)
         drawn[split] = [it.model_copy(update={"split": split, "meta": {**it.meta, "group": it.problem_id}})
                         for it in chosen]
