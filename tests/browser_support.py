@@ -122,3 +122,11 @@ def log_in(page, url: str, token: str) -> None:
     page.goto(url + "/")
     page.fill("#token", token)
     page.click("button[type=submit]")
+
+
+def expect_item_page(page, url: str, item_id: str) -> None:
+    """Wait until the item page is shown and its keyboard shortcuts are active."""
+    from playwright.sync_api import expect
+
+    expect(page).to_have_url(f"{url}/items/{item_id}")
+    expect(page.locator("#label-form")).to_have_attribute("data-keyboard", "ready")

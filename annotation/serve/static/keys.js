@@ -55,4 +55,5 @@
 
   var start = firstUnanswered();
   activate(start === -1 ? 0 : start);
+  form.dataset.keyboard = "ready";  // lets tests (and curious users) see that the shortcuts are active
 })();
