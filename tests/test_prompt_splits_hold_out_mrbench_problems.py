@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from annotation.prompts import DataConfig, build_prompt_sets
 from annotation.config import load_config
+from annotation.prompts import DataConfig, build_prompt_sets
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,6 +40,10 @@ def test_paper_sizes_hold_out_mrbench(paper_config, mrbench_text):
     assert summary["items"] == {"rm": 8000, "rl": 2000, "eval": 500}
     assert not in_mrbench(drawn["rm"] + drawn["rl"], mrbench_text)
     assert in_mrbench(drawn["eval"], mrbench_text)  # pinned to eval, and some are drawn
+    # nor does any MRBench dialogue turn (MathTutorBench and MathDial share dialogues with MRBench)
+    shared_turns = [it.id for it in drawn["rm"] + drawn["rl"] for t in it.turns
+                    if t.role == "student" and len(words(t.text)) > 60 and words(t.text) in mrbench_text]
+    assert not shared_turns
     assert summary["checks"]["problems_shared_between_splits"] == 0
 
 
