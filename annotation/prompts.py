@@ -126,7 +126,7 @@ def single_turn_items(problems: list[GSM8KProblem], lists: ProfileLists, config:
             items.append(PromptItem(
                 id=item_id, source="gsm8k", problem_id=problem.problem_id, kind="single_turn",
                 profile=synthetic_profile(lists, _seeded(config.seed, item_id)), problem=problem.question,
-                reference_solution=f"{problem.solution}\n#### {problem.final_answer}",
+                reference_solution=f"{problem.plain_solution}\n#### {problem.final_answer}",
                 meta={"final_answer": problem.final_answer, "profile_source": "synthetic"},
             ))
     return items

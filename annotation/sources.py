@@ -104,6 +104,11 @@ class GSM8KProblem(BaseModel):
     solution: str = Field(description="the worked solution without the final '#### N' line")
     final_answer: str = Field(description="the number after '####'")
 
+    @property
+    def plain_solution(self) -> str:
+        """The solution without GSM8K's calculator annotations ('48/2 = <<48/2=24>>24' -> '48/2 = 24')."""
+        return re.sub(r"<<[^>]*>>", "", self.solution)
+
 
 class _RawGSM8K(_Raw):
     question: str = Field(min_length=1)

@@ -64,6 +64,7 @@ def test_every_item_has_a_profile_and_a_shape_per_kind(demo):
     for it in items:
         if it.kind == "single_turn":
             assert it.source == "gsm8k" and not it.turns and it.profile.interests and it.profile.misconception
+            assert "<<" not in it.reference_solution and it.reference_solution.endswith(f"#### {it.meta['final_answer']}")
         else:
             assert it.source in {"mathdial", "mathtutorbench"} and it.turns and it.reference_responses
         messages = it.chat_messages("You are a tutor.")

@@ -24,6 +24,7 @@ def test_gsm8k_counts_and_final_answers(name, count):
     assert all("####" not in p.solution and p.final_answer for p in problems)
     if name == "train":
         assert problems[0].final_answer == "72"  # Natalia's clips
+        assert problems[0].plain_solution.startswith("Natalia sold 48/2 = 24 clips in May.\n")
 
 
 def test_mathdial_dialogues_profiles_and_turns():
