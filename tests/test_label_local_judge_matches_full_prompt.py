@@ -16,11 +16,12 @@ def _items() -> list[LabeledItem]:
         LabeledItem(id="b", context="## Dialogue so far\n" + "Student: I think it is 12 because 3 times 4.\n" * 30,
                     response="Let's check: does the problem ask you to multiply or to add? " * 3),
         LabeledItem(id="c", context="## Problem\nHalf of 10?", response="5."),
+        LabeledItem(id="d", context="## Problem\nWhat is 3 + 4?", response="It is 7, well done."),  # shares a's context
     ]
 
 
 def _full_prompt_logits(judge, pieces, item, dim_index, sample):
-    ids = pieces.rubric_ids + pieces.item_ids(item.context, item.response) + pieces.suffix_ids(dim_index, sample)
+    ids = pieces.rubric_ids + pieces.context_ids(item.context) + pieces.response_ids(item.response) + pieces.suffix_ids(dim_index, sample)
     with torch.inference_mode():
         logits = judge.model(input_ids=torch.tensor([ids])).logits[0, -1]
     return logits[pieces.level_ids[dim_index]].float()
@@ -28,13 +29,13 @@ def _full_prompt_logits(judge, pieces, item, dim_index, sample):
 
 def test_cached_batched_logits_equal_full_prompt(tiny_causal_lm):
     rubric = load_rubric("hpc")
-    (judge,) = build_judges([f"local?model={tiny_causal_lm}&dtype=float32&batch_size=3&max_context_tokens=64"])
+    (judge,) = build_judges([f"local?model={tiny_causal_lm}&dtype=float32&batch_size=4&max_context_tokens=64"])
     pieces = PromptPieces(judge.tokenizer, rubric, judge.config)
     items = _items()
-    assert len(pieces.item_ids(items[1].context, items[1].response)) < 64 + 80  # the long context was cut
+    assert len(pieces.context_ids(items[1].context)) < 64 + 10  # the long context was cut
     with torch.inference_mode():
         rubric_cache = judge.decoder(input_ids=torch.tensor([pieces.rubric_ids]), use_cache=True).past_key_values
-    samples = [[0, 1], [1], [0, 2]]
+    samples = [[0, 1], [1], [0, 2], [3]]
     batched = judge.level_logits(pieces, rubric_cache, items, samples)
     assert sorted(batched) == sorted((i, s) for i, ss in enumerate(samples) for s in ss)
     for (i, sample), per_dim in batched.items():

@@ -4,10 +4,11 @@ For each dimension the prompt ends in a question whose answer is one level digit
 probability-weighted level computed from the next-token logits of the level tokens ("0", "1", "2"), and
 the argmax level is recorded too.
 
-Speed comes from sharing prefixes through the KV cache, in three layers:
-  rubric (system prompt, identical for every item)   -> computed once per run
-  item   (context + response, truncated from the left) -> one forward per batch of items
-  suffix (one short question per dimension and sample) -> one forward over all of a batch's questions
+Speed comes from sharing prefixes through the KV cache, in four layers:
+  rubric   (system prompt, identical for every item)       -> computed once per run
+  context  (dialogue, truncated from the left)              -> once per distinct context in a batch
+  response (the tutor turn being rated)                     -> one forward per batch of items
+  suffix   (one short question per dimension and sample)    -> one forward over all of a batch's questions
 Segments are right-padded and masked, with explicit position ids, so padding never shifts a position.
 A "sample" lists the levels in a different order in the question (0: ascending, 1: descending, then
 seeded shuffles), so self-consistency across samples measures sensitivity to the prompt wording.
@@ -34,7 +35,8 @@ class LocalJudgeConfig(JudgeConfig):
     backend: str = Field("local", description="judge class: in-process transformers causal LM")
     model: str = Field("smollm2-135m-instruct", description="registry name, hub id or local folder")
     dtype: str = Field("bfloat16", description="torch dtype for the forward passes (float32 or bfloat16)")
-    batch_size: int = Field(4, ge=1, description="items per forward pass")
+    batch_size: int = Field(8, ge=1, description="items per forward pass (items in file order; neighbours sharing a "
+                                                   "context compute it once)")
     max_context_tokens: int = Field(512, ge=16, description="longer contexts keep only their last tokens")
     max_response_tokens: int = Field(256, ge=8, description="longer responses keep only their first tokens")
 
@@ -82,12 +84,14 @@ class PromptPieces:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def item_ids(self, context: str, response: str) -> list[int]:
-        context_ids = self._ids(context.strip())
-        if len(context_ids) > self.config.max_context_tokens:  # keep the end: the turn being answered
-            context_ids = self._ids(CUT_MARK) + context_ids[-self.config.max_context_tokens :]
-        response_ids = self._ids(response.strip())[: self.config.max_response_tokens]
-        return context_ids + self._ids("\n\n## Tutor response to rate\n") + response_ids
+    def context_ids(self, context: str) -> list[int]:
+        ids = self._ids(context.strip())
+        if len(ids) > self.config.max_context_tokens:  # keep the end: the turn being answered
+            ids = self._ids(CUT_MARK) + ids[-self.config.max_context_tokens :]
+        return ids
+
+    def response_ids(self, response: str) -> list[int]:
+        return self._ids("\n\n## Tutor response to rate\n") + self._ids(response.strip())[: self.config.max_response_tokens]
 
     def suffix_ids(self, dim_index: int, sample: int) -> list[int]:
         return self._ids(question_text(self.rubric.dimensions[dim_index], sample) + self.tail)
@@ -129,12 +133,19 @@ class LocalJudge(Judge):
         """For a batch of items: {(item index, sample): [per-dimension logits of the level tokens]}."""
         pad_id = self.tokenizer.pad_token_id
         n_rubric = len(pieces.rubric_ids)
+        # contexts shared by several responses (e.g. one dialogue, many tutors) run once
+        contexts = list(dict.fromkeys(item.context for item in items))
+        context_rows = [pieces.context_ids(c) for c in contexts]
         cache = copy.deepcopy(rubric_cache)
-        cache.batch_repeat_interleave(len(items))
-        item_rows = [pieces.item_ids(item.context, item.response) for item in items]
-        ids, mask = _pad(item_rows, pad_id)
-        past_mask = torch.ones((len(items), n_rubric), dtype=torch.long)
-        _, past_mask = self._extend(cache, past_mask, ids, mask, torch.full((len(items),), n_rubric))
+        cache.batch_repeat_interleave(len(contexts))
+        past_mask = torch.ones((len(contexts), n_rubric), dtype=torch.long)
+        _, past_mask = self._extend(cache, past_mask, *_pad(context_rows, pad_id), torch.full((len(contexts),), n_rubric))
+        context_of = torch.tensor([contexts.index(item.context) for item in items])
+        cache.batch_select_indices(context_of)
+        response_rows = [pieces.response_ids(item.response) for item in items]
+        start = n_rubric + torch.tensor([len(context_rows[c]) for c in context_of])
+        _, past_mask = self._extend(cache, past_mask[context_of], *_pad(response_rows, pad_id), start)
+        item_lengths = start + torch.tensor([len(r) for r in response_rows])
         # one suffix row per (item, sample, dimension), all reading their item's cache rows
         owners, keys, suffix_rows = [], [], []
         for i, samples in enumerate(samples_per_item):
@@ -146,8 +157,7 @@ class LocalJudge(Judge):
         owner_index = torch.tensor(owners)
         cache.batch_select_indices(owner_index)
         ids, mask = _pad(suffix_rows, pad_id)
-        start = n_rubric + torch.tensor([len(item_rows[i]) for i in owners])
-        hidden, _ = self._extend(cache, past_mask[owner_index], ids, mask, start)
+        hidden, _ = self._extend(cache, past_mask[owner_index], ids, mask, item_lengths[owner_index])
         last = hidden[torch.arange(len(suffix_rows)), mask.sum(1) - 1].float()
         weight = self.model.get_output_embeddings().weight.float()
         out: dict[tuple[int, int], list[torch.Tensor]] = {}
