@@ -51,3 +51,4 @@ def test_live_agreement_and_export(tmp_path):
 
     page = app.client.get("/admin", headers={**boss, "accept": "text/html"}).text
     assert 'id="agreement-table"' in page and "1.000" in page and "bob on 3" in page
+    assert "8 labels; 4 of 4 items have 2 or more labels" in page
