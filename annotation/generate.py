@@ -1,0 +1,219 @@
+"""`python -m annotation generate`: candidate tutor responses for prompt sets, in several tutoring styles.
+
+Generators: `local:<model>` (transformers, batched sampling with left padding and the chat template),
+`openai:<model>` (any OpenAI-compatible endpoint, async with bounded concurrency) and `human:teacher`
+(the real teacher turns in `PromptItem.reference_responses`). Each style in `configs/styles.yaml` is a
+system prompt; `PromptItem.chat_messages` adds the profile and the problem.
+
+Output: unlabeled interchange lines (`LabeledItem`), id `<prompt_id>:<generator>:<style>:<k>`. Finished
+responses go to `<out>.partial` as they are made; a rerun skips ids already there or in `<out>`, and the
+final file is written in one atomic step at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import Field, field_validator
+from tqdm import tqdm
+
+from annotation.config import Config, ConfigError, add_arguments, build_config
+from annotation.llm_client import ChatClient, ClientConfig, LLMError
+from annotation.schema import AppendLog, LabeledItem, PromptItem, read_jsonl, write_json, write_jsonl
+
+STYLES_FILE = Path(__file__).resolve().parent.parent / "configs" / "styles.yaml"
+HUMAN = "human:teacher"
+
+
+class GenerateConfig(Config):
+    prompts: Path | None = Field(None, description="PromptItem JSONL (written by `annotation data`)")
+    out: Path | None = Field(None, description="output JSONL of unlabeled LabeledItem lines")
+    generators: list[str] = Field(
+        default_factory=lambda: ["local:smollm2-135m-instruct", HUMAN],
+        description="comma-separated: local:<model>, openai:<model>, human:teacher (the prompts' real teacher turns)",
+    )
+    styles: list[str] = Field(default_factory=list, description="style names from the styles file (empty: all)")
+    styles_file: Path = Field(STYLES_FILE, description="YAML mapping style name -> system prompt")
+    samples_per_style: int = Field(1, ge=1, description="responses per (prompt, generator, style)")
+    max_new_tokens: int = Field(128, ge=1, description="longest response, in tokens")
+    temperature: float = Field(0.8, ge=0, description="sampling temperature (0: greedy)")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
+    batch_size: int = Field(8, ge=1, description="prompts per local generate call")
+    dtype: str = Field("float32", description="torch dtype of the local generator (float32 or bfloat16)")
+    seed: int = Field(0, description="random seed for local sampling")
+    limit: int | None = Field(None, ge=1, description="use only the first N prompts (quick checks)")
+    openai: ClientConfig = Field(default_factory=ClientConfig,
+                                 description="endpoint for openai:<model> generators (model comes from the spec)")
+
+    @field_validator("generators", "styles", mode="before")
+    @classmethod
+    def _split(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("generators")
+    @classmethod
+    def _known_kinds(cls, value):
+        for spec in value:
+            kind, _, model = spec.partition(":")
+            if kind not in {"local", "openai", "human"} or not model:
+                raise ValueError(f"generator {spec!r}: expected local:<model>, openai:<model> or {HUMAN}")
+        return value
+
+
+@dataclass
+class Request:
+    id: str
+    prompt: PromptItem
+    generator: str
+    style: str
+    messages: list[dict]
+
+
+def load_styles(config: GenerateConfig) -> dict[str, str]:
+    styles = yaml.safe_load(Path(config.styles_file).read_text())
+    if not isinstance(styles, dict) or not all(isinstance(v, str) for v in styles.values()):
+        raise ConfigError(f"{config.styles_file}: expected a mapping style name -> system prompt")
+    unknown = [s for s in config.styles if s not in styles]
+    if unknown:
+        raise ConfigError(f"field styles: unknown {unknown} (in {config.styles_file}: {sorted(styles)})")
+    return {name: styles[name] for name in (config.styles or styles)}
+
+
+def plan_requests(prompts: list[PromptItem], config: GenerateConfig, styles: dict[str, str]) -> list[Request]:
+    requests = []
+    for prompt in prompts:
+        for generator in config.generators:
+            if generator.startswith("human:"):
+                for k, text in enumerate(prompt.reference_responses):
+                    requests.append(Request(f"{prompt.id}:{generator}:reference:{k}", prompt, generator, "reference",
+                                            [{"role": "assistant", "content": text}]))
+                continue
+            for style, system_prompt in styles.items():
+                messages = prompt.chat_messages(system_prompt)
+                for k in range(config.samples_per_style):
+                    requests.append(Request(f"{prompt.id}:{generator}:{style}:{k}", prompt, generator, style, messages))
+    return requests
+
+
+def to_item(request: Request, response: str, tokens: int) -> LabeledItem:
+    prompt = request.prompt
+    meta = {"prompt_id": prompt.id, "problem_id": prompt.problem_id, "group": prompt.problem_id,
+            "split": prompt.split, "source": prompt.source, "generator": request.generator, "style": request.style,
+            "profile": prompt.profile.model_dump(exclude_none=True) if prompt.profile else None,
+            "new_tokens": tokens}
+    messages = None if request.generator.startswith("human:") else request.messages
+    return LabeledItem(id=request.id, context=prompt.context, response=response.strip(), prompt=messages, meta=meta)
+
+
+def generate_local(model_name: str, requests: list[Request], config: GenerateConfig, record) -> None:
+    import torch
+
+    from annotation.models import load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(model_name, padding_side="left")
+    model = load_causal_lm(model_name, dtype=config.dtype).eval()
+    torch.manual_seed(config.seed)
+    sampling = {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
+    if config.temperature == 0:
+        sampling = {"do_sample": False}
+    for start in range(0, len(requests), config.batch_size):
+        batch = requests[start : start + config.batch_size]
+        texts = [tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in batch]
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            output = model.generate(**encoded, max_new_tokens=config.max_new_tokens,
+                                    pad_token_id=tokenizer.pad_token_id, **sampling)
+        new = output[:, encoded["input_ids"].shape[1]:]
+        for request, ids in zip(batch, new):
+            ends = (ids == tokenizer.eos_token_id).nonzero()
+            length = int(ends[0]) + 1 if len(ends) else len(ids)  # count tokens up to and with the first EOS
+            record(to_item(request, tokenizer.decode(ids[:length], skip_special_tokens=True), length))
+
+
+def generate_openai(model_name: str, requests: list[Request], config: GenerateConfig, record) -> dict:
+    client_config = config.openai.model_copy(update={"model": model_name})
+    params = {"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_new_tokens}
+
+    async def one(client: ChatClient, request: Request):
+        try:
+            completion = await client.complete(request.messages, **params)
+        except LLMError as err:
+            return request, err
+        return request, completion
+
+    async def run_all() -> dict:
+        failed = 0
+        async with ChatClient(client_config) as client:
+            tasks = [asyncio.create_task(one(client, r)) for r in requests]
+            for done in asyncio.as_completed(tasks):
+                request, result = await done
+                if isinstance(result, LLMError):
+                    failed += 1  # not written: a rerun asks again
+                else:
+                    record(to_item(request, result.text, result.completion_tokens))
+        return {**client.stats.as_dict(), "failed_requests": failed}
+
+    return asyncio.run(run_all()) if requests else {}
+
+
+def run_generate(config: GenerateConfig) -> dict:
+    if config.prompts is None or config.out is None:
+        raise SystemExit("generate: --prompts and --out are required")
+    out = Path(config.out)
+    prompts = read_jsonl(config.prompts, PromptItem)[: config.limit]
+    requests = plan_requests(prompts, config, load_styles(config))
+    previous = read_jsonl(out, LabeledItem) if out.exists() else []
+    partial_path = out.with_name(out.name + ".partial")
+    summary = {"prompts": len(prompts), "requests": len(requests), "generators": {}}
+    with AppendLog(partial_path) as log:
+        done = {item.id for item in previous} | {record["id"] for record in log.records()}
+        pending = [r for r in requests if r.id not in done]
+        summary["skipped_done"] = len(requests) - len(pending)
+        new_tokens = dict.fromkeys(config.generators, 0)
+        with tqdm(total=len(pending), desc="generate", unit="response") as bar:
+            def record(item: LabeledItem) -> None:
+                log.append(item)
+                new_tokens[item.meta["generator"]] += item.meta["new_tokens"]
+                bar.update(1)
+
+            for generator in config.generators:
+                todo = [r for r in pending if r.generator == generator]
+                kind, _, model_name = generator.partition(":")
+                began = time.perf_counter()
+                stats = {}
+                if kind == "human":
+                    for request in todo:
+                        record(to_item(request, request.messages[0]["content"], 0))
+                elif kind == "local":
+                    generate_local(model_name, todo, config, record)
+                else:
+                    stats = generate_openai(model_name, todo, config, record)
+                seconds = time.perf_counter() - began
+                summary["generators"][generator] = {
+                    "responses": len(todo), "seconds": round(seconds, 2), "new_tokens": new_tokens[generator],
+                    "tokens_per_s": round(new_tokens[generator] / seconds, 2) if todo and kind != "human" else None,
+                    **stats}
+        made = {item.id: item for item in map(LabeledItem.model_validate, log.records())}
+    merged = {item.id: item for item in previous} | made
+    order = [r.id for r in requests if r.id in merged] + [i for i in merged if i not in {r.id for r in requests}]
+    summary["written"] = write_jsonl(out, (merged[i] for i in order))
+    partial_path.unlink()
+    write_json(out.with_name(out.stem + ".summary.json"), summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m annotation generate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, GenerateConfig)
+    summary = run_generate(build_config(GenerateConfig, parser.parse_args(argv)))
+    print(f"{summary['written']} responses in {summary['prompts']} prompts "
+          f"({summary['skipped_done']} already done)")
+    for name, stats in summary["generators"].items():
+        print(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
