@@ -46,3 +46,14 @@ def test_next_resumes_at_the_first_unfinished_item(tmp_path):
     again = app.client.get("/api/next", headers=alice).json()
     assert again["item"]["id"] == app.ids[1]
     assert again["progress"] == {"labeled": 1, "skipped": 0, "pending": 4, "flagged": 0, "assigned": 5}
+
+
+def test_revoking_an_annotator_releases_their_unfinished_items(tmp_path):
+    app = local_app(tmp_path, n_items=4, k=1, claim_batch=4)
+    alice = bearer(app.tokens["alice"])
+    first = app.client.get("/api/next", headers=alice).json()["item"]["id"]
+    app.client.put(f"/api/annotators/alice/labels/{first}", headers=alice, json={"scores": FULL_SCORES})
+    assert app.client.get("/api/next", headers=bearer(app.tokens["bob"])).json()["item"] is None  # all held
+    assert app.store.revoke_annotator("alice") == 3
+    assert drain(app, "bob") == app.ids[1:]  # alice's three unfinished items, not her labeled one
+    assert {(i.id, i.annotator) for i in app.store.export()} >= {(first, "human:alice")}

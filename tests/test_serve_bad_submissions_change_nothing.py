@@ -1,4 +1,6 @@
 """Unknown item, score out of range, wrong or missing dimension, malformed body: a clear 4xx, nothing stored."""
+import re
+
 import pytest
 
 from browser_support import FULL_SCORES, bearer, local_app
@@ -63,4 +65,8 @@ def test_html_form_with_a_missing_dimension_shows_the_error(app):
     out_of_range = app.client.post(f"/items/{app.mine}", data={
         "action": "label", "score_Helpfulness": "7", "score_Personalization": "0", "score_Creativity": "0"})
     assert out_of_range.status_code == 422 and "7 is outside 0..2" in out_of_range.text
+    not_a_number = app.client.post(f"/items/{app.mine}", data={
+        "action": "label", "score_Helpfulness": "two", "score_Personalization": "0", "score_Creativity": "0"})
+    assert not_a_number.status_code == 422 and "scores.Helpfulness: &#39;two&#39; is not a level" in not_a_number.text
+    assert re.search(r'id="Personalization-0"[^>]*checked', not_a_number.text)  # the other choices are kept
     assert snapshot(app) == before

@@ -48,6 +48,8 @@ def test_wrong_token_on_login_form_gets_401(app):
     assert ok.status_code == 303 and ok.headers["location"] == "/next"
     cookie = ok.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
+    again = app.client.get("/", follow_redirects=False)  # logged in: the front page goes straight to work
+    assert again.status_code == 303 and again.headers["location"] == "/next"
 
 
 def test_revoked_token_gets_401(app):

@@ -38,8 +38,9 @@ def run(action: str, config: AnnotatorsConfig) -> None:
         role = "admin" if config.admin else "annotator"
         print(f"created {role} {config.name}. Access token (shown once, only its hash is stored):\n{token}")
     elif action == "revoke":
-        store.revoke_annotator(config.name)
-        print(f"revoked {config.name}: their token no longer works; their labels stay")
+        released = store.revoke_annotator(config.name)
+        print(f"revoked {config.name}: their token no longer works; their labels stay; "
+              f"{released} unfinished items go back to the pool")
     elif action == "list":
         progress = store.progress()
         for a in store.list_annotators():

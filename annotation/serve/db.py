@@ -202,10 +202,15 @@ class LabelStore:
             )
         return token
 
-    def revoke_annotator(self, name: str) -> None:
+    def revoke_annotator(self, name: str) -> int:
+        """Disable the token and hand the annotator's unfinished items back to the pool; labels stay.
+        Returns how many pending items were released."""
         with self.transaction() as conn:
             if conn.execute("UPDATE annotators SET revoked = 1 WHERE name = ?", (name,)).rowcount == 0:
                 raise StoreError(f"no annotator {name!r} in {self.path}")
+            return conn.execute(
+                "DELETE FROM assignments WHERE annotator = ? AND status = 'pending'", (name,)
+            ).rowcount
 
     def list_annotators(self) -> list[dict]:
         with self.connect() as conn:

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from annotation.schema import PROFILE_HEADER
 from annotation.serve.api import LabelSubmission, progress_of, save_submission
-from annotation.serve.auth import COOKIE, current_annotator, require_admin
+from annotation.serve.auth import COOKIE, current_annotator, request_token, require_admin
 from annotation.serve.db import Annotator, LabelStore
 from annotation.serve.summary import admin_summary
 
@@ -56,6 +56,10 @@ def favicon():
 
 @router.get("/")
 def home(request: Request):
+    token = request_token(request)
+    who = request.app.state.store.annotator_for_token(token) if token else None
+    if who is not None:  # already logged in
+        return RedirectResponse("/admin" if who.is_admin else "/next", status_code=303)
     return render(request, "login.html", error=None)
 
 
@@ -116,26 +120,37 @@ def show_item(item_id: str, request: Request, who: Annotator = Depends(current_a
     return item_page(request, who, item_id)
 
 
-@router.post("/items/{item_id:path}")
-async def submit_item(item_id: str, request: Request, who: Annotator = Depends(current_annotator)):
-    form = await request.form()
-    rubric = request.app.state.rubric
+def form_submission(form, rubric) -> LabelSubmission:
+    """The item form as a LabelSubmission; a value that is not a level or too long a comment is a 422."""
     skip = form.get("action") == "skip"
-    raw = {n: form.get(f"score_{n}") for n in rubric.names if form.get(f"score_{n}") not in (None, "")}
+    scores = {}
+    for name in rubric.names:
+        value = str(form.get(f"score_{name}") or "")
+        if value:
+            if not value.isdigit():
+                raise HTTPException(422, f"scores.{name}: {value!r} is not a level")
+            scores[name] = int(value)
     try:
-        scores = {n: int(v) for n, v in raw.items()}
-        submission = LabelSubmission(
+        return LabelSubmission(
             scores=None if skip else scores, skip=skip, comment=str(form.get("comment", "")).strip(),
             flagged=form.get("flagged") == "on",
         )
+    except ValidationError as err:
+        e = err.errors()[0]
+        raise HTTPException(422, f"{'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+
+
+@router.post("/items/{item_id:path}")
+async def submit_item(item_id: str, request: Request, who: Annotator = Depends(current_annotator)):
+    form = await request.form()
+    try:
+        submission = form_submission(form, request.app.state.rubric)
         await run_in_threadpool(save_submission, request, who, item_id, submission)
-    except (ValueError, ValidationError) as err:
-        message = str(err).splitlines()[0] if isinstance(err, ValidationError) else f"not a level: {err}"
-        return await run_in_threadpool(item_page, request, who, item_id, 422, message, raw)
     except HTTPException as err:
         if err.status_code != 422:
             raise
-        return await run_in_threadpool(item_page, request, who, item_id, 422, err.detail, raw)
+        submitted = {k.removeprefix("score_"): v for k, v in form.items() if k.startswith("score_")}
+        return await run_in_threadpool(item_page, request, who, item_id, 422, err.detail, submitted)
     return RedirectResponse("/next", status_code=303)
 
 
