@@ -38,6 +38,11 @@ def test_create_list_revoke(tmp_path, capsys):
     admin.main(["list", "--db", str(db)])
     assert "REVOKED" in capsys.readouterr().out
 
+    admin.main(["new-token", "--db", str(db), "--name", "alice"])  # a lost or revoked token is replaced
+    fresh = capsys.readouterr().out.strip().splitlines()[-1]
+    assert fresh != alice and store.annotator_for_token(fresh).name == "alice"
+    assert store.annotator_for_token(alice) is None
+
 
 def test_duplicate_or_bad_names_are_refused(tmp_path, capsys):
     db = tmp_path / "labels.sqlite"

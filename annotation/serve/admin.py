@@ -1,8 +1,9 @@
-"""`python -m annotation annotators create|list|revoke|export`: manage who may annotate, from the shell.
+"""`python -m annotation annotators create|new-token|list|revoke|export`: manage who may annotate.
 
 `create` prints a fresh access token exactly once; the database keeps only its SHA-256 hash, so a lost token
-is replaced by revoking the annotator and creating a new name. `export` writes every label as interchange JSONL
-(the same file as the admin page's export link).
+cannot be shown again: `new-token` replaces it (the old one stops working, name and labels stay). `revoke`
+disables a token and hands the annotator's unfinished items to others. `export` writes every label as
+interchange JSONL (the same file as the admin page's export link).
 """
 from __future__ import annotations
 
@@ -15,18 +16,18 @@ from annotation.config import Config, add_arguments, build_config
 from annotation.schema import write_jsonl
 from annotation.serve.db import LabelStore, StoreError
 
-ACTIONS = ("create", "list", "revoke", "export")
+ACTIONS = ("create", "new-token", "list", "revoke", "export")
 
 
 class AnnotatorsConfig(Config):
     db: Path = Field(Path("runs/demo/annotation.sqlite"), description="SQLite file of the annotation server")
-    name: str | None = Field(None, description="annotator name (create, revoke); labels are exported as human:<name>")
+    name: str | None = Field(None, description="annotator name (create, new-token, revoke); exported as human:<name>")
     admin: bool = Field(False, description="create: the annotator may see the admin page and export labels")
     out: Path | None = Field(None, description="export: JSONL file to write the labels to")
 
 
 def run(action: str, config: AnnotatorsConfig) -> None:
-    if action in {"create", "revoke"} and not config.name:
+    if action in {"create", "new-token", "revoke"} and not config.name:
         raise StoreError(f"{action} needs --name")
     if action == "export" and config.out is None:
         raise StoreError("export needs --out FILE")
@@ -37,6 +38,9 @@ def run(action: str, config: AnnotatorsConfig) -> None:
         token = store.create_annotator(config.name, admin=config.admin)
         role = "admin" if config.admin else "annotator"
         print(f"created {role} {config.name}. Access token (shown once, only its hash is stored):\n{token}")
+    elif action == "new-token":
+        token = store.new_token(config.name)
+        print(f"new token for {config.name}; the old one no longer works (shown once):\n{token}")
     elif action == "revoke":
         released = store.revoke_annotator(config.name)
         print(f"revoked {config.name}: their token no longer works; their labels stay; "

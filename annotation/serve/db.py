@@ -202,6 +202,17 @@ class LabelStore:
             )
         return token
 
+    def new_token(self, name: str) -> str:
+        """Replace a lost token: the old one stops working, the annotator keeps their name and labels."""
+        token = secrets.token_urlsafe(24)
+        with self.transaction() as conn:
+            updated = conn.execute(
+                "UPDATE annotators SET token_hash = ?, revoked = 0 WHERE name = ?", (hash_token(token), name)
+            ).rowcount
+            if updated == 0:
+                raise StoreError(f"no annotator {name!r} in {self.path}")
+        return token
+
     def revoke_annotator(self, name: str) -> int:
         """Disable the token and hand the annotator's unfinished items back to the pool; labels stay.
         Returns how many pending items were released."""

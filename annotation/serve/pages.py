@@ -72,7 +72,8 @@ async def login(request: Request):
     if who is None:
         return render(request, "login.html", status_code=401, error="That token is not valid (or was revoked).")
     response = RedirectResponse("/admin" if who.is_admin else "/next", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/",
+                        secure=request.url.scheme == "https")
     return response
 
 
