@@ -52,3 +52,5 @@ def test_twenty_concurrent_clients(server):
     assert {(i, n): s for i, n, s in stored} == acknowledged  # every acknowledged label exactly as sent
     assert Counter(i for i, _, _ in stored) == {item_id: K for item_id in {i for i, _ in acknowledged}}
     assert all(c["pending"] == 0 for c in store.progress().values())
+    with store.connect() as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
