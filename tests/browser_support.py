@@ -36,7 +36,8 @@ def write_tasks(path: Path, n: int, responses: dict[int, str] | None = None, ids
         profile = StudentProfile(grade="7th grade", interests=["football"], misconception="adds the denominators")
         context = render_context(profile, f"What is 1/2 + 1/{i + 3}?", [Turn(role="student", text="Is it 2/5?")])
         response = responses.get(i, f"Good try! Picture 1/2 and 1/{i + 3} of a pizza: are the slices the same size?")
-        rows.append({"id": ids.get(i, f"item-{i:03d}"), "context": context, "response": response, "meta": {"n": i}})
+        rows.append({"id": ids.get(i, f"item-{i:03d}"), "context": context, "response": response, "meta": {"n": i},
+                     "prompt": [{"role": "user", "content": f"What is 1/2 + 1/{i + 3}?"}]})
     write_jsonl(path, rows)
     return [row["id"] for row in rows]
 

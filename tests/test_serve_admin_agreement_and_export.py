@@ -42,7 +42,8 @@ def test_live_agreement_and_export(tmp_path):
     items = [LabeledItem.model_validate_json(line) for line in export.text.splitlines()]
     assert len(items) == 8 and {item.annotator for item in items} == {"human:alice", "human:bob"}
     bob_last = next(i for i in items if i.annotator == "human:bob" and i.id == app.ids[3])
-    assert bob_last.meta["comment"] == "bob on 3" and bob_last.meta["flagged"] is True and bob_last.meta["n"] == 3
+    assert bob_last.meta["comment"] == "bob on 3" and bob_last.meta["flagged"] is True
+    assert bob_last.meta["n"] == 3 and bob_last.prompt[0].content == "What is 1/2 + 1/6?"  # task fields kept
     assert bob_last.scores == {"Helpfulness": 0, "Personalization": 1, "Creativity": 2}
 
     exported = tmp_path / "human_labels.jsonl"  # the same file from the shell

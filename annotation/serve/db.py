@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS items (
     position INTEGER NOT NULL UNIQUE,
     context TEXT NOT NULL,
     response TEXT NOT NULL,
-    meta TEXT NOT NULL
+    record TEXT NOT NULL  -- the task line as given (prompt, meta, ...), so the export keeps every field
 );
 CREATE TABLE IF NOT EXISTS assignments (
     item_id TEXT NOT NULL REFERENCES items(id),
@@ -78,7 +78,7 @@ class Item:
     position: int
     context: str
     response: str
-    meta: dict
+    record: dict
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def _assignment(row: sqlite3.Row) -> Assignment:
 
 
 def _item(row: sqlite3.Row) -> Item:
-    return Item(row["id"], row["position"], row["context"], row["response"], json.loads(row["meta"]))
+    return Item(row["id"], row["position"], row["context"], row["response"], json.loads(row["record"]))
 
 
 class LabelStore:
@@ -181,7 +181,7 @@ class LabelStore:
                     continue
                 conn.execute(
                     "INSERT INTO items VALUES (?, ?, ?, ?, ?)",
-                    (item.id, start + added, item.context, item.response, json.dumps(item.meta)),
+                    (item.id, start + added, item.context, item.response, item.model_dump_json(exclude_none=True)),
                 )
                 added += 1
         return added
@@ -362,18 +362,19 @@ class LabelStore:
             return [_assignment(r) for r in rows]
 
     def export(self) -> list[LabeledItem]:
-        """Every label as interchange records: annotator `human:<name>`, comment and flag in meta."""
+        """Every label as interchange records: the task line with its scores, annotator `human:<name>`, and
+        the comment, flag and time in meta."""
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT a.*, i.context, i.response, i.meta AS item_meta FROM assignments a "
-                "JOIN items i ON i.id = a.item_id WHERE a.status = 'labeled' ORDER BY i.position, a.annotator"
+                "SELECT a.*, i.record FROM assignments a JOIN items i ON i.id = a.item_id "
+                "WHERE a.status = 'labeled' ORDER BY i.position, a.annotator"
             ).fetchall()
-        return [
-            LabeledItem(
-                id=r["item_id"], context=r["context"], response=r["response"], scores=json.loads(r["scores"]),
-                annotator=f"human:{r['annotator']}",
-                meta={**json.loads(r["item_meta"]), "comment": r["comment"], "flagged": bool(r["flagged"]),
-                      "labeled_at": r["updated_at"]},
-            )
-            for r in rows
-        ]
+        labels = []
+        for r in rows:
+            task = json.loads(r["record"])
+            meta = {**task.get("meta", {}), "comment": r["comment"], "flagged": bool(r["flagged"]),
+                    "labeled_at": r["updated_at"]}
+            labels.append(LabeledItem.model_validate(
+                {**task, "scores": json.loads(r["scores"]), "annotator": f"human:{r['annotator']}", "meta": meta}
+            ))
+        return labels
