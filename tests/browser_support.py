@@ -75,25 +75,36 @@ class Server:
         self.process: subprocess.Popen | None = None
         self.url = ""
 
-    def start(self, timeout: float = 60) -> "Server":
-        port = free_port()
+    def start(self, timeout: float = 60, attempts: int = 3) -> "Server":
+        """Start on a free port and wait for /healthz; retry if another process grabbed the port first."""
+        for _ in range(attempts):
+            if self._try_start(free_port(), timeout):
+                return self
+        raise RuntimeError(f"no free port after {attempts} attempts:\n{self.log.read_text()}")
+
+    def _try_start(self, port: int, timeout: float) -> bool:
         self.url = f"http://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "annotation", "serve", "--db", str(self.db), "--k", str(self.k),
                "--claim-batch", str(self.claim_batch), "--port", str(port)]
         if self.tasks is not None:
             cmd += ["--tasks", str(self.tasks)]
+        log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("a") as log:
             self.process = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log.read_text()}")
+                output = self.log.read_text()[log_start:]
+                if "address already in use" in output.lower():
+                    return False
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{output}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
+                    return True
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log.read_text()}")
+        self.stop()
+        raise RuntimeError(f"server did not answer within {timeout}s:\n{self.log.read_text()[log_start:]}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handler runs, exactly like a crash or an OOM kill."""
