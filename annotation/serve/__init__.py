@@ -20,7 +20,11 @@ class ServeConfig(Config):
     db: Path = Field(Path("runs/demo/annotation.sqlite"), description="SQLite file holding items, annotators and labels")
     k: int = Field(2, ge=1, description="how many different annotators label each item (overlap for agreement)")
     claim_batch: int = Field(10, ge=1, description="items handed to an annotator at a time when their queue is empty")
-    host: str = Field("127.0.0.1", description="address to listen on")
+    host: str = Field(
+        "127.0.0.1",
+        description="address to listen on; to serve a team, keep this and put an HTTPS reverse proxy in front "
+                    "(tokens travel in every request)",
+    )
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
 
 
