@@ -1,0 +1,107 @@
+"""The GRPO run's options, defined once: YAML files in configs/policy/ and `--flags` both fill `GRPORunConfig`.
+
+`beta` (the KL coefficient) and `loss_type` have no defaults on purpose: TRL's default beta is 0, which silently
+drops the KL penalty, so every config must say what it wants.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from annotation.config import Config
+from policy.prompts import DEFAULT_SYSTEM_PROMPT
+from policy.rewards import validate_extra_params
+
+LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
+
+
+class LoraOptions(Config):
+    enabled: bool = Field(False, description="train LoRA adapters (peft) instead of all weights")
+    r: int = Field(16, ge=1, description="LoRA rank")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] | str = Field("all-linear", description="modules LoRA adapts (peft syntax)")
+
+
+class VLLMOptions(Config):
+    """Passed through to TRL for GPU users; vLLM does not run on this CPU machine."""
+
+    enabled: bool = Field(False, description="generate rollouts with vLLM (GPU only)")
+    mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in the training process or a server")
+    server_host: str = Field("0.0.0.0", description="host of `trl vllm-serve` (server mode)")
+    server_port: int = Field(8000, description="port of `trl vllm-serve` (server mode)")
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="GPU memory share for vLLM (colocate)")
+    tensor_parallel_size: int = Field(1, ge=1, description="tensor parallel size for vLLM (colocate)")
+
+
+class GRPORunConfig(Config):
+    # what to train, on what
+    policy: str = Field("smollm2-135m-instruct", description="policy model: registry name, hub id or local folder")
+    reward_model: str = Field("runs/demo/rm", description="HPC-RM folder written by `python -m hpc_rm train`")
+    prompts: str = Field("runs/demo/data/rl.jsonl", description="PromptItem JSONL: the `rl` split")
+    max_prompts: int | None = Field(None, ge=1, description="use only the first N prompts (None: all)")
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="tutor system prompt; the profile is appended")
+    out: str = Field("runs/demo/policy", description="output folder: checkpoints, final policy, logs")
+    # reward
+    weights: dict[str, float] | None = Field(
+        None, description="weight per RM dimension, e.g. {Helpfulness: 0.4, ...}; None: the RM's own weights"
+    )
+    extra_rewards: dict[str, dict] = Field(
+        default_factory=dict,
+        description="extra rewards by registry name with their parameters, e.g. {answer_leak: {penalty: 1.0, "
+                    "mode: soft}, length_penalty: {target_tokens: 160}}",
+    )
+    rm_batch_size: int = Field(32, ge=1, description="reward-model batch size")
+    # GRPO objective
+    beta: float = Field(ge=0, description="KL coefficient against the reference model (required: TRL's default 0 "
+                                          "drops the KL term)")
+    loss_type: LossType = Field(description="TRL loss formulation (required), e.g. grpo, dr_grpo, dapo")
+    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="advantage scaling in TRL")
+    multi_objective_aggregation: Literal["sum_then_normalize", "normalize_then_sum"] = Field(
+        "sum_then_normalize", description="weighted sum then normalise, or normalise each reward in its group first"
+    )
+    epsilon: float = Field(0.2, gt=0, description="clipping range of the policy ratio")
+    num_iterations: int = Field(1, ge=1, description="policy updates per generated batch")
+    # optimisation
+    learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate")
+    max_steps: int = Field(20, ge=1, description="optimizer steps")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up steps")
+    prompts_per_step: int = Field(4, ge=1, description="distinct prompts per optimizer step")
+    num_generations: int = Field(4, ge=2, description="completions per prompt (the GRPO group)")
+    steps_per_generation: int = Field(
+        1, ge=1, description="optimizer steps served by one generation call (larger = bigger generation batches)"
+    )
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    gradient_checkpointing: bool = Field(False, description="trade compute for memory in the policy update")
+    bf16: bool = Field(False, description="bf16 mixed precision for the policy update")
+    seed: int = Field(0, description="random seed")
+    # generation
+    max_completion_length: int = Field(64, ge=1, description="tokens generated per completion")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature for rollouts")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling for rollouts")
+    rollout_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="precision of rollout generation (transformers path): bfloat16 runs under autocast"
+    )
+    cache_implementation: str | None = Field(None, description="KV cache for transformers generate, e.g. 'static'")
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="vLLM rollouts (GPU users)")
+    lora: LoraOptions = Field(default_factory=LoraOptions, description="LoRA adapters (peft)")
+    deepspeed: str | None = Field(None, description="DeepSpeed JSON config path (GPU users, via accelerate)")
+    # bookkeeping
+    logging_steps: int = Field(1, ge=1, description="log metrics every N steps")
+    save_steps: int = Field(10, ge=1, description="write a checkpoint every N steps")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
+    resume: bool = Field(True, description="continue from the newest checkpoint in `out` if there is one")
+
+    @field_validator("extra_rewards")
+    @classmethod
+    def _known_extras(cls, value: dict[str, dict]) -> dict[str, dict]:
+        validate_extra_params(value)
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_nonnegative(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and (not value or any(w < 0 for w in value.values())):
+            raise ValueError("weights must be non-negative and name at least one dimension")
+        return value

@@ -1,0 +1,185 @@
+"""`python -m policy grpo --config configs/policy/tiny.yaml`: GRPO on the weighted HPC reward with a KL penalty.
+
+TRL's GRPOTrainer does the work. This module turns a `GRPORunConfig` into its arguments: one reward function per
+reward-model head (sharing one RM forward per batch) plus the configured extras, `reward_weights` in the same
+order, explicit `beta` and `loss_type`, prompts from the `rl` split through the policy's chat template. It adds
+timing of each step's generation and reward scoring to TRL's logged metrics, saves a policy that loads with plain
+transformers (LoRA adapters merged), and writes `run.json` + `train_log.jsonl` for `python -m policy eval`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from annotation.config import ConfigError, add_arguments, build_config, dump_config
+from annotation.models import load_tokenizer, resolve_model
+from annotation.schema import DataError, write_json, write_jsonl, write_text
+from policy.config import GRPORunConfig
+from policy.prompts import load_prompt_rows
+from policy.rewards import RewardSetup, build_reward_functions, validate_extra_params
+
+FINAL_POLICY = "policy"  # subfolder of `out` holding the trained policy
+
+
+class TimedGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer that logs seconds spent generating and scoring per step, and can roll out under bf16 autocast."""
+
+    def __init__(self, *args, rollout_dtype: str = "float32", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rollout_dtype = rollout_dtype
+
+    def _timed(self, name: str, started: float) -> None:
+        self._metrics["train" if self.model.training else "eval"][f"time/{name}_s"].append(time.perf_counter() - started)
+
+    def _generate_single_turn(self, *args, **kwargs):
+        started = time.perf_counter()
+        autocast = (torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16)
+                    if self.rollout_dtype == "bfloat16" and not self.use_vllm else contextlib.nullcontext())
+        with autocast:
+            out = super()._generate_single_turn(*args, **kwargs)
+        self._timed("generate", started)
+        return out
+
+    def _calculate_rewards(self, *args, **kwargs):
+        started = time.perf_counter()
+        out = super()._calculate_rewards(*args, **kwargs)
+        self._timed("reward", started)
+        return out
+
+
+def load_reward_model(path: str):
+    from hpc_rm.model import HPCRewardModel
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return HPCRewardModel.from_pretrained(path, device=device)
+
+
+def reward_weights_for(cfg: GRPORunConfig, rm) -> dict[str, float]:
+    """The config's weights, checked against the RM's dimensions (None: the RM's own aggregation weights)."""
+    weights = cfg.weights if cfg.weights is not None else rm.weights
+    if set(weights) != set(rm.dimensions):
+        raise ConfigError(f"field weights: must name exactly the reward model's dimensions {rm.dimensions} "
+                          f"(got {sorted(weights)})")
+    return {d: float(weights[d]) for d in rm.dimensions}
+
+
+def trl_args(cfg: GRPORunConfig, reward_weights: list[float]) -> GRPOConfig:
+    extra = {}
+    if cfg.vllm.enabled:
+        extra = dict(use_vllm=True, vllm_mode=cfg.vllm.mode, vllm_server_host=cfg.vllm.server_host,
+                     vllm_server_port=cfg.vllm.server_port,
+                     vllm_gpu_memory_utilization=cfg.vllm.gpu_memory_utilization,
+                     vllm_tensor_parallel_size=cfg.vllm.tensor_parallel_size)
+    return GRPOConfig(
+        output_dir=cfg.out, beta=cfg.beta, loss_type=cfg.loss_type, reward_weights=reward_weights,
+        scale_rewards=cfg.scale_rewards, multi_objective_aggregation=cfg.multi_objective_aggregation,
+        epsilon=cfg.epsilon, num_iterations=cfg.num_iterations, learning_rate=cfg.learning_rate,
+        max_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps,
+        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        num_generations=cfg.num_generations, steps_per_generation=cfg.steps_per_generation,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        activation_checkpointing=cfg.gradient_checkpointing, bf16=cfg.bf16, seed=cfg.seed,
+        max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p,
+        cache_implementation=cfg.cache_implementation, deepspeed=cfg.deepspeed,
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, report_to="none", use_cpu=not torch.cuda.is_available(),
+        remove_unused_columns=False, **extra,
+    )
+
+
+def lora_config(cfg: GRPORunConfig):
+    if not cfg.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+
+
+def build_trainer(cfg: GRPORunConfig, rm=None) -> tuple[TimedGRPOTrainer, object]:
+    """(trainer, shared RM cache). `rm` may be passed in (tests, sweeps); by default it is loaded from the config."""
+    from datasets import Dataset
+
+    rm = rm if rm is not None else load_reward_model(cfg.reward_model)
+    weights = reward_weights_for(cfg, rm)
+    tokenizer = load_tokenizer(cfg.policy)
+    eos_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    funcs, reward_weights, cache = build_reward_functions(
+        rm, weights, validate_extra_params(cfg.extra_rewards),
+        RewardSetup(max_completion_length=cfg.max_completion_length, eos_token_ids=eos_ids),
+        rm_batch_size=cfg.rm_batch_size,
+    )
+    rows = load_prompt_rows(cfg.prompts, cfg.system_prompt, cfg.max_prompts)
+    trainer = TimedGRPOTrainer(
+        # A path, not a loaded model: with beta > 0 TRL rebuilds the reference model from it.
+        model=resolve_model(cfg.policy), reward_funcs=funcs, args=trl_args(cfg, reward_weights),
+        train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=lora_config(cfg),
+        rollout_dtype=cfg.rollout_dtype,
+    )
+    return trainer, cache
+
+
+def save_policy(trainer: GRPOTrainer, out: Path) -> Path:
+    """Full weights + tokenizer in out/policy, written to a temporary folder first (LoRA adapters merged)."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    final, tmp = out / FINAL_POLICY, out / f".{FINAL_POLICY}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    trainer.processing_class.save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+
+def run_grpo(cfg: GRPORunConfig, rm=None) -> dict:
+    """Train, save the policy and the logs; returns the run summary (also written as out/run.json)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", dump_config(cfg))
+    trainer, cache = build_trainer(cfg, rm)
+    resume = last_checkpoint(out) if cfg.resume else None
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - started
+    if not trainer.accelerator.is_main_process:
+        return {}
+    policy_dir = save_policy(trainer, out)
+    write_jsonl(out / "train_log.jsonl", trainer.state.log_history)
+    summary = {
+        "policy": str(policy_dir), "base_policy": resolve_model(cfg.policy), "base_policy_name": cfg.policy,
+        "reward_model": cfg.reward_model, "weights": reward_weights_for(cfg, cache.rm),
+        "reward_functions": list(trainer.reward_func_names), "reward_weights": list(trainer.args.reward_weights),
+        "beta": cfg.beta, "loss_type": cfg.loss_type, "steps": trainer.state.global_step,
+        "resumed_from": resume, "train_seconds": round(seconds, 1), "rm_forwards": cache.forwards,
+        "system_prompt": cfg.system_prompt, "config": json.loads(cfg.model_dump_json()),
+    }
+    write_json(out / "run.json", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m policy grpo", description=__doc__.split("\n")[0])
+    add_arguments(parser, GRPORunConfig)
+    try:
+        cfg = build_config(GRPORunConfig, parser.parse_args(argv))
+        summary = run_grpo(cfg)
+    except (ConfigError, DataError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    if summary:
+        print(f"saved policy to {summary['policy']} after {summary['steps']} steps ({summary['train_seconds']} s)")

@@ -1,0 +1,69 @@
+"""A 2-step GRPO run on tiny random models writes a policy that loads with plain transformers, logs every reward by
+name, resumes from its checkpoint, and `python -m policy eval` reports on its outputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from annotation.schema import PromptItem, StudentProfile, Turn, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def prompt_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prompts")
+    profile = StudentProfile(grade="5th grade", interests=["football"], misconception="adds instead of subtracting")
+    items = []
+    for i in range(6):
+        items.append(PromptItem(
+            id=f"p{i}", source="gsm8k", problem_id=f"q{i}", kind="multi_turn" if i % 2 else "single_turn",
+            profile=profile, problem=f"Sam has {i + 7} apples and gives away 3. How many are left?",
+            turns=[Turn(role="student", text=f"Is it {i + 10}?")] if i % 2 else [],
+            reference_solution=f"{i + 7} - 3 = {i + 4}\n#### {i + 4}",
+        ))
+    write_jsonl(folder / "rl.jsonl", items[:4])
+    write_jsonl(folder / "eval.jsonl", items[4:])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tiny_encoder, tmp_path_factory):
+    from hpc_rm.model import HPCRewardModel
+
+    path = tmp_path_factory.mktemp("rm")
+    HPCRewardModel.from_backbone(tiny_encoder, "hpc").save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def grpo_run(tiny_causal_lm, tiny_rm, prompt_files, tmp_path_factory):
+    from annotation.config import load_config
+    from policy.config import GRPORunConfig
+    from policy.grpo import run_grpo
+
+    out = tmp_path_factory.mktemp("grpo")
+    cfg = load_config(GRPORunConfig, overrides={
+        "policy": tiny_causal_lm, "reward_model": tiny_rm, "prompts": str(prompt_files / "rl.jsonl"),
+        "out": str(out), "beta": 0.04, "loss_type": "grpo", "max_steps": 2, "prompts_per_step": 2,
+        "num_generations": 2, "max_completion_length": 8, "save_steps": 1, "learning_rate": 1e-3,
+        "extra_rewards": {"answer_leak": {"penalty": 1.0, "mode": "soft"}, "length_penalty": {}},
+    })
+    return cfg, run_grpo(cfg)
+
+
+def test_grpo_writes_policy_loadable_by_transformers(grpo_run):
+    from transformers import AutoModelForCausalLM
+
+    cfg, summary = grpo_run
+    assert summary["steps"] == 2
+    assert summary["reward_functions"] == ["Helpfulness", "Personalization", "Creativity", "answer_leak",
+                                           "length_penalty"]
+    assert summary["reward_weights"] == [0.4, 0.3, 0.3, 1.0, 1.0]
+    model = AutoModelForCausalLM.from_pretrained(summary["policy"])
+    assert model.config.num_hidden_layers == 2
+    logs = [json.loads(line) for line in open(f"{cfg.out}/train_log.jsonl")]
+    step_logs = [log for log in logs if "rewards/Helpfulness/mean" in log]
+    assert len(step_logs) == 2
+    assert all("kl" in log and "time/generate_s" in log and "time/reward_s" in log for log in step_logs)
+    # One RM forward per generation batch, not one per head.
+    assert summary["rm_forwards"] == 2
