@@ -206,6 +206,14 @@ def human_vs_judge(reference: dict[str, int], judge: dict[str, dict[str, int]], 
     return stats
 
 
+def label_counts(table: ScoreTable, dimension: str, n_levels: int) -> dict[str, list[int]]:
+    """annotator -> how often it gave each level; kappa and alpha read low when one level dominates."""
+    return {
+        name: np.bincount([s[dimension] for s in labels.values() if dimension in s], minlength=n_levels).tolist()
+        for name, labels in sorted(table.items())
+    }
+
+
 def agreement_report(items: list[LabeledItem], rubric: Rubric) -> dict:
     """Everything the agreement report shows, per dimension, as plain JSON-ready data."""
     table = score_table(items, rubric)
@@ -223,6 +231,7 @@ def agreement_report(items: list[LabeledItem], rubric: Rubric) -> dict:
             "llm_self": {
                 j: rater_agreement(samples[j], dim.name, n_levels) for j in sorted(samples) if len(samples[j]) >= 2
             },
+            "label_counts": label_counts(table, dim.name, n_levels),
         }
     return {
         "rubric": {"name": rubric.name, "hash": rubric.hash, "dimensions": rubric.names},

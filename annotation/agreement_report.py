@@ -83,6 +83,15 @@ def render_markdown(report: dict) -> str:
     lines += _table(["dimension", "judge", "alpha", "exact", "QWK", "n items", "samples"], rows) if rows else [
         "No judge with two or more samples.", ""]
 
+    lines += ["## Label distributions", "", "How often each annotator gave each level. When one level dominates, "
+              "kappa and alpha stay low (or undefined) even where exact agreement is high.", ""]
+    n_levels = max(v["n_levels"] for v in dims.values())
+    lines += _table(
+        ["dimension", "annotator", *(f"level {k}" for k in range(n_levels)), "n"],
+        [[d, f"`{a}`", *(str(c) for c in counts), *[""] * (n_levels - len(counts)), str(sum(counts))]
+         for d, v in dims.items() for a, counts in v["label_counts"].items()],
+    )
+
     lines += ["## Confusion matrices (rows = human consensus, columns = judge)", ""]
     for d, v in dims.items():
         for judge, s in v["human_llm"].items():
