@@ -48,7 +48,7 @@ def test_cli_writes_json_markdown_and_plots(tmp_path):
     markdown = (out / "agreement.md").read_text()
     assert "| Helpfulness | `llm:judge` | 4 | 0.750 |" in markdown
     assert "(n=4)" in markdown
-    assert "| Helpfulness | `llm:judge` | 0 | 1 | 3 | 4 |" in markdown  # label distribution
+    assert "| Helpfulness | `llm:judge` | 0 | 2 | 2 | 4 |" in markdown  # label distribution
     for name in ("agreement_heatmap.png", "agreement_confusion.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
 
