@@ -68,8 +68,6 @@ class Collected:
 
     item_id: str
     annotator: str
-    context: str | None
-    response: str | None
     where: str
     scores: dict[str, int] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
@@ -82,7 +80,8 @@ class LabelCollector:
         self.rubric = rubric
         self.config = config
         self.records: dict[tuple[str, str], Collected] = {}
-        self.texts: dict[str, tuple[str | None, str | None, str]] = {}
+        self.texts: dict[str, dict[str, str]] = {}  # item id -> context/response, each with the row it came from
+        self.missing_values = {m.strip().lower() for m in config.missing_values}
         self.rows_without_labels = 0
 
     def annotator_name(self, raw) -> str:
@@ -90,7 +89,7 @@ class LabelCollector:
         return name if name.startswith(KNOWN_PREFIXES) else self.config.annotator_prefix + name
 
     def is_missing(self, value) -> bool:
-        return value is None or str(value).strip().lower() in {m.lower() for m in self.config.missing_values}
+        return value is None or str(value).strip().lower() in self.missing_values
 
     def parse(self, where: str, column: str, dimension: str, value) -> int:
         if isinstance(value, str) and re.fullmatch(r"\s*\d+\.0*\s*", value):  # spreadsheets write 2 as "2.0"
@@ -112,9 +111,7 @@ class LabelCollector:
         if not scores:
             self.rows_without_labels += 1
             return
-        record = self.records.setdefault(
-            (item_id, annotator), Collected(item_id, annotator, context, response, where)
-        )
+        record = self.records.setdefault((item_id, annotator), Collected(item_id, annotator, where))
         for dim, level in scores.items():
             if record.scores.get(dim, level) != level:
                 raise DataError(
@@ -125,14 +122,17 @@ class LabelCollector:
             record.sources.setdefault(dim, where)
 
     def _check_texts(self, where: str, item_id: str, context, response) -> None:
+        """Remember the item's texts; every row that gives them must give the same ones."""
+        seen = self.texts.setdefault(item_id, {})
         for name, value in (("context", context), ("response", response)):
-            if value is not None and not isinstance(value, str):
-                raise DataError(f"{where}: field {self.config.map.get(name, name)}: expected text, got {value!r}")
-        seen = self.texts.setdefault(item_id, (context, response, where))
-        if (context is not None and seen[0] is not None and seen[0] != context) or (
-            response is not None and seen[1] is not None and seen[1] != response
-        ):
-            raise DataError(f"{where}: item {item_id} has another context or response than at {seen[2]}")
+            if value is None or value == "":  # an empty cell gives no text; another row of the item may
+                continue
+            column = self.config.map.get(name, name)
+            if not isinstance(value, str):
+                raise DataError(f"{where}: field {column}: expected text, got {value!r}")
+            first, first_where = seen.setdefault(name, (value, where))
+            if first != value:
+                raise DataError(f"{where}: field {column}: item {item_id} has another {name} than at {first_where}")
 
     def labeled_items(self, items_file: Path | None) -> list[LabeledItem]:
         """The collected labels; context/response missing from the input come from `items_file`."""
@@ -142,7 +142,8 @@ class LabelCollector:
                 known.setdefault(item.id, item)
         out = []
         for record in self.records.values():
-            context, response = record.context, record.response
+            texts = self.texts[record.item_id]
+            context, response = (texts[n][0] if n in texts else None for n in ("context", "response"))
             if context is None or response is None:
                 source = known.get(record.item_id)
                 if source is None:

@@ -53,7 +53,7 @@ def test_conflicting_labels_for_the_same_item_and_annotator(tmp_path):
 
 
 def test_same_id_with_another_response(tmp_path):
-    assert "in.csv:3: item a has another context or response" in _run(tmp_path, HEADER + "a,c,r,ann,2,1\na,c,r2,bo,2,1\n")
+    assert "in.csv:3: field response: item a has another response than at" in _run(tmp_path, HEADER + "a,c,r,ann,2,1\na,c,r2,bo,2,1\n")
 
 
 def test_missing_response_without_items_file(tmp_path):

@@ -79,3 +79,16 @@ def test_default_annotator_when_there_is_no_annotator_column(tmp_path):
     out = tmp_path / "out.jsonl"
     main(["--input", str(tmp_path / "one.csv"), "--out", str(out), "--default-annotator", "teacher1"])
     assert _scores(out) == {("q1", "human:teacher1"): {"Helpfulness": 2}}
+
+
+def test_long_layout_texts_may_come_from_any_row_of_the_item(tmp_path):
+    (tmp_path / "long.csv").write_text(
+        "id,annotator,dimension,score,context,response\n"
+        "a1,ann,Helpfulness,2,,\n"  # texts left empty on the first row of the item
+        "a1,ann,Creativity,1,Student: 5*3=8?,What does 5*3 mean?\n"
+    )
+    out = tmp_path / "out.jsonl"
+    main(["--input", str(tmp_path / "long.csv"), "--out", str(out)])
+    (item,) = read_jsonl(out, LabeledItem)
+    assert (item.context, item.response, item.scores) == ("Student: 5*3=8?", "What does 5*3 mean?",
+                                                         {"Helpfulness": 2, "Creativity": 1})
