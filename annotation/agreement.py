@@ -196,13 +196,23 @@ def judge_labels(table: ScoreTable, samples: dict[str, ScoreTable], rubric: Rubr
     return judges
 
 
-def human_vs_judge(reference: dict[str, int], judge: dict[str, dict[str, int]], dimension: str, n_levels: int) -> dict:
-    """Agreement of one judge with the per-item human consensus, plus the confusion matrix (rows = human)."""
+def human_vs_judge(humans: ScoreTable, judge: dict[str, dict[str, int]], dimension: str, n_levels: int) -> dict:
+    """One judge against the per-item human consensus (with the confusion matrix, rows = human), and its mean
+    pairwise agreement with each human, which compares directly with the human-human pairwise mean."""
+    reference = consensus(humans, dimension)
     shared = sorted(i for i in reference if dimension in judge.get(i, {}))
     human = [reference[i] for i in shared]
     llm = [judge[i][dimension] for i in shared]
     stats = pairwise_agreement(human, llm, n_levels)
     stats["confusion"] = confusion_matrix(human, llm, labels=list(range(n_levels))).tolist() if shared else None
+    per_human = {}
+    for name, labels in sorted(humans.items()):
+        ids = sorted(i for i, s in labels.items() if dimension in s and dimension in judge.get(i, {}))
+        pair = pairwise_agreement([labels[i][dimension] for i in ids], [judge[i][dimension] for i in ids], n_levels)
+        if pair["n"]:
+            per_human[name] = pair
+    stats["vs_each_human"] = {"exact": _mean_of(per_human, "exact"), "qwk": _mean_of(per_human, "qwk"),
+                              "n_humans": len(per_human), "pairs": per_human}
     return stats
 
 
@@ -223,11 +233,10 @@ def agreement_report(items: list[LabeledItem], rubric: Rubric) -> dict:
     dimensions = {}
     for dim in rubric.dimensions:
         n_levels = len(dim.levels)
-        reference = consensus(humans, dim.name)
         dimensions[dim.name] = {
             "n_levels": n_levels,
             "human_human": rater_agreement(humans, dim.name, n_levels),
-            "human_llm": {j: human_vs_judge(reference, judges[j], dim.name, n_levels) for j in sorted(judges)},
+            "human_llm": {j: human_vs_judge(humans, judges[j], dim.name, n_levels) for j in sorted(judges)},
             "llm_self": {
                 j: rater_agreement(samples[j], dim.name, n_levels) for j in sorted(samples) if len(samples[j]) >= 2
             },

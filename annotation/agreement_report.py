@@ -71,11 +71,14 @@ def render_markdown(report: dict) -> str:
           str(h["n_pairs"])] for d, h in ((d, v["human_human"]) for d, v in dims.items())],
     )
 
-    rows = [[d, f"`{j}`", str(s["n"]), _num(s["exact"]), _num(s["qwk"]), _num(s["spearman"])]
+    rows = [[d, f"`{j}`", str(s["n"]), _num(s["exact"]), _num(s["qwk"]), _num(s["spearman"]),
+             _num(s["vs_each_human"]["exact"]), _num(s["vs_each_human"]["qwk"]), str(s["vs_each_human"]["n_humans"])]
             for d, v in dims.items() for j, s in v["human_llm"].items()]
-    lines += ["## Human consensus vs each LLM judge", ""]
-    lines += _table(["dimension", "judge", "n", "exact", "QWK", "Spearman"], rows) if rows else ["No human-labeled items "
-                                                                                                 "shared with an LLM judge.", ""]
+    lines += ["## Human consensus vs each LLM judge", "", "The last three columns average the judge's agreement with "
+              "each human separately: compare them with the human-human means above.", ""]
+    header = ["dimension", "judge", "n", "exact", "QWK", "Spearman", "exact vs each human", "QWK vs each human",
+              "humans"]
+    lines += _table(header, rows) if rows else ["No human-labeled items shared with an LLM judge.", ""]
 
     rows = [[d, f"`{j}`", _num(s["alpha"]), _num(s["exact"]), _num(s["qwk"]), str(s["n_items"]), str(s["n_raters"])]
             for d, v in dims.items() for j, s in v["llm_self"].items()]

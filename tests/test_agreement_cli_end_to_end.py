@@ -40,6 +40,9 @@ def test_cli_writes_json_markdown_and_plots(tmp_path):
     assert vs_judge["n"] == 4 and vs_judge["exact"] == pytest.approx(0.75)
     # rows = human consensus [2,1,0,2], columns = judge [2,1,1,2]
     assert vs_judge["confusion"] == [[0, 1, 0], [0, 1, 0], [0, 0, 2]]
+    # judge [2,1,1,2] vs human:ann [2,1,0,2] agrees on 3/4, vs human:bo [2,1,0,1] on 2/4
+    assert vs_judge["vs_each_human"]["exact"] == pytest.approx(0.625)
+    assert vs_judge["vs_each_human"]["n_humans"] == 2
     self_ = help_["llm_self"]["llm:judge"]
     assert self_["n_raters"] == 3 and self_["n_items"] == 4
     assert self_["exact"] == pytest.approx((1 + 0.75 + 0.75) / 3)  # sample pairs (0,1), (0,2), (1,2)
