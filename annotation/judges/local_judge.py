@@ -52,12 +52,10 @@ def level_order(dim: Dimension, sample: int) -> list[int]:
 
 
 def question_text(dim: Dimension, sample: int) -> str:
+    """Short on purpose: it runs once per dimension and sample, and the rubric above already explains the levels."""
     levels = {lv.score: lv for lv in dim.levels}
     options = "; ".join(f"{s} = {levels[s].label}" for s in level_order(dim, sample))
-    return (
-        f"\n\n## Question\nRate only {dim.name}: {dim.description.strip()}\n"
-        f"Levels: {options}. Answer with the level number only."
-    )
+    return f"\n\n## Question\nRate only {dim.name} ({options}). Answer with the level number only."
 
 
 class PromptPieces:
