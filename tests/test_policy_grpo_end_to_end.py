@@ -67,3 +67,39 @@ def test_grpo_writes_policy_loadable_by_transformers(grpo_run):
     assert all("kl" in log and "time/generate_s" in log and "time/reward_s" in log for log in step_logs)
     # One RM forward per generation batch, not one per head.
     assert summary["rm_forwards"] == 2
+
+
+def test_resume_continues_from_checkpoint(grpo_run, tiny_rm):
+    from policy.grpo import run_grpo
+
+    cfg, _ = grpo_run
+    summary = run_grpo(cfg.model_copy(update={"max_steps": 3}))
+    assert summary["resumed_from"].endswith("checkpoint-2")
+    assert summary["steps"] == 3
+
+
+def test_eval_reports_on_tiny_run(grpo_run, prompt_files, tmp_path):
+    from annotation.config import load_config
+    from policy.evaluate import EvalConfig, evaluate_policies
+
+    cfg, _ = grpo_run
+    gsm8k = tmp_path / "gsm8k.jsonl"
+    gsm8k.write_text('{"question": "What is 2+3?", "answer": "2+3=<<2+3=5>>5\\n#### 5"}\n'
+                     '{"question": "What is 4*2?", "answer": "4*2=8\\n#### 8"}\n')
+    eval_cfg = load_config(EvalConfig, overrides={
+        "run": cfg.out, "prompts": str(prompt_files / "eval.jsonl"), "samples_per_prompt": 2,
+        "gsm8k": str(gsm8k), "out": str(tmp_path / "eval"), "bootstrap_resamples": 200,
+    })
+    report = evaluate_policies(eval_cfg)
+    assert set(report["difference"]) == {"Helpfulness", "Personalization", "Creativity", "weighted"}
+    for d in report["difference"].values():
+        assert d["low"] <= d["mean"] <= d["high"]
+    assert 0 <= report["win_rate"]["mean"] <= 1
+    assert report["kl_tuned_base"]["per_sequence"]["n"] == 4
+    assert report["gsm8k_perplexity"]["base"] > 1
+    assert 0 < report["tuned"]["distinct_1"] <= 1
+    assert report["training"]["frac_reward_zero_std"] is not None
+    assert report["lm_eval"]["ran"] is False and "lm_eval --model hf" in report["lm_eval"]["command"]
+    for name in ("report.md", "report.json", "responses.jsonl", "dimension_changes.png", "training_curves.png"):
+        assert (tmp_path / "eval" / name).stat().st_size > 0
+    assert "| Helpfulness |" in (tmp_path / "eval" / "report.md").read_text()

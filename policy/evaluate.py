@@ -1,0 +1,178 @@
+"""`python -m policy eval --run runs/demo/policy`: base vs tuned policy on the held-out `eval` prompts.
+
+Both policies answer every eval prompt (same sampling settings as training); the reward model scores every
+response. Reported: per-dimension and weighted mean RM scores with paired bootstrap 95% intervals (tuned minus
+base, per prompt), win rate under the RM, KL(tuned || base) estimated token by token on the tuned policy's own
+samples, response length, distinct-n, the share of training groups with zero reward spread (TRL's
+`frac_reward_zero_std`), perplexity on held-out GSM8K reference solutions, and an lm-eval-harness hook.
+Writes report.md, report.json, responses.jsonl and plots to `<run>/eval` (or --out).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from annotation.config import Config, ConfigError, add_arguments, build_config
+from annotation.models import load_causal_lm, load_tokenizer
+from annotation.schema import DataError, write_json, write_jsonl
+from policy.prompts import load_prompt_rows
+from policy.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
+from policy.rollout import completion_logprobs, reference_perplexity, sample_responses
+from policy.stats import distinct_n, mean_interval, paired_difference, win_rate
+
+
+class EvalConfig(Config):
+    run: str = Field("runs/demo/policy", description="output folder of `python -m policy grpo` (reads run.json)")
+    tuned: str | None = Field(None, description="tuned policy folder (None: <run>/policy)")
+    base: str | None = Field(None, description="base policy (None: the run's starting policy)")
+    reward_model: str | None = Field(None, description="HPC-RM folder (None: the run's reward model)")
+    weights: dict[str, float] | None = Field(None, description="weights of the summed reward (None: the run's)")
+    system_prompt: str | None = Field(None, description="tutor system prompt (None: the run's)")
+    prompts: str = Field("runs/demo/data/eval.jsonl", description="held-out PromptItem JSONL: the `eval` split")
+    max_prompts: int | None = Field(None, ge=2, description="use only the first N eval prompts (None: all)")
+    samples_per_prompt: int = Field(1, ge=1, description="responses per prompt and policy (averaged per prompt)")
+    max_new_tokens: int | None = Field(None, ge=1, description="tokens per response (None: the run's limit)")
+    temperature: float | None = Field(None, gt=0, description="sampling temperature (None: the run's)")
+    batch_size: int = Field(16, ge=1, description="generation and scoring batch size")
+    rollout_dtype: str = Field("float32", description="'float32' or 'bfloat16' (autocast) for sampling")
+    gsm8k: str | None = Field("data/gsm8k/test.jsonl", description="GSM8K test JSONL for perplexity (None: skip)")
+    gsm8k_items: int = Field(32, ge=1, description="GSM8K reference solutions used for perplexity")
+    lm_eval_tasks: list[str] = Field(default_factory=list, description="lm-eval-harness tasks to run (GPU users); "
+                                                                       "the command is printed when it is missing")
+    confidence: float = Field(0.95, gt=0, lt=1, description="bootstrap interval level")
+    bootstrap_resamples: int = Field(2000, ge=100, description="bootstrap resamples")
+    seed: int = Field(0, description="sampling and bootstrap seed")
+    out: str | None = Field(None, description="report folder (None: <run>/eval)")
+
+
+def run_settings(cfg: EvalConfig) -> dict:
+    """Fill what the eval config leaves open from the GRPO run's run.json."""
+    path = Path(cfg.run) / "run.json"
+    run = json.loads(path.read_text()) if path.exists() else {}
+    if not run and (cfg.base is None or cfg.tuned is None or cfg.reward_model is None):
+        raise ConfigError(f"{path}: not found; give --base, --tuned and --reward-model explicitly")
+    train = run.get("config", {})
+    return {
+        "base": cfg.base or run["base_policy"], "tuned": cfg.tuned or run["policy"],
+        "reward_model": cfg.reward_model or run["reward_model"], "weights": cfg.weights or run.get("weights"),
+        "system_prompt": cfg.system_prompt or run.get("system_prompt") or train.get("system_prompt"),
+        "max_new_tokens": cfg.max_new_tokens or train.get("max_completion_length", 64),
+        "temperature": cfg.temperature or train.get("temperature", 1.0), "top_p": train.get("top_p", 1.0),
+        "train_log": Path(cfg.run) / "train_log.jsonl", "out": Path(cfg.out or Path(cfg.run) / "eval"),
+    }
+
+
+def training_summary(log_path: Path) -> dict:
+    """Zero-spread share, KL and reward over training, from TRL's logged metrics."""
+    if not log_path.exists():
+        return {}
+    logs = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    steps = [log for log in logs if "reward" in log]
+    if not steps:
+        return {}
+    pick = lambda key: [float(log[key]) for log in steps if key in log]  # noqa: E731
+    return {
+        "frac_reward_zero_std": float(np.mean(pick("frac_reward_zero_std"))) if pick("frac_reward_zero_std") else None,
+        "steps": [int(log["step"]) for log in steps], "reward": pick("reward"), "kl": pick("kl"),
+        "time_generate_s": pick("time/generate_s"), "time_reward_s": pick("time/reward_s"),
+    }
+
+
+def sample_policy(path: str, tokenizer, chats, s: dict, cfg: EvalConfig, name: str):
+    model = load_causal_lm(path)
+    rollouts = sample_responses(model, tokenizer, chats, max_new_tokens=s["max_new_tokens"],
+                                temperature=s["temperature"], top_p=s["top_p"], batch_size=cfg.batch_size,
+                                dtype=cfg.rollout_dtype, seed=cfg.seed, desc=f"sampling {name}")
+    return model, rollouts
+
+
+def kl_on_tuned_samples(tuned_model, base_model, rollouts, s: dict, cfg: EvalConfig, pad_id: int) -> dict:
+    """KL(tuned || base) = E_{y ~ tuned}[log p_tuned(y) - log p_base(y)], per sequence and per token."""
+    pairs = [(r.prompt_ids, r.completion_ids) for r in rollouts]
+    kwargs = dict(temperature=s["temperature"], batch_size=cfg.batch_size, pad_id=pad_id)
+    tuned_lp = completion_logprobs(tuned_model, pairs, desc="log-probs tuned", **kwargs)
+    base_lp = completion_logprobs(base_model, pairs, desc="log-probs base", **kwargs)
+    per_seq = np.array([(t - b).sum() for t, b in zip(tuned_lp, base_lp, strict=True)])
+    tokens = max(1, sum(len(t) for t in tuned_lp))
+    boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+    return {"per_sequence": mean_interval(per_seq, **boot), "per_token": float(per_seq.sum() / tokens)}
+
+
+def per_prompt(values: np.ndarray, n_prompts: int, samples: int) -> np.ndarray:
+    """Average the samples of each prompt (chats are laid out prompt-major)."""
+    return np.asarray(values, dtype=np.float64).reshape(n_prompts, samples).mean(axis=1)
+
+
+def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
+    from policy.grpo import load_reward_model
+
+    s = run_settings(cfg)
+    rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts)
+    n, k = len(rows), cfg.samples_per_prompt
+    chats = [row["prompt"] for row in rows for _ in range(k)]
+    contexts = [row["context"] for row in rows for _ in range(k)]
+    tokenizer = load_tokenizer(s["base"])
+    base_model, base_out = sample_policy(s["base"], tokenizer, chats, s, cfg, "base")
+    tuned_model, tuned_out = sample_policy(s["tuned"], tokenizer, chats, s, cfg, "tuned")
+
+    rm = rm if rm is not None else load_reward_model(s["reward_model"])
+    weights = s["weights"] or rm.weights
+    boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+    scores, report = {}, {"settings": {k_: str(v) for k_, v in s.items()}, "prompts": n, "samples_per_prompt": k}
+    for name, outs in (("base", base_out), ("tuned", tuned_out)):
+        preds = rm.score(contexts, [r.text for r in outs], batch_size=cfg.batch_size)
+        preds["weighted"] = rm.reward(preds, weights)
+        scores[name] = {dim: per_prompt(v, n, k) for dim, v in preds.items()}
+        report[name] = {
+            "mean": {dim: float(v.mean()) for dim, v in scores[name].items()},
+            "length_tokens": float(np.mean([len(r.completion_ids) for r in outs])),
+            "distinct_1": distinct_n([r.completion_ids for r in outs], 1),
+            "distinct_2": distinct_n([r.completion_ids for r in outs], 2),
+        }
+    report["difference"] = {dim: paired_difference(scores["tuned"][dim], scores["base"][dim], **boot)
+                            for dim in scores["base"]}
+    report["win_rate"] = win_rate(scores["tuned"]["weighted"], scores["base"]["weighted"], **boot)
+    report["kl_tuned_base"] = kl_on_tuned_samples(tuned_model, base_model, tuned_out, s, cfg, tokenizer.pad_token_id)
+    if cfg.gsm8k:
+        from annotation.sources import load_gsm8k
+
+        problems = load_gsm8k(cfg.gsm8k)[:cfg.gsm8k_items]
+        questions, solutions = [p.question for p in problems], [p.plain_solution for p in problems]
+        report["gsm8k_perplexity"] = {
+            name: reference_perplexity(model, tokenizer, questions, solutions, batch_size=cfg.batch_size)
+            for name, model in (("base", base_model), ("tuned", tuned_model))
+        }
+        report["gsm8k_perplexity"]["items"] = len(problems)
+    report["training"] = training_summary(s["train_log"])
+    report["lm_eval"] = lm_eval_section(s["tuned"], cfg.lm_eval_tasks)
+
+    out = s["out"]
+    write_jsonl(out / "responses.jsonl", [
+        {"prompt_id": rows[i // k]["id"], "policy": name, "response": r.text, "tokens": len(r.completion_ids)}
+        for name, outs in (("base", base_out), ("tuned", tuned_out)) for i, r in enumerate(outs)
+    ])
+    report["plots"] = [str(plot_dimension_changes(report, out / "dimension_changes.png"))]
+    if report["training"]:
+        report["plots"].append(str(plot_training_curves(report["training"], out / "training_curves.png")))
+    write_json(out / "report.json", report)
+    write_markdown(report, out / "report.md")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m policy eval", description=__doc__.split("\n")[0])
+    add_arguments(parser, EvalConfig)
+    try:
+        cfg = build_config(EvalConfig, parser.parse_args(argv))
+        report = evaluate_policies(cfg)
+    except (ConfigError, DataError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    d = report["difference"]["weighted"]
+    print(f"weighted reward change {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], "
+          f"KL {report['kl_tuned_base']['per_sequence']['mean']:.3f} nats/response; "
+          f"report in {run_settings(cfg)['out'] / 'report.md'}")

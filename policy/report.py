@@ -1,0 +1,104 @@
+"""The evaluation report: Markdown tables, matplotlib plots (Agg backend) and the lm-eval-harness hook."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from annotation.schema import atomic_path, write_text  # noqa: E402
+
+DEFAULT_LM_EVAL_TASKS = ["mmlu_pro", "ceval-valid"]  # EduAlign's forgetting checks: MMLU-Pro and CEval
+
+
+def lm_eval_section(tuned: str, tasks: list[str]) -> dict:
+    """Run lm-eval-harness on the tuned policy when tasks are given and it is installed; else print the command."""
+    command = (f"lm_eval --model hf --model_args pretrained={tuned} --tasks {','.join(tasks or DEFAULT_LM_EVAL_TASKS)}"
+               " --batch_size auto")
+    if not tasks:
+        return {"ran": False, "command": command, "reason": "no lm_eval_tasks configured"}
+    if importlib.util.find_spec("lm_eval") is None:
+        print(f"lm-eval-harness is not installed (`pip install lm-eval`); run it yourself:\n  {command}")
+        return {"ran": False, "command": command, "reason": "lm_eval not installed"}
+    import lm_eval
+
+    results = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={tuned}", tasks=tasks)
+    return {"ran": True, "command": command, "results": results["results"]}
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_dimension_changes(report: dict, path: Path) -> Path:
+    """Tuned minus base per dimension, with the paired bootstrap interval."""
+    names = list(report["difference"])
+    diffs = [report["difference"][n] for n in names]
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.5))
+    ax.bar(names, [d["mean"] for d in diffs], color=["tab:green" if d["mean"] > 0 else "tab:red" for d in diffs],
+           yerr=[[d["mean"] - d["low"] for d in diffs], [d["high"] - d["mean"] for d in diffs]], capsize=4)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("tuned - base (RM score)")
+    ax.set_title(f"Change per dimension on {report['prompts']} eval prompts (95% bootstrap interval)")
+    return _save(fig, path)
+
+
+def plot_training_curves(training: dict, path: Path) -> Path:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.plot(training["steps"], training["reward"], marker="o")
+    left.set_xlabel("step")
+    left.set_ylabel("weighted reward (train batch)")
+    if training["kl"]:
+        right.plot(training["steps"][:len(training["kl"])], training["kl"], marker="o", color="tab:orange")
+    right.set_xlabel("step")
+    right.set_ylabel("KL to reference (TRL, per token)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _interval(d: dict) -> str:
+    star = " *" if d.get("excludes_zero") else ""
+    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]{star}"
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    base, tuned = report["base"], report["tuned"]
+    lines = [
+        "# Policy evaluation: base vs tuned", "",
+        f"{report['prompts']} held-out eval prompts x {report['samples_per_prompt']} sample(s) per policy; "
+        "intervals are paired bootstrap 95% intervals over prompts (* = excludes zero).", "",
+        "| dimension | base | tuned | tuned - base [95% CI] |", "|---|---|---|---|",
+    ]
+    for name, diff in report["difference"].items():
+        lines.append(f"| {name} | {base['mean'][name]:.3f} | {tuned['mean'][name]:.3f} | {_interval(diff)} |")
+    kl, win = report["kl_tuned_base"], report["win_rate"]
+    lines += [
+        "", "| measure | base | tuned |", "|---|---|---|",
+        f"| response length (tokens) | {base['length_tokens']:.1f} | {tuned['length_tokens']:.1f} |",
+        f"| distinct-1 | {base['distinct_1']:.3f} | {tuned['distinct_1']:.3f} |",
+        f"| distinct-2 | {base['distinct_2']:.3f} | {tuned['distinct_2']:.3f} |",
+    ]
+    if "gsm8k_perplexity" in report:
+        ppl = report["gsm8k_perplexity"]
+        lines.append(f"| GSM8K reference perplexity ({ppl['items']} solutions) | {ppl['base']:.2f} | {ppl['tuned']:.2f} |")
+    lines += [
+        "", f"- Win rate of tuned over base under the RM (weighted reward, ties = 1/2): "
+        f"{win['mean']:.3f} [{win['low']:.3f}, {win['high']:.3f}]",
+        f"- KL(tuned || base) on the tuned policy's samples: {kl['per_sequence']['mean']:.3f} nats per response "
+        f"[{kl['per_sequence']['low']:.3f}, {kl['per_sequence']['high']:.3f}], {kl['per_token']:.4f} per token",
+    ]
+    training = report.get("training") or {}
+    if training.get("frac_reward_zero_std") is not None:
+        lines.append(f"- Share of training groups with zero reward spread (no learning signal): "
+                     f"{training['frac_reward_zero_std']:.3f}")
+    lm = report["lm_eval"]
+    lines.append(f"- lm-eval-harness: {'ran' if lm['ran'] else 'not run (' + lm['reason'] + ')'}; command: "
+                 f"`{lm['command']}`")
+    lines += ["", *[f"![{Path(p).stem}]({Path(p).name})" for p in report.get("plots", [])], ""]
+    write_text(path, "\n".join(lines))

@@ -1,0 +1,92 @@
+"""Sampling responses from a policy and scoring token log-probabilities, in batches (for evaluation).
+
+- `sample_responses`: chat prompts -> sampled completions (token ids and text), prompts sorted by length so
+  left padding stays small; optionally under bf16 autocast.
+- `completion_logprobs`: per-token log-probabilities of given completions under a model, at a sampling
+  temperature, which gives the token-level KL estimate between two policies on one policy's samples.
+- `reference_perplexity`: perplexity of reference solutions given their questions (retention of general ability).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class Rollout:
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    text: str
+
+
+def _autocast(dtype: str):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bfloat16" else contextlib.nullcontext()
+
+
+def _batches(order: list[int], size: int):
+    for start in range(0, len(order), size):
+        yield order[start:start + size]
+
+
+@torch.no_grad()
+def sample_responses(model, tokenizer, chats: list[list[dict]], *, max_new_tokens: int, temperature: float = 1.0,
+                     top_p: float = 1.0, batch_size: int = 16, dtype: str = "float32", seed: int = 0,
+                     desc: str = "sampling") -> list[Rollout]:
+    """One sampled completion per chat, in input order."""
+    torch.manual_seed(seed)
+    model.eval()
+    prompt_ids = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=False)
+                  for c in chats]
+    order = sorted(range(len(chats)), key=lambda i: len(prompt_ids[i]))
+    eos = tokenizer.eos_token_id
+    results: list[Rollout | None] = [None] * len(chats)
+    for idx in tqdm(list(_batches(order, batch_size)), desc=desc, unit="batch"):
+        width = max(len(prompt_ids[i]) for i in idx)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(prompt_ids[i])) + prompt_ids[i] for i in idx])
+        mask = torch.tensor([[0] * (width - len(prompt_ids[i])) + [1] * len(prompt_ids[i]) for i in idx])
+        with _autocast(dtype):
+            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=True, temperature=temperature, top_p=top_p, top_k=0, pad_token_id=pad)
+        for row, i in enumerate(idx):
+            ids = out[row, width:].tolist()
+            if eos in ids:
+                ids = ids[:ids.index(eos) + 1]
+            results[i] = Rollout(prompt_ids[i], ids, tokenizer.decode(ids, skip_special_tokens=True).strip())
+    return results
+
+
+@torch.no_grad()
+def completion_logprobs(model, pairs: list[tuple[list[int], list[int]]], *, temperature: float = 1.0,
+                        batch_size: int = 16, pad_id: int = 0, desc: str = "log-probs") -> list[np.ndarray]:
+    """Log-probability of each completion token given its prompt (logits divided by the temperature)."""
+    model.eval()
+    out: list[np.ndarray | None] = [None] * len(pairs)
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    for idx in tqdm(list(_batches(order, batch_size)), desc=desc, unit="batch"):
+        seqs = [pairs[i][0] + pairs[i][1] for i in idx]
+        width = max(map(len, seqs))
+        input_ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        logits = model(input_ids=input_ids, attention_mask=mask).logits.float() / temperature
+        logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+        for row, i in enumerate(idx):
+            start, n = len(pairs[i][0]), len(pairs[i][1])
+            out[i] = logps[row, start - 1:start - 1 + n].numpy().astype(np.float64)
+    return out
+
+
+def reference_perplexity(model, tokenizer, questions: list[str], solutions: list[str], batch_size: int = 8) -> float:
+    """exp(mean negative log-likelihood per solution token), the question given as the user turn."""
+    pairs = []
+    for question, solution in zip(questions, solutions, strict=True):
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                               tokenize=True, return_dict=False)
+        pairs.append((prompt, tokenizer(solution, add_special_tokens=False)["input_ids"]))
+    logps = completion_logprobs(model, pairs, batch_size=batch_size, pad_id=tokenizer.pad_token_id,
+                                desc="perplexity")
+    return float(np.exp(-np.concatenate(logps).mean()))
