@@ -17,7 +17,7 @@ import json
 import math
 import sys
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import krippendorff
@@ -142,7 +142,8 @@ def _by_prefix(table: ScoreTable, prefix: str) -> ScoreTable:
 
 
 def human_agreement(items: list[LabeledItem], rubric: Rubric) -> dict[str, dict]:
-    """Per dimension, among `human:*` annotators: alpha, mean pairwise exact agreement and QWK, n_items (>= 2 labels)."""
+    """Per dimension, among `human:*` annotators: alpha, mean pairwise exact agreement and QWK, and n_items
+    (items with at least two human labels)."""
     humans = _by_prefix(score_table(items, rubric), HUMAN_PREFIX)
     return {d.name: rater_agreement(humans, d.name, len(d.levels)) for d in rubric.dimensions}
 

@@ -24,16 +24,10 @@ def kappa_columns(report: dict) -> list[tuple[str, dict[str, tuple[float | None,
     """(comparison name, dimension -> (QWK, n)) for the heatmap and the summary table."""
     dims = report["dimensions"]
     columns = [(HUMAN_HUMAN, {d: (v["human_human"]["qwk"], v["human_human"]["n_items"]) for d, v in dims.items()})]
-    judges = sorted({j for v in dims.values() for j in v["human_llm"]})
-    for judge in judges:
-        columns.append((f"human vs {judge}", {
-            d: (v["human_llm"][judge]["qwk"], v["human_llm"][judge]["n"]) for d, v in dims.items() if judge in v["human_llm"]
-        }))
-    self_judges = sorted({j for v in dims.values() for j in v["llm_self"]})
-    for judge in self_judges:
-        columns.append((f"{judge} self", {
-            d: (v["llm_self"][judge]["qwk"], v["llm_self"][judge]["n_items"]) for d, v in dims.items() if judge in v["llm_self"]
-        }))
+    for section, title, n_key in (("human_llm", "human vs {}", "n"), ("llm_self", "{} self", "n_items")):
+        for judge in sorted({j for v in dims.values() for j in v[section]}):
+            cells = {d: (v[section][judge]["qwk"], v[section][judge][n_key]) for d, v in dims.items() if judge in v[section]}
+            columns.append((title.format(judge), cells))
     return columns
 
 

@@ -148,7 +148,7 @@ class LabelCollector:
                 source = known.get(record.item_id)
                 if source is None:
                     what = "context" if context is None else "response"
-                    hint = f"not in {items_file}" if items_file else f"map its column with --map {what}=COLUMN or pass --items"
+                    hint = f"not in {items_file}" if items_file else f"map it with --map {what}=COLUMN or pass --items"
                     raise DataError(f"{record.where}: field {what}: missing for item {record.item_id} ({hint})")
                 context = source.context if context is None else context
                 response = source.response if response is None else response
@@ -269,7 +269,8 @@ def input_format(config: ImportConfig) -> str:
     suffix = config.input.suffix.lower()
     formats = {".csv": "csv", ".jsonl": "jsonl", ".json": "labelstudio"}
     if suffix not in formats:
-        raise ConfigError(f"{config.input}: cannot tell the format from '{suffix}'; pass --format csv|jsonl|labelstudio")
+        raise ConfigError(f"{config.input}: cannot tell the format from '{suffix}'; "
+                          "pass --format csv|jsonl|labelstudio")
     return formats[suffix]
 
 
@@ -329,5 +330,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {err}")
     write_jsonl(config.out, items)
     annotators = {item.annotator for item in items}
-    skipped = f"; {collector.rows_without_labels} rows had no label and were skipped" if collector.rows_without_labels else ""
-    print(f"wrote {len(items)} labeled items ({len(annotators)} annotators) to {config.out}{skipped}")
+    print(f"wrote {len(items)} labeled items ({len(annotators)} annotators) to {config.out}; "
+          f"{collector.rows_without_labels} rows without any label were skipped")

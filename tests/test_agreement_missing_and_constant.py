@@ -16,7 +16,8 @@ def test_missing_values_are_dropped_pairwise():
 
 
 def test_no_overlap_gives_none_everywhere():
-    assert pairwise_agreement([1, None], [None, 2], n_levels=3) == {"n": 0, "exact": None, "qwk": None, "spearman": None}
+    empty = {"n": 0, "exact": None, "qwk": None, "spearman": None}
+    assert pairwise_agreement([1, None], [None, 2], n_levels=3) == empty
     assert math.isnan(krippendorff_alpha([[1, None], [None, 2]], n_levels=3))
 
 

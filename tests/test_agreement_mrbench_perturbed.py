@@ -10,7 +10,8 @@ from annotation.schema import LabeledItem, write_jsonl
 from annotation.sources import load_mrbench
 
 ROOT = Path(__file__).resolve().parent.parent
-CANDIDATES = [ROOT / "data/mrbench_v3_dev/mrbench_v3_devset.json", ROOT.parent / "shared/data/mrbench_v3_dev/mrbench_v3_devset.json"]
+CANDIDATES = [ROOT / "data/mrbench_v3_dev/mrbench_v3_devset.json",
+              ROOT.parent / "shared/data/mrbench_v3_dev/mrbench_v3_devset.json"]
 MRBENCH = next((p for p in CANDIDATES if p.exists()), None)
 
 

@@ -36,7 +36,8 @@ def test_unknown_dimension_in_long_layout(tmp_path):
 
 
 def test_unknown_field_in_the_map(tmp_path):
-    assert "unknown field or dimension 'Helpfullness'" in _run(tmp_path, HEADER + "a,c,r,ann,2,1\n", "--map", "Helpfullness=x")
+    message = _run(tmp_path, HEADER + "a,c,r,ann,2,1\n", "--map", "Helpfullness=x")
+    assert "unknown field or dimension 'Helpfullness'" in message
 
 
 def test_mapped_column_that_does_not_exist(tmp_path):
@@ -53,7 +54,8 @@ def test_conflicting_labels_for_the_same_item_and_annotator(tmp_path):
 
 
 def test_same_id_with_another_response(tmp_path):
-    assert "in.csv:3: field response: item a has another response than at" in _run(tmp_path, HEADER + "a,c,r,ann,2,1\na,c,r2,bo,2,1\n")
+    message = _run(tmp_path, HEADER + "a,c,r,ann,2,1\na,c,r2,bo,2,1\n")
+    assert "in.csv:3: field response: item a has another response than at" in message
 
 
 def test_missing_response_without_items_file(tmp_path):

@@ -38,7 +38,7 @@ def test_wide_csv_with_column_map(tmp_path):
 
 def test_long_csv_takes_texts_from_an_items_file(tmp_path):
     items = tmp_path / "items.jsonl"
-    write_jsonl(items, [LabeledItem(id="a1", context="c1", response="r1"), LabeledItem(id="a2", context="c2", response="r2")])
+    write_jsonl(items, [LabeledItem(id=f"a{k}", context=f"c{k}", response=f"r{k}") for k in (1, 2)])
     (tmp_path / "long.csv").write_text(
         "id,who,dim,value\n"
         "a1,ann,Helpfulness,2\n"

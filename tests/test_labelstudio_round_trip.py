@@ -13,7 +13,8 @@ from annotation.schema import LabeledItem, read_jsonl, write_jsonl
 
 
 def _export(tmp_path, rubric="hpc"):
-    items = [LabeledItem(id=f"q{i}", context=f"## Problem\n{i} + 4 = ?", response=f"What is {i} plus 4?") for i in range(5)]
+    items = [LabeledItem(id=f"q{i}", context=f"## Problem\n{i} + 4 = ?", response=f"What is {i} plus 4?")
+             for i in range(5)]
     items.append(items[0].model_copy(update={"annotator": "llm:judge", "scores": {"Helpfulness": 1}}))  # same id again
     write_jsonl(tmp_path / "items.jsonl", items)
     export_main(["--items", str(tmp_path / "items.jsonl"), "--rubric", rubric, "--out", str(tmp_path / "ls")])
@@ -64,7 +65,8 @@ def _labelstudio_export(tasks, config, annotators, seed=0, use_alias=True):
 @pytest.mark.parametrize("use_alias", [True, False])
 def test_round_trip_gives_the_same_scores(tmp_path, use_alias):
     tasks, config = _export(tmp_path)
-    annotators = [{"name": "human:3", "by": 3}, {"name": "human:ana@school.org", "by": {"id": 4, "email": "ana@school.org"}}]
+    annotators = [{"name": "human:3", "by": 3},
+                  {"name": "human:ana@school.org", "by": {"id": 4, "email": "ana@school.org"}}]
     exported, truth = _labelstudio_export(tasks, config, annotators, use_alias=use_alias)
     (tmp_path / "export.json").write_text(json.dumps(exported))
     out = tmp_path / "human.jsonl"
@@ -81,9 +83,11 @@ def test_export_errors_name_task_and_field(tmp_path):
     exported, _ = _labelstudio_export(tasks[:1], config, [{"name": "human:3", "by": 3}])
     exported[0]["annotations"][0]["result"][0]["from_name"] = "Clarity"
     (tmp_path / "bad.json").write_text(json.dumps(exported))
-    with pytest.raises(SystemExit, match=r"bad.json: task 0 \(Label Studio id 1000\), annotation 0: field result.Clarity: unknown dimension"):
+    where = r"bad.json: task 0 \(Label Studio id 1000\), annotation 0"
+    with pytest.raises(SystemExit, match=where + ": field result.Clarity: unknown dimension"):
         import_main(["--input", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o.jsonl")])
-    exported[0]["annotations"][0]["result"][0].update(from_name="Helpfulness", value={"choices": ["Helpful", "Not helpful"]})
+    two_choices = {"choices": ["Helpful", "Not helpful"]}
+    exported[0]["annotations"][0]["result"][0].update(from_name="Helpfulness", value=two_choices)
     (tmp_path / "bad.json").write_text(json.dumps(exported))
     with pytest.raises(SystemExit, match=r"annotation 0: field result.Helpfulness: expected exactly one choice"):
         import_main(["--input", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o.jsonl")])
