@@ -26,8 +26,8 @@ def kappa_columns(report: dict) -> list[tuple[str, dict[str, tuple[float | None,
     columns = [(HUMAN_HUMAN, {d: (v["human_human"]["qwk"], v["human_human"]["n_items"]) for d, v in dims.items()})]
     for section, title, n_key in (("human_llm", "human vs {}", "n"), ("llm_self", "{} self", "n_items")):
         for judge in sorted({j for v in dims.values() for j in v[section]}):
-            cells = {d: (v[section][judge]["qwk"], v[section][judge][n_key]) for d, v in dims.items() if judge in v[section]}
-            columns.append((title.format(judge), cells))
+            stats = {d: v[section][judge] for d, v in dims.items() if judge in v[section]}
+            columns.append((title.format(judge), {d: (s["qwk"], s[n_key]) for d, s in stats.items()}))
     return columns
 
 
