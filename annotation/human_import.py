@@ -1,6 +1,6 @@
 """Import human labels into the interchange format (`python -m annotation import`).
 
-Inputs: CSV, JSONL, or a Label Studio JSON export. `--map FIELD=COLUMN` (repeatable; a mapping under `map:` in
+Inputs: CSV, JSONL, a Label Studio JSON export, or the MRBench V3 JSON (`--format mrbench`). `--map FIELD=COLUMN` (repeatable; a mapping under `map:` in
 a YAML `--config`) says which column holds each field: `id`, `context`, `response`, `annotator`, and either one
 column per rubric dimension (wide layout) or `dimension` + `score` columns (long layout, one row per label).
 Unmapped fields use the column of the same name; in JSONL a column may be a dotted path (`scores.Helpfulness`).
@@ -27,6 +27,7 @@ from annotation.config import Config, ConfigError, add_arguments, build_config
 from annotation.labelstudio import iter_export_annotations
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import DataError, LabeledItem, read_jsonl, write_jsonl
+from annotation.sources import load_mrbench
 
 ITEM_FIELDS = ("id", "context", "response", "annotator")
 LONG_FIELDS = ("dimension", "score")
@@ -38,8 +39,9 @@ class ImportConfig(Config):
     input: Path = Field(description="CSV, JSONL, or Label Studio JSON export holding the labels")
     out: Path = Field(Path("data/labels/human.jsonl"), description="interchange JSONL to write")
     rubric: str = Field("hpc", description="rubric name in configs/rubrics/ or a YAML path")
-    format: Literal["auto", "csv", "jsonl", "labelstudio"] = Field(
-        "auto", description="input format; auto: .csv = csv, .jsonl = jsonl, .json = Label Studio export"
+    format: Literal["auto", "csv", "jsonl", "labelstudio", "mrbench"] = Field(
+        "auto", description="input format; auto: .csv = csv, .jsonl = jsonl, .json = Label Studio export; "
+        "mrbench = the MRBench V3 JSON (its human labels as annotator human:mrbench, with rubric mrbench)"
     )
     layout: Literal["auto", "wide", "long"] = Field(
         "auto", description="wide: one column per dimension; long: dimension and score columns, one row per "
@@ -281,8 +283,11 @@ def check_map(config: ImportConfig, rubric: Rubric) -> None:
             raise ConfigError(f"--map {name}=...: unknown field or dimension {name!r} (known: {', '.join(known)})")
 
 
-def import_labels(config: ImportConfig, rubric: Rubric) -> tuple[list[LabeledItem], LabelCollector]:
+def import_labels(config: ImportConfig, rubric: Rubric) -> tuple[list[LabeledItem], int]:
+    """The labeled items and the number of input rows that carried no label."""
     check_map(config, rubric)
+    if input_format(config) == "mrbench":  # nested JSON with its own loader
+        return load_mrbench(config.input, rubric), 0
     collector = LabelCollector(rubric, config)
     if input_format(config) == "labelstudio":
         for where, data, annotator, choices in iter_export_annotations(config.input):
@@ -300,7 +305,7 @@ def import_labels(config: ImportConfig, rubric: Rubric) -> tuple[list[LabeledIte
         for where, row in iter_rows(config.input, input_format(config)):
             collector.add(*reader.read(where, row))
         reader.check_mapped_columns_seen(config.input)
-    return collector.labeled_items(config.items), collector
+    return collector.labeled_items(config.items), collector.rows_without_labels
 
 
 def parse_config(argv: list[str] | None) -> ImportConfig:
@@ -325,10 +330,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config = parse_config(argv)
         rubric = load_rubric(config.rubric)
-        items, collector = import_labels(config, rubric)
+        items, rows_without_labels = import_labels(config, rubric)
     except (ConfigError, DataError) as err:
         sys.exit(f"error: {err}")
     write_jsonl(config.out, items)
     annotators = {item.annotator for item in items}
     print(f"wrote {len(items)} labeled items ({len(annotators)} annotators) to {config.out}; "
-          f"{collector.rows_without_labels} rows without any label were skipped")
+          f"{rows_without_labels} rows without any label were skipped")
