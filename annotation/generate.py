@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import Field, field_validator
 from tqdm import tqdm
 
-from annotation.config import Config, ConfigError, add_arguments, build_config
+from annotation.config import Config, ConfigError, add_arguments, build_config, load_yaml
 from annotation.llm_client import ChatClient, ClientConfig, LLMError
-from annotation.schema import AppendLog, LabeledItem, PromptItem, read_jsonl, write_json, write_jsonl
+from annotation.schema import AppendLog, DataError, LabeledItem, PromptItem, read_jsonl, write_json, write_jsonl
 
 STYLES_FILE = Path(__file__).resolve().parent.parent / "configs" / "styles.yaml"
 HUMAN = "human:teacher"
@@ -76,8 +76,8 @@ class Request:
 
 
 def load_styles(config: GenerateConfig) -> dict[str, str]:
-    styles = yaml.safe_load(Path(config.styles_file).read_text())
-    if not isinstance(styles, dict) or not all(isinstance(v, str) for v in styles.values()):
+    styles = load_yaml(config.styles_file)
+    if not all(isinstance(v, str) for v in styles.values()):
         raise ConfigError(f"{config.styles_file}: expected a mapping style name -> system prompt")
     unknown = [s for s in config.styles if s not in styles]
     if unknown:
@@ -164,7 +164,7 @@ def generate_openai(model_name: str, requests: list[Request], config: GenerateCo
 
 def run_generate(config: GenerateConfig) -> dict:
     if config.prompts is None or config.out is None:
-        raise SystemExit("generate: --prompts and --out are required")
+        raise ConfigError("fields prompts and out: give --prompts FILE and --out FILE (or set them in the config file)")
     out = Path(config.out)
     prompts = read_jsonl(config.prompts, PromptItem)[: config.limit]
     requests = plan_requests(prompts, config, load_styles(config))
@@ -212,7 +212,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m annotation generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, GenerateConfig)
-    summary = run_generate(build_config(GenerateConfig, parser.parse_args(argv)))
+    try:
+        summary = run_generate(build_config(GenerateConfig, parser.parse_args(argv)))
+    except (ConfigError, DataError) as err:
+        sys.exit(f"error: {err}")
     print(f"{summary['written']} responses in {summary['prompts']} prompts "
           f"({summary['skipped_done']} already done)")
     for name, stats in summary["generators"].items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from tqdm import tqdm
 
-from annotation.config import Config, add_arguments, build_config
+from annotation.config import Config, ConfigError, add_arguments, build_config
 from annotation.judges import Judge, JudgeJob, RawLabel, build_judges
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import AppendLog, DataError, LabeledItem, read_jsonl, write_json, write_jsonl
@@ -131,7 +132,7 @@ def run_judge(judge: Judge, items: list[LabeledItem], rubric: Rubric, samples: i
 
 def run_label(config: LabelConfig) -> dict:
     if config.items is None or config.out is None:
-        raise SystemExit("label: --items and --out are required")
+        raise ConfigError("fields items and out: give --items FILE and --out DIR (or set them in the config file)")
     began = time.perf_counter()
     items = load_items(config.items, config.limit)
     rubric = load_rubric(config.rubric)
@@ -168,5 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m annotation label", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, LabelConfig)
-    config = build_config(LabelConfig, parser.parse_args(argv))
-    print(format_summary(run_label(config)))
+    try:
+        summary = run_label(build_config(LabelConfig, parser.parse_args(argv)))
+    except (ConfigError, DataError) as err:
+        sys.exit(f"error: {err}")
+    print(format_summary(summary))
