@@ -67,7 +67,7 @@ class GRPORunConfig(Config):
     learning_rate: float = Field(1e-6, gt=0, description="AdamW learning rate")
     max_steps: int = Field(20, ge=1, description="optimizer steps")
     warmup_steps: int = Field(0, ge=0, description="linear warm-up steps")
-    prompts_per_step: int = Field(4, ge=1, description="distinct prompts per optimizer step")
+    prompts_per_step: int = Field(4, ge=1, description="distinct prompts per device per micro-batch")
     num_generations: int = Field(4, ge=2, description="completions per prompt (the GRPO group)")
     steps_per_generation: int = Field(
         1, ge=1, description="optimizer steps served by one generation call (larger = bigger generation batches)"
@@ -86,7 +86,9 @@ class GRPORunConfig(Config):
     cache_implementation: str | None = Field(None, description="KV cache for transformers generate, e.g. 'static'")
     vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="vLLM rollouts (GPU users)")
     lora: LoraOptions = Field(default_factory=LoraOptions, description="LoRA adapters (peft)")
-    deepspeed: str | None = Field(None, description="DeepSpeed JSON config path (GPU users, via accelerate)")
+    deepspeed: dict | str | None = Field(
+        None, description="DeepSpeed config: a JSON file path or the config inline (GPU users, with accelerate)"
+    )
     # bookkeeping
     logging_steps: int = Field(1, ge=1, description="log metrics every N steps")
     save_steps: int = Field(10, ge=1, description="write a checkpoint every N steps")

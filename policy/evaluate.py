@@ -83,12 +83,34 @@ def training_summary(log_path: Path) -> dict:
     }
 
 
-def sample_policy(path: str, tokenizer, chats, s: dict, cfg: EvalConfig, name: str):
+def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: dict, cfg: EvalConfig, name: str):
+    """(model, rollouts, per-prompt RM scores incl. 'weighted', summary) for one policy on the eval rows."""
+    k = cfg.samples_per_prompt
     model = load_causal_lm(path)
-    rollouts = sample_responses(model, tokenizer, chats, max_new_tokens=s["max_new_tokens"],
-                                temperature=s["temperature"], top_p=s["top_p"], batch_size=cfg.batch_size,
-                                dtype=cfg.rollout_dtype, seed=cfg.seed, desc=f"sampling {name}")
-    return model, rollouts
+    rollouts = sample_responses(model, tokenizer, [row["prompt"] for row in rows for _ in range(k)],
+                                max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"],
+                                batch_size=cfg.batch_size, dtype=cfg.rollout_dtype, seed=cfg.seed,
+                                desc=f"sampling {name}")
+    preds = rm.score([row["context"] for row in rows for _ in range(k)], [r.text for r in rollouts],
+                     batch_size=cfg.batch_size)
+    preds["weighted"] = rm.reward(preds, weights)
+    scores = {dim: per_prompt(v, len(rows), k) for dim, v in preds.items()}
+    summary = {
+        "mean": {dim: float(v.mean()) for dim, v in scores.items()},
+        "length_tokens": float(np.mean([len(r.completion_ids) for r in rollouts])),
+        "distinct_1": distinct_n([r.completion_ids for r in rollouts], 1),
+        "distinct_2": distinct_n([r.completion_ids for r in rollouts], 2),
+    }
+    return model, rollouts, scores, summary
+
+
+def compare(base_scores: dict, tuned_scores: dict, cfg: EvalConfig) -> dict:
+    """Paired differences per dimension and the win rate under the weighted reward."""
+    boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+    return {
+        "difference": {dim: paired_difference(tuned_scores[dim], base_scores[dim], **boot) for dim in base_scores},
+        "win_rate": win_rate(tuned_scores["weighted"], base_scores["weighted"], **boot),
+    }
 
 
 def kl_on_tuned_samples(tuned_model, base_model, rollouts, s: dict, cfg: EvalConfig, pad_id: int) -> dict:
@@ -113,30 +135,16 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
 
     s = run_settings(cfg)
     rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts)
-    n, k = len(rows), cfg.samples_per_prompt
-    chats = [row["prompt"] for row in rows for _ in range(k)]
-    contexts = [row["context"] for row in rows for _ in range(k)]
-    tokenizer = load_tokenizer(s["base"])
-    base_model, base_out = sample_policy(s["base"], tokenizer, chats, s, cfg, "base")
-    tuned_model, tuned_out = sample_policy(s["tuned"], tokenizer, chats, s, cfg, "tuned")
-
+    k = cfg.samples_per_prompt
     rm = rm if rm is not None else load_reward_model(s["reward_model"])
     weights = s["weights"] or rm.weights
-    boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
-    scores, report = {}, {"settings": {k_: str(v) for k_, v in s.items()}, "prompts": n, "samples_per_prompt": k}
-    for name, outs in (("base", base_out), ("tuned", tuned_out)):
-        preds = rm.score(contexts, [r.text for r in outs], batch_size=cfg.batch_size)
-        preds["weighted"] = rm.reward(preds, weights)
-        scores[name] = {dim: per_prompt(v, n, k) for dim, v in preds.items()}
-        report[name] = {
-            "mean": {dim: float(v.mean()) for dim, v in scores[name].items()},
-            "length_tokens": float(np.mean([len(r.completion_ids) for r in outs])),
-            "distinct_1": distinct_n([r.completion_ids for r in outs], 1),
-            "distinct_2": distinct_n([r.completion_ids for r in outs], 2),
-        }
-    report["difference"] = {dim: paired_difference(scores["tuned"][dim], scores["base"][dim], **boot)
-                            for dim in scores["base"]}
-    report["win_rate"] = win_rate(scores["tuned"]["weighted"], scores["base"]["weighted"], **boot)
+    tokenizer = load_tokenizer(s["base"])
+    report = {"settings": {key: str(v) for key, v in s.items()}, "prompts": len(rows), "samples_per_prompt": k}
+    base_model, base_out, base_scores, report["base"] = score_policy(s["base"], tokenizer, rows, rm, weights, s,
+                                                                     cfg, "base")
+    tuned_model, tuned_out, tuned_scores, report["tuned"] = score_policy(s["tuned"], tokenizer, rows, rm, weights,
+                                                                         s, cfg, "tuned")
+    report.update(compare(base_scores, tuned_scores, cfg))
     report["kl_tuned_base"] = kl_on_tuned_samples(tuned_model, base_model, tuned_out, s, cfg, tokenizer.pad_token_id)
     if cfg.gsm8k:
         from annotation.sources import load_gsm8k

@@ -1,0 +1,139 @@
+"""`python -m policy sweep --config configs/policy/sweep_tiny.yaml`: what each reward weighting buys and costs.
+
+Runs GRPO once per weighting: each single-dimension reward (the simplex's corners), equal weights, and, with
+`grid_step`, every point of the simplex grid with that spacing. Each run's policy is evaluated on ALL dimensions
+against the same base samples (paired bootstrap intervals). Writes sweep.md, sweep.json and tradeoff.png (per
+dimension: its score against the weight it was given). Finished runs are kept and skipped on a rerun.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from pydantic import Field  # noqa: E402
+
+from annotation.config import Config, ConfigError, add_arguments, build_config, load_config  # noqa: E402
+from annotation.models import load_tokenizer  # noqa: E402
+from annotation.schema import DataError, atomic_path, write_json, write_text  # noqa: E402
+from policy.config import GRPORunConfig  # noqa: E402
+from policy.evaluate import EvalConfig, compare, score_policy  # noqa: E402
+from policy.grpo import FINAL_POLICY, load_reward_model, run_grpo  # noqa: E402
+from policy.prompts import load_prompt_rows  # noqa: E402
+
+
+class SweepConfig(Config):
+    grpo_config: str = Field("configs/policy/tiny.yaml", description="GRPO config every run starts from")
+    reward_model: str | None = Field(None, description="override the GRPO config's reward model")
+    prompts: str | None = Field(None, description="override the GRPO config's `rl` prompts")
+    max_steps: int = Field(6, ge=1, description="GRPO steps per run (small: the sweep shows directions)")
+    grid_step: float | None = Field(None, gt=0, le=1, description="also run every simplex point with this spacing "
+                                                                  "(e.g. 0.5); None: corners + equal weights only")
+    eval: EvalConfig = Field(default_factory=lambda: EvalConfig(max_prompts=16),
+                             description="evaluation settings for every run (run/tuned/base are filled in)")
+    out: str = Field("runs/demo/sweep", description="sweep folder: one GRPO run per weighting + the report")
+
+
+def weightings(dimensions: list[str], grid_step: float | None) -> list[dict[str, float]]:
+    """Corners (single-dimension rewards), equal weights, then the optional grid; no duplicates."""
+    points = [tuple(1.0 if j == i else 0.0 for j in range(len(dimensions))) for i in range(len(dimensions))]
+    points.append(tuple(1.0 / len(dimensions) for _ in dimensions))
+    if grid_step:
+        n = round(1 / grid_step)
+        if abs(n * grid_step - 1) > 1e-9:
+            raise ConfigError(f"field grid_step: 1 must be a multiple of it (got {grid_step})")
+        for combo in itertools.product(range(n + 1), repeat=len(dimensions)):
+            if sum(combo) == n:
+                points.append(tuple(c / n for c in combo))
+    unique = list(dict.fromkeys(tuple(round(w, 6) for w in p) for p in points))
+    return [dict(zip(dimensions, p, strict=True)) for p in unique]
+
+
+def run_name(weights: dict[str, float]) -> str:
+    return "w_" + "_".join(f"{name[:4]}{w:.2f}" for name, w in weights.items())
+
+
+def plot_tradeoff(runs: list[dict], base: dict, dimensions: list[str], path: Path) -> Path:
+    fig, axes = plt.subplots(1, len(dimensions), figsize=(3.4 * len(dimensions), 3.2), squeeze=False)
+    for ax, dim in zip(axes[0], dimensions, strict=True):
+        xs = [r["weights"][dim] for r in runs]
+        ys = [r["tuned"]["mean"][dim] for r in runs]
+        err = [[r["difference"][dim]["mean"] - r["difference"][dim]["low"] for r in runs],
+               [r["difference"][dim]["high"] - r["difference"][dim]["mean"] for r in runs]]
+        ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3)
+        ax.axhline(base["mean"][dim], color="grey", linestyle="--", label="base")
+        ax.set_xlabel(f"weight on {dim}")
+        ax.set_ylabel(f"{dim} (RM score)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Reward weighting trade-offs (95% paired bootstrap intervals)")
+    fig.tight_layout()
+    with atomic_path(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_sweep_markdown(report: dict, path: Path) -> None:
+    dims = report["dimensions"]
+    lines = ["# Reward-weight sweep", "",
+             f"{len(report['runs'])} GRPO runs of {report['max_steps']} steps; each evaluated on {report['prompts']} "
+             "eval prompts on every dimension. Cells: tuned - base [95% paired bootstrap interval], * = excludes 0.",
+             "", "| weights | " + " | ".join(dims) + " | length |", "|---" * (len(dims) + 2) + "|"]
+    for run in report["runs"]:
+        weights = ", ".join(f"{d}={w:.2f}" for d, w in run["weights"].items())
+        cells = [f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]{' *' if c['excludes_zero'] else ''}"
+                 for c in (run["difference"][d] for d in dims)]
+        lines.append(f"| {weights} | " + " | ".join(cells) + f" | {run['tuned']['length_tokens']:.1f} |")
+    base = report["base"]
+    lines.append("| base (absolute) | " + " | ".join(f"{base['mean'][d]:.3f}" for d in dims)
+                 + f" | {base['length_tokens']:.1f} |")
+    lines += ["", "![trade-offs](tradeoff.png)", ""]
+    write_text(path, "\n".join(lines))
+
+
+def run_sweep(cfg: SweepConfig) -> dict:
+    overrides = {"max_steps": cfg.max_steps}
+    overrides.update({k: v for k, v in (("reward_model", cfg.reward_model), ("prompts", cfg.prompts)) if v})
+    template = load_config(GRPORunConfig, cfg.grpo_config, overrides)
+    rm = load_reward_model(template.reward_model)
+    out = Path(cfg.out)
+    tokenizer = load_tokenizer(template.policy)
+    rows = load_prompt_rows(cfg.eval.prompts, template.system_prompt, cfg.eval.max_prompts)
+    settings = {"max_new_tokens": cfg.eval.max_new_tokens or template.max_completion_length,
+                "temperature": cfg.eval.temperature or template.temperature, "top_p": template.top_p}
+    _, _, base_scores, base = score_policy(template.policy, tokenizer, rows, rm, rm.weights, settings, cfg.eval,
+                                           "base")
+    runs = []
+    for weights in weightings(rm.dimensions, cfg.grid_step):
+        run_dir = out / run_name(weights)
+        run_cfg = template.model_copy(update={"weights": weights, "out": str(run_dir)})
+        if not (run_dir / FINAL_POLICY / "config.json").exists():
+            run_grpo(run_cfg, rm=rm)
+        # Every run is scored on all dimensions with its own weighting for the 'weighted' column.
+        _, _, scores, tuned = score_policy(str(run_dir / FINAL_POLICY), tokenizer, rows, rm, weights, settings,
+                                           cfg.eval, run_name(weights))
+        base_weighted = dict(base_scores, weighted=rm.reward(base_scores, weights))
+        runs.append({"weights": weights, "dir": str(run_dir), "tuned": tuned, **compare(base_weighted, scores,
+                                                                                            cfg.eval)})
+    report = {"dimensions": rm.dimensions, "max_steps": cfg.max_steps, "prompts": len(rows), "base": base,
+              "runs": runs, "grpo_config": cfg.grpo_config}
+    report["plot"] = str(plot_tradeoff(runs, base, rm.dimensions, out / "tradeoff.png"))
+    write_json(out / "sweep.json", report)
+    write_sweep_markdown(report, out / "sweep.md")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m policy sweep", description=__doc__.split("\n")[0])
+    add_arguments(parser, SweepConfig)
+    try:
+        cfg = build_config(SweepConfig, parser.parse_args(argv))
+        report = run_sweep(cfg)
+    except (ConfigError, DataError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    print(f"{len(report['runs'])} runs; report in {Path(cfg.out) / 'sweep.md'}")
