@@ -74,7 +74,10 @@ def encode_pair(tokenizer, context: str, response: str, *, decoder: bool, max_le
         return enc
     # "only_first" + left truncation is a safety net: fit_pair already made it fit in nearly every case.
     enc = tokenizer(context, response, truncation="only_first", max_length=max_length)
-    return {k: list(v) for k, v in enc.items()}
+    features = {k: list(v) for k, v in enc.items()}
+    # Which tokens belong to the response, for pooling the response on its own (tokenizer-independent).
+    features["response_mask"] = [1 if s == 1 else 0 for s in enc.sequence_ids()]
+    return features
 
 
 def encode_pairs(tokenizer, contexts: list[str], responses: list[str], *, decoder: bool, max_length: int,

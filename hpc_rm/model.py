@@ -5,7 +5,8 @@ Heads:
   as its expected value (a score in [0, max_level]); the discrete level is the most probable one.
 - "regression": one output squashed into [0, max_level] by a sigmoid, trained with class-weighted squared error;
   the discrete level is the rounded score.
-Pooling: mean over tokens for encoders, the last non-pad token for decoders.
+Pooling: for encoders the mean over all tokens next to the mean over the response's tokens ("mean_pair": the
+labels are about the response, read in its context), or the plain mean; for decoders the last non-pad token.
 
 Folder layout (everything scoring needs): `rm_config.json` (RMSpec: backbone, rubric, heads, aggregation
 weights, lengths, training config), `backbone/` (full weights + tokenizer) or `adapter/` (LoRA) + `tokenizer/`,
@@ -29,6 +30,7 @@ from annotation.schema import write_json
 from hpc_rm.encoding import encode_pairs, pad_batch
 
 HeadKind = Literal["ordinal", "regression"]
+Pooling = Literal["mean_pair", "mean", "last"]
 
 
 class LoraSpec(BaseModel):
@@ -44,9 +46,12 @@ class RMSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     backbone: str = Field(description="registry name, hub id or path of the backbone it was built from")
-    decoder: bool = Field(description="True: last non-pad token pooling; False: mean pooling")
+    decoder: bool = Field(description="True for decoder backbones (they need 'last' pooling)")
+    pooling: Pooling = Field("mean_pair", description="how token states become one vector")
     rubric: Rubric
     head: HeadKind = "ordinal"
+    head_hidden: int = Field(0, description="0: linear heads; >0: one hidden layer of this width per head")
+    freeze_backbone: bool = Field(False, description="train the heads only (backbone weights stay pretrained)")
     weights: dict[str, float] = Field(description="aggregation weights per dimension")
     max_length: int = 512
     max_response_tokens: int = 192
@@ -81,24 +86,36 @@ class HPCRewardModel(nn.Module):
         self.backbone = backbone
         self.tokenizer = tokenizer
         tokenizer.truncation_side = "left"  # keep the end of the dialogue if a context still overflows
-        hidden = backbone.config.hidden_size
+        if spec.decoder and spec.pooling != "last":
+            raise ValueError(f"decoder backbone {spec.backbone}: pooling must be 'last', not {spec.pooling!r}")
+        self.pooled_size = backbone.config.hidden_size * (2 if spec.pooling == "mean_pair" else 1)
         self.dropout = nn.Dropout(spec.dropout)
-        self.heads = nn.ModuleDict({
-            d.name: nn.Linear(hidden, len(d.levels) if spec.head == "ordinal" else 1) for d in spec.rubric.dimensions
-        })
+        self.heads = nn.ModuleDict({d.name: self._make_head(len(d.levels)) for d in spec.rubric.dimensions})
+        if spec.freeze_backbone:
+            self.backbone.requires_grad_(False)
         # Stored with the weights so a checkpoint is complete; read by the loss.
         self.max_levels = {d.name: d.max_score for d in spec.rubric.dimensions}
+
+    def _make_head(self, n_levels: int) -> nn.Module:
+        n_out = n_levels if self.spec.head == "ordinal" else 1
+        if self.spec.head_hidden <= 0:
+            return nn.Linear(self.pooled_size, n_out)
+        return nn.Sequential(nn.Linear(self.pooled_size, self.spec.head_hidden), nn.GELU(),
+                             nn.Dropout(self.spec.dropout), nn.Linear(self.spec.head_hidden, n_out))
 
     # -- construction / persistence ------------------------------------------------------------------------------
     @classmethod
     def from_backbone(cls, backbone: str, rubric: Rubric | str, weights: dict[str, float] | None = None, *,
-                      head: HeadKind = "ordinal", max_length: int = 512, max_response_tokens: int = 192,
+                      head: HeadKind = "ordinal", head_hidden: int = 0, pooling: Pooling | None = None,
+                      freeze_backbone: bool = False, max_length: int = 512, max_response_tokens: int = 192,
                       dropout: float = 0.1, lora: LoraSpec | None = None, dtype: str = "float32",
                       training: dict | None = None) -> "HPCRewardModel":
-        """Untrained heads on a pretrained backbone, for any rubric."""
+        """Untrained heads on a pretrained backbone, for any rubric (pooling defaults to the backbone's kind)."""
         rubric = load_rubric(rubric) if isinstance(rubric, (str, Path)) else rubric
+        decoder = not is_encoder(str(backbone))
         spec = RMSpec(
-            backbone=str(backbone), decoder=not is_encoder(str(backbone)), rubric=rubric, head=head,
+            backbone=str(backbone), decoder=decoder, pooling=pooling or ("last" if decoder else "mean_pair"),
+            rubric=rubric, head=head, head_hidden=head_hidden, freeze_backbone=freeze_backbone,
             weights=_check_weights(rubric, weights or rubric.default_weights()), max_length=max_length,
             max_response_tokens=max_response_tokens, dropout=dropout, lora=lora or LoraSpec(), training=training or {},
         )
@@ -160,22 +177,41 @@ class HPCRewardModel(nn.Module):
         return dict(self.spec.weights)
 
     # -- forward -------------------------------------------------------------------------------------------------
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        if not self.spec.decoder:
-            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        # Last non-pad token; works for right or left padding.
-        positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-        last = (attention_mask * positions).argmax(dim=1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor,
+             response_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.spec.pooling == "last":  # last non-pad token; works for right or left padding
+            positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+            last = (attention_mask * positions).argmax(dim=1)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, **_unused) -> dict[str, torch.Tensor]:
-        """Raw head outputs per dimension: level logits (ordinal) or one pre-sigmoid value (regression)."""
+        def masked_mean(mask):
+            mask = mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+        pooled = masked_mean(attention_mask)
+        if self.spec.pooling == "mean_pair":
+            pooled = torch.cat([pooled, masked_mean(response_mask if response_mask is not None else attention_mask)], -1)
+        return pooled
+
+    def embed(self, input_ids, attention_mask, token_type_ids=None, response_mask=None) -> torch.Tensor:
+        """The pooled vector the heads read."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**inputs).last_hidden_state
-        pooled = self.dropout(self.pool(hidden, attention_mask).float())
+        return self.pool(hidden, attention_mask, response_mask).float()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, response_mask=None,
+                pooled=None) -> dict[str, torch.Tensor]:
+        """Raw head outputs per dimension: level logits (ordinal) or one pre-sigmoid value (regression).
+        `pooled` (from `embed`) skips the backbone: a frozen backbone's vectors are computed once."""
+        if pooled is None:
+            if self.spec.freeze_backbone:
+                with torch.no_grad():
+                    pooled = self.embed(input_ids, attention_mask, token_type_ids, response_mask)
+            else:
+                pooled = self.embed(input_ids, attention_mask, token_type_ids, response_mask)
+        pooled = self.dropout(pooled)
         return {name: head(pooled) for name, head in self.heads.items()}
 
     def scores_from_outputs(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -200,29 +236,58 @@ class HPCRewardModel(nn.Module):
         return encode_pairs(self.tokenizer, contexts, responses, decoder=self.spec.decoder,
                             max_length=self.spec.max_length, max_response_tokens=self.spec.max_response_tokens)
 
+    def _batches(self, features: list[dict[str, list[int]]], batch_size: int, progress: bool, desc: str):
+        """(indices, padded batch on the model's device), longest pairs first so each batch has little padding."""
+        from tqdm.auto import tqdm
+
+        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
+        device = next(self.parameters()).device
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
+            idx = order[start:start + batch_size]
+            batch = pad_batch(self.tokenizer, [features[i] for i in idx])
+            yield idx, {k: v.to(device) for k, v in batch.items()}
+
+    @torch.no_grad()
+    def embed_pairs(self, contexts: list[str], responses: list[str], batch_size: int = 32,
+                    progress: bool = False) -> torch.Tensor:
+        """Pooled vectors in input order (eval mode), e.g. to train heads on a frozen backbone."""
+        features = self.encode(contexts, responses)
+        pooled = torch.zeros(len(features), self.pooled_size)
+        was_training = self.training
+        self.eval()
+        for idx, batch in self._batches(features, batch_size, progress, "embedding"):
+            pooled[idx] = self.embed(**batch).cpu()
+        self.train(was_training)
+        return pooled
+
     @torch.no_grad()
     def predict(self, contexts: list[str], responses: list[str], batch_size: int = 32,
                 progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """(scores, levels) per dimension. Pairs are sorted by length and batched, so padding stays small."""
-        from tqdm.auto import tqdm
-
+        """(scores, levels) per dimension in input order; length-sorted dynamic batches."""
         features = self.encode(contexts, responses)
-        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
         scores = {d: np.zeros(len(features), dtype=np.float32) for d in self.dimensions}
         levels = {d: np.zeros(len(features), dtype=np.int64) for d in self.dimensions}
         was_training = self.training
         self.eval()
-        device = next(self.parameters()).device
-        starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="scoring", unit="batch", disable=not progress):
-            idx = order[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in pad_batch(self.tokenizer, [features[i] for i in idx]).items()}
+        for idx, batch in self._batches(features, batch_size, progress, "scoring"):
             outputs = self(**batch)
             for name, value in self.scores_from_outputs(outputs).items():
                 scores[name][idx] = value.float().cpu().numpy()
             for name, value in self.levels_from_outputs(outputs).items():
                 levels[name][idx] = value.cpu().numpy()
         self.train(was_training)
+        return scores, levels
+
+    @torch.no_grad()
+    def predict_pooled(self, pooled: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(scores, levels) from vectors made by `embed_pairs` (only the heads run)."""
+        was_training = self.training
+        self.eval()
+        device = next(self.heads.parameters()).device
+        outputs = self(pooled=pooled.to(device))
+        self.train(was_training)
+        scores = {k: v.float().cpu().numpy() for k, v in self.scores_from_outputs(outputs).items()}
+        levels = {k: v.cpu().numpy() for k, v in self.levels_from_outputs(outputs).items()}
         return scores, levels
 
     def score(self, contexts: list[str], responses: list[str], batch_size: int = 32,

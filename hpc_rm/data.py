@@ -1,0 +1,124 @@
+"""Labeled items as training data: label matrices with missing labels masked, grouped splits, class weights."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from annotation.rubric import Rubric
+from annotation.schema import DataError, LabeledItem, read_jsonl
+
+MISSING = -1  # label value of a dimension an annotator did not rate; the loss masks it out
+
+
+def read_labels(path: Path | str, rubric: Rubric, annotator_prefix: str | None = None) -> list[LabeledItem]:
+    """Labeled lines of an interchange file (optionally only one annotator family), checked against the rubric."""
+    items = []
+    for lineno, item in enumerate(read_jsonl(path, LabeledItem), 1):
+        if annotator_prefix and not (item.annotator or "").startswith(annotator_prefix):
+            continue
+        if not item.scores:
+            continue
+        known = {k: v for k, v in item.scores.items() if k in rubric.names}
+        try:
+            rubric.check_scores(known)
+        except ValueError as err:
+            raise DataError(f"{path}: item {item.id}: {err}") from None
+        if known:
+            items.append(item)
+    if not items:
+        who = f" from annotators starting with {annotator_prefix!r}" if annotator_prefix else ""
+        raise DataError(f"{path}: no labels for any dimension of rubric {rubric.name} ({rubric.names}){who}")
+    return items
+
+
+def label_matrix(items: list[LabeledItem], rubric: Rubric) -> np.ndarray:
+    """(items, dimensions) int array in rubric order; MISSING where an item has no label for a dimension."""
+    labels = np.full((len(items), len(rubric.names)), MISSING, dtype=np.int64)
+    for i, item in enumerate(items):
+        for j, name in enumerate(rubric.names):
+            value = (item.scores or {}).get(name)
+            if value is not None:
+                labels[i, j] = value
+    return labels
+
+
+def group_of(item: LabeledItem) -> str:
+    """The unit that must not straddle a split: meta['group'] (e.g. the dialogue), else the id before its last ':'."""
+    group = item.meta.get("group")
+    if group is not None:
+        return str(group)
+    return item.id.rsplit(":", 1)[0] if ":" in item.id else item.id
+
+
+def grouped_folds(items: list[LabeledItem], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k (train, test) index pairs; no group appears on both sides, groups shuffled by seed."""
+    from sklearn.model_selection import GroupKFold
+
+    groups = [group_of(item) for item in items]
+    if len(set(groups)) < k:
+        raise ValueError(f"{k}-fold split needs at least {k} groups, got {len(set(groups))}")
+    folds = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros(len(items)), groups=groups))
+
+
+def grouped_split(items: list[LabeledItem], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One (train, test) index split by group."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = [group_of(item) for item in items]
+    split = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
+    return next(split.split(np.zeros(len(items)), groups=groups))
+
+
+def class_weights(labels: np.ndarray, n_levels: int, scheme: str) -> np.ndarray:
+    """Per-level loss weights for one dimension: 'balanced' (inverse frequency), 'sqrt' (its square root), 'none'.
+
+    Levels absent from the training labels get weight 1; weights are scaled to average 1 over labeled items.
+    """
+    present = labels[labels != MISSING]
+    weights = np.ones(n_levels, dtype=np.float64)
+    if scheme == "none" or present.size == 0:
+        return weights
+    counts = np.bincount(present, minlength=n_levels).astype(np.float64)
+    seen = counts > 0
+    weights[seen] = present.size / (seen.sum() * counts[seen])
+    if scheme == "sqrt":
+        weights = np.sqrt(weights)
+    weights /= weights[present].mean()
+    return weights
+
+
+class PairDataset:
+    """Encoded pairs (or pooled vectors of a frozen backbone) + label rows, as the transformers Trainer wants them."""
+
+    def __init__(self, features: list[dict], labels: np.ndarray):
+        if len(features) != len(labels):
+            raise ValueError(f"{len(features)} inputs but {len(labels)} label rows")
+        self.features, self.labels = features, labels
+
+    @classmethod
+    def from_pooled(cls, pooled, labels: np.ndarray) -> "PairDataset":
+        return cls([{"pooled": row} for row in pooled], labels)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.features[i], "labels": self.labels[i].tolist()}
+
+
+def make_collator(tokenizer):
+    import torch
+
+    from hpc_rm.encoding import pad_batch
+
+    def collate(rows: list[dict]) -> dict:
+        labels = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
+        if "pooled" in rows[0]:
+            return {"pooled": torch.stack([row["pooled"] for row in rows]), "labels": labels}
+        batch = pad_batch(tokenizer, [{k: v for k, v in row.items() if k != "labels"} for row in rows])
+        batch["labels"] = labels
+        return batch
+
+    return collate

@@ -1,0 +1,61 @@
+"""`python -m hpc_rm eval --model DIR --labels FILE --out DIR`: per-dimension macro-F1, quadratic-weighted kappa,
+Spearman, accuracy, MAE and a calibration plot, as JSON + Markdown + PNG."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pydantic import Field
+
+from annotation.config import Config, add_arguments, build_config
+from annotation.schema import LabeledItem, write_json, write_text
+from hpc_rm.data import label_matrix, read_labels
+from hpc_rm.metrics import all_metrics, calibration_curve, metrics_table, plot_calibration
+from hpc_rm.model import HPCRewardModel
+
+
+class EvalConfig(Config):
+    model: Path | None = Field(None, description="reward model folder (from `hpc_rm train`)")
+    labels: Path | None = Field(None, description="interchange JSONL with reference scores")
+    annotator: str | None = Field(None, description="use only lines whose annotator starts with this")
+    out: Path | None = Field(None, description="report folder (default: <model>/eval)")
+    batch_size: int = Field(32, description="pairs per scoring batch")
+
+
+def evaluate_model(rm: HPCRewardModel, items: list[LabeledItem], out_dir: Path | None = None,
+                   batch_size: int = 32, title: str = "reward model") -> dict:
+    """Score the items and compare with their labels; writes metrics.json/.md and calibration.png if out_dir."""
+    scores, levels = rm.predict([i.context for i in items], [i.response for i in items], batch_size=batch_size,
+                                progress=True)
+    truth = label_matrix(items, rm.rubric)
+    report = all_metrics(rm.rubric, truth, levels, scores)
+    curves = {d.name: calibration_curve(truth[:, j], scores[d.name], d.max_score)
+              for j, d in enumerate(rm.rubric.dimensions)}
+    for name, curve in curves.items():
+        report["dimensions"][name]["calibration"] = curve
+    report["items"] = len(items)
+    if out_dir is not None:
+        write_json(out_dir / "metrics.json", report)
+        plot_calibration(curves, {d.name: d.max_score for d in rm.rubric.dimensions},
+                         out_dir / "calibration.png", f"Calibration: {title}")
+        write_text(out_dir / "metrics.md", (
+            f"# Evaluation of {title}\n\n{len(items)} labeled items, rubric `{rm.rubric.name}`, head "
+            f"`{rm.spec.head}`, backbone `{rm.spec.backbone}`.\n\n{metrics_table(report)}\n\n"
+            "macro-F1, QWK and accuracy use the predicted level; Spearman and MAE use the continuous score.\n\n"
+            "![calibration](calibration.png)\n"
+        ))
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hpc_rm eval", description=__doc__)
+    add_arguments(parser, EvalConfig)
+    cfg = build_config(EvalConfig, parser.parse_args(argv))
+    if cfg.model is None or cfg.labels is None:
+        parser.error("--model and --labels are required")
+    rm = HPCRewardModel.from_pretrained(cfg.model)
+    items = read_labels(cfg.labels, rm.rubric, cfg.annotator)
+    out = cfg.out or cfg.model / "eval"
+    report = evaluate_model(rm, items, out, cfg.batch_size, title=str(cfg.model))
+    print(metrics_table(report))
+    print(f"report written to {out}/metrics.md")

@@ -1,0 +1,46 @@
+"""`python -m hpc_rm score --model DIR --input FILE --out FILE`: add `"pred": {dimension: float}` and
+`"reward": float` to every line of an interchange file (length-sorted batches, input order kept)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pydantic import Field
+
+from annotation.config import Config, add_arguments, build_config
+from annotation.schema import LabeledItem, read_jsonl, write_jsonl
+from hpc_rm.model import HPCRewardModel
+
+
+class ScoreConfig(Config):
+    model: Path | None = Field(None, description="reward model folder (from `hpc_rm train`)")
+    input: Path | None = Field(None, description="interchange JSONL to score")
+    out: Path | None = Field(None, description="output JSONL (the input lines plus pred and reward)")
+    batch_size: int = Field(32, description="pairs per scoring batch")
+    weights: dict[str, float] | None = Field(None, description="aggregation weights (default: the model's)")
+
+
+def score_items(rm: HPCRewardModel, items: list[LabeledItem], batch_size: int = 32,
+                weights: dict[str, float] | None = None) -> list[dict]:
+    """The items as dicts with `pred` and `reward` added."""
+    preds = rm.score([i.context for i in items], [i.response for i in items], batch_size=batch_size, progress=True)
+    rewards = rm.reward(preds, weights)
+    records = []
+    for k, item in enumerate(items):
+        record = item.model_dump(mode="json", exclude_none=True)
+        record["pred"] = {name: round(float(preds[name][k]), 5) for name in rm.dimensions}
+        record["reward"] = round(float(rewards[k]), 5)
+        records.append(record)
+    return records
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hpc_rm score", description=__doc__)
+    add_arguments(parser, ScoreConfig)
+    cfg = build_config(ScoreConfig, parser.parse_args(argv))
+    if cfg.model is None or cfg.input is None or cfg.out is None:
+        parser.error("--model, --input and --out are required")
+    rm = HPCRewardModel.from_pretrained(cfg.model)
+    items = read_jsonl(cfg.input, LabeledItem)
+    n = write_jsonl(cfg.out, score_items(rm, items, cfg.batch_size, cfg.weights))
+    print(f"scored {n} items -> {cfg.out}")

@@ -1,0 +1,201 @@
+"""`python -m hpc_rm train`: fit the multi-head reward model with the transformers Trainer.
+
+The loss is ours (transformers would pick multi-label BCE for several float labels): per dimension,
+class-weighted cross-entropy over levels (ordinal head) or class-weighted squared error of the score
+(regression head), averaged over the labeled entries only, so a missing label contributes nothing.
+Runs the same on one CPU, under `torchrun --nproc_per_node 2` (DDP over gloo) or `accelerate launch`
+with a DeepSpeed config (`--deepspeed configs/deepspeed/zero2.json`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from transformers import Trainer, TrainingArguments
+
+from annotation.config import Config, add_arguments, build_config, dump_config
+from annotation.rubric import Rubric, load_rubric
+from annotation.schema import LabeledItem, write_json
+from hpc_rm.data import MISSING, PairDataset, class_weights, label_matrix, make_collator, read_labels
+from hpc_rm.model import HeadKind, HPCRewardModel, LoraSpec, Pooling
+
+
+class TrainConfig(Config):
+    labels: Path | None = Field(None, description="interchange JSONL with scores to train on")
+    validation: Path | None = Field(None, description="optional interchange JSONL evaluated after training")
+    annotator: str | None = Field(None, description="use only lines whose annotator starts with this, e.g. 'human:'")
+    rubric: str = Field("hpc", description="rubric name in configs/rubrics or a YAML path")
+    backbone: str = Field("minilm-l6", description="registry name, hub id or local path of the backbone")
+    out: Path | None = Field(None, description="output folder for the trained model (checkpoints under out/checkpoints)")
+    head: HeadKind = Field("ordinal", description="'ordinal' (softmax over levels, expected value) or 'regression'")
+    head_hidden: int = Field(0, description="0: linear heads; >0: one hidden layer of this width per head")
+    pooling: Pooling | None = Field(None, description="'mean_pair' | 'mean' (encoders) or 'last' (decoders); default by kind")
+    freeze_backbone: bool = Field(False, description="train the heads only on pooled vectors computed once (fast)")
+    weights: dict[str, float] | None = Field(None, description="aggregation weights per dimension (rubric default)")
+    epochs: float = Field(4.0, description="training epochs")
+    learning_rate: float = Field(5e-5, description="peak learning rate of the backbone")
+    head_learning_rate: float = Field(1e-3, description="learning rate of the freshly initialised heads")
+    batch_size: int = Field(16, description="pairs per device per step")
+    grad_accum: int = Field(1, description="gradient accumulation steps")
+    weight_decay: float = Field(0.01, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warm-up")
+    max_length: int = Field(256, description="max tokens per (context, response) pair; context is cut from the left")
+    max_response_tokens: int = Field(128, description="responses longer than this are cut")
+    dropout: float = Field(0.1, description="dropout before the heads")
+    class_weighting: Literal["balanced", "sqrt", "none"] = Field(
+        "balanced", description="per-level loss weights against class imbalance")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (r=0: full fine-tuning)")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="backbone weights dtype")
+    seed: int = Field(0, description="random seed (init, shuffling, dropout)")
+    checkpoints: bool = Field(True, description="save resumable checkpoints under out/checkpoints")
+    save_steps: int = Field(0, description="checkpoint every N steps (0: at each epoch end)")
+    save_total_limit: int = Field(2, description="checkpoints kept")
+    resume: bool = Field(False, description="continue from the last checkpoint in out/checkpoints")
+    deepspeed: str | None = Field(None, description="DeepSpeed JSON config (GPU runs under accelerate/deepspeed)")
+    progress: bool = Field(True, description="show progress bars")
+    logging_steps: int = Field(10, description="log the loss every N steps")
+
+
+def head_loss(model: HPCRewardModel, outputs: dict[str, torch.Tensor], labels: torch.Tensor,
+              level_weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over dimensions of each head's class-weighted loss on its labeled entries."""
+    losses = []
+    for j, name in enumerate(model.dimensions):
+        target = labels[:, j]
+        mask = target != MISSING
+        out = outputs[name]
+        # Multiply by zero rather than skip, so every head takes part in the graph (DDP needs that).
+        if not mask.any():
+            losses.append(out.sum() * 0.0)
+            continue
+        weight = level_weights[name].to(out.device)
+        if model.spec.head == "ordinal":
+            per_item = torch.nn.functional.cross_entropy(out[mask].float(), target[mask], reduction="none")
+        else:
+            score = torch.sigmoid(out[mask].squeeze(-1).float()) * model.max_levels[name]
+            per_item = (score - target[mask].float()) ** 2
+        w = weight[target[mask]]
+        losses.append((per_item * w).sum() / w.sum())
+    return torch.stack(losses).mean()
+
+
+class RewardTrainer(Trainer):
+    """Trainer with the masked multi-head loss and a higher learning rate for the new heads."""
+
+    def __init__(self, *args, level_weights: dict[str, torch.Tensor], head_learning_rate: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.level_weights = level_weights
+        self.head_learning_rate = head_learning_rate
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = head_loss(self._rm, outputs, labels, self.level_weights)
+        return (loss, outputs) if return_outputs else loss
+
+    @property
+    def _rm(self) -> HPCRewardModel:
+        return self.model  # the unwrapped module (self.model_wrapped is the DDP/DeepSpeed wrapper)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            decay = set(self.get_decay_parameter_names(self.model))
+            groups = {}
+            for name, param in self.model.named_parameters():
+                if not param.requires_grad:
+                    continue
+                lr = self.head_learning_rate if name.startswith("heads.") else self.args.learning_rate
+                wd = self.args.weight_decay if name in decay else 0.0
+                groups.setdefault((lr, wd), []).append(param)
+            param_groups = [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
+            self.optimizer = torch.optim.AdamW(param_groups, lr=self.args.learning_rate)
+        return self.optimizer
+
+
+def _training_args(cfg: TrainConfig, checkpoint_dir: Path, pooled: bool) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir), num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_ratio, lr_scheduler_type="linear",
+        seed=cfg.seed, data_seed=cfg.seed,
+        save_strategy="no" if not cfg.checkpoints else "steps" if cfg.save_steps else "epoch",
+        save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps,
+        report_to=[], disable_tqdm=not cfg.progress, use_cpu=not torch.cuda.is_available(),
+        train_sampling_strategy="random" if pooled else "group_by_length", remove_unused_columns=False, label_names=["labels"],
+        ddp_find_unused_parameters=True, deepspeed=cfg.deepspeed, bf16=cfg.dtype == "bfloat16",
+        dataloader_num_workers=0,
+    )
+
+
+def build_model(cfg: TrainConfig, rubric: Rubric) -> HPCRewardModel:
+    """A fresh RM (pretrained backbone, untrained heads) as the config describes."""
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    return HPCRewardModel.from_backbone(
+        cfg.backbone, rubric, cfg.weights, head=cfg.head, head_hidden=cfg.head_hidden, pooling=cfg.pooling,
+        freeze_backbone=cfg.freeze_backbone, max_length=cfg.max_length, max_response_tokens=cfg.max_response_tokens,
+        dropout=cfg.dropout, lora=cfg.lora, dtype=cfg.dtype, training=json.loads(cfg.model_dump_json()),
+    )
+
+
+def train_reward_model(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubric, checkpoint_dir: Path,
+                       pooled: torch.Tensor | None = None) -> HPCRewardModel:
+    """Train a fresh RM on `items`; checkpoints go to checkpoint_dir (resumed when cfg.resume).
+
+    With `freeze_backbone`, the pooled vectors are computed once (or passed in as `pooled`, rows matching
+    `items`, e.g. shared by the folds of a cross-validation) and only the heads are trained on them."""
+    rm = build_model(cfg, rubric)
+    labels = label_matrix(items, rubric)
+    level_weights = {
+        d.name: torch.tensor(class_weights(labels[:, j], len(d.levels), cfg.class_weighting), dtype=torch.float32)
+        for j, d in enumerate(rubric.dimensions)
+    }
+    contexts, responses = [i.context for i in items], [i.response for i in items]
+    if cfg.freeze_backbone:
+        if pooled is None:
+            pooled = rm.embed_pairs(contexts, responses, batch_size=cfg.batch_size, progress=cfg.progress)
+        dataset = PairDataset.from_pooled(pooled, labels)
+    else:
+        dataset = PairDataset(rm.encode(contexts, responses), labels)
+    trainer = RewardTrainer(
+        model=rm, args=_training_args(cfg, checkpoint_dir, cfg.freeze_backbone), train_dataset=dataset,
+        data_collator=make_collator(rm.tokenizer), level_weights=level_weights,
+        head_learning_rate=cfg.head_learning_rate,
+    )
+    resume = cfg.resume and any(checkpoint_dir.glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    rm.eval()
+    rm.is_main_process = trainer.is_world_process_zero()
+    return rm
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hpc_rm train", description=__doc__.split("\n")[0])
+    add_arguments(parser, TrainConfig)
+    cfg = build_config(TrainConfig, parser.parse_args(argv))
+    if cfg.labels is None or cfg.out is None:
+        parser.error("--labels and --out are required (in the YAML config or as flags)")
+    rubric = load_rubric(cfg.rubric)
+    items = read_labels(cfg.labels, rubric, cfg.annotator)
+    rm = train_reward_model(cfg, items, rubric, cfg.out / "checkpoints")
+    if not rm.is_main_process:
+        return
+    rm.save_pretrained(cfg.out)
+    (cfg.out / "train_config.yaml").write_text(dump_config(cfg))
+    summary = {"model": str(cfg.out), "train_items": len(items), "labels": str(cfg.labels)}
+    if cfg.validation is not None:
+        from hpc_rm.evaluate import evaluate_model
+
+        summary["validation"] = evaluate_model(rm, read_labels(cfg.validation, rubric, cfg.annotator),
+                                               cfg.out / "validation")
+    write_json(cfg.out / "train_summary.json", summary)
+    print(f"saved reward model to {cfg.out}")
+    if "validation" in summary:
+        mean_f1 = np.mean([m["macro_f1"] for m in summary["validation"]["dimensions"].values()])
+        print(f"validation mean macro-F1 {mean_f1:.3f}")
