@@ -35,6 +35,7 @@ class EvalConfig(Config):
     system_prompt: str | None = Field(None, description="tutor system prompt (None: the run's)")
     prompts: str = Field("runs/demo/data/eval.jsonl", description="held-out PromptItem JSONL: the `eval` split")
     max_prompts: int | None = Field(None, ge=2, description="use only the first N eval prompts (None: all)")
+    max_prompt_tokens: int | None = Field(None, ge=1, description="skip longer prompts (None: the run's limit)")
     samples_per_prompt: int = Field(1, ge=1, description="responses per prompt and policy (averaged per prompt)")
     max_new_tokens: int | None = Field(None, ge=1, description="tokens per response (None: the run's limit)")
     temperature: float | None = Field(None, gt=0, description="sampling temperature (None: the run's)")
@@ -61,6 +62,7 @@ def run_settings(cfg: EvalConfig) -> dict:
         "base": cfg.base or run["base_policy"], "tuned": cfg.tuned or run["policy"],
         "reward_model": cfg.reward_model or run["reward_model"], "weights": cfg.weights or run.get("weights"),
         "system_prompt": cfg.system_prompt or run.get("system_prompt") or train.get("system_prompt"),
+        "max_prompt_tokens": cfg.max_prompt_tokens or train.get("max_prompt_tokens"),
         "max_new_tokens": cfg.max_new_tokens or train.get("max_completion_length", 64),
         "temperature": cfg.temperature or train.get("temperature", 1.0), "top_p": train.get("top_p", 1.0),
         "train_log": Path(cfg.run) / "train_log.jsonl", "out": Path(cfg.out or Path(cfg.run) / "eval"),
@@ -134,11 +136,11 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     from policy.grpo import load_reward_model
 
     s = run_settings(cfg)
-    rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts)
+    tokenizer = load_tokenizer(s["base"])
+    rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"])
     k = cfg.samples_per_prompt
     rm = rm if rm is not None else load_reward_model(s["reward_model"])
     weights = s["weights"] or rm.weights
-    tokenizer = load_tokenizer(s["base"])
     report = {"settings": {key: str(v) for key, v in s.items()}, "prompts": len(rows), "samples_per_prompt": k}
     base_model, base_out, base_scores, report["base"] = score_policy(s["base"], tokenizer, rows, rm, weights, s,
                                                                      cfg, "base")

@@ -117,7 +117,7 @@ def build_trainer(cfg: GRPORunConfig, rm=None) -> tuple[TimedGRPOTrainer, object
         RewardSetup(max_completion_length=cfg.max_completion_length, eos_token_ids=eos_ids),
         rm_batch_size=cfg.rm_batch_size,
     )
-    rows = load_prompt_rows(cfg.prompts, cfg.system_prompt, cfg.max_prompts)
+    rows = load_prompt_rows(cfg.prompts, cfg.system_prompt, cfg.max_prompts, tokenizer, cfg.max_prompt_tokens)
     trainer = TimedGRPOTrainer(
         # A path, not a loaded model: with beta > 0 TRL rebuilds the reference model from it.
         model=resolve_model(cfg.policy), reward_funcs=funcs, args=trl_args(cfg, reward_weights),

@@ -53,9 +53,21 @@ def prompt_row(item: PromptItem, system_prompt: str) -> dict:
     }
 
 
-def load_prompt_rows(path: Path | str, system_prompt: str, limit: int | None = None) -> list[dict]:
-    """Rows for every PromptItem in a JSONL file (the `rl` or `eval` split of `python -m annotation data`)."""
-    items = read_jsonl(path, PromptItem)
-    if not items:
-        raise DataError(f"{path}: no prompts")
-    return [prompt_row(item, system_prompt) for item in items[:limit]]
+def load_prompt_rows(path: Path | str, system_prompt: str, limit: int | None = None, tokenizer=None,
+                     max_prompt_tokens: int | None = None) -> list[dict]:
+    """Rows for the PromptItems in a JSONL file (the `rl` or `eval` split of `python -m annotation data`).
+
+    With `max_prompt_tokens`, prompts whose chat (rendered by `tokenizer`'s template) is longer are skipped, since
+    TRL does not truncate prompts and a few long dialogues would dominate a CPU step. `limit` applies after that.
+    """
+    rows = [prompt_row(item, system_prompt) for item in read_jsonl(path, PromptItem)]
+    if max_prompt_tokens is not None:
+        kept = [row for row in rows if len(tokenizer.apply_chat_template(
+            row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)) <= max_prompt_tokens]
+        if len(kept) < len(rows):
+            print(f"{path}: skipped {len(rows) - len(kept)} of {len(rows)} prompts longer than "
+                  f"{max_prompt_tokens} tokens")
+        rows = kept
+    if not rows:
+        raise DataError(f"{path}: no prompts" + (f" of at most {max_prompt_tokens} tokens" if max_prompt_tokens else ""))
+    return rows[:limit]

@@ -1,4 +1,4 @@
-"""`python -m policy sweep --config configs/policy/sweep_tiny.yaml`: what each reward weighting buys and costs.
+"""`python -m policy sweep --config configs/policy/sweep.yaml`: what each reward weighting buys and costs.
 
 Runs GRPO once per weighting: each single-dimension reward (the simplex's corners), equal weights, and, with
 `grid_step`, every point of the simplex grid with that spacing. Each run's policy is evaluated on ALL dimensions
@@ -103,7 +103,8 @@ def run_sweep(cfg: SweepConfig) -> dict:
     rm = load_reward_model(template.reward_model)
     out = Path(cfg.out)
     tokenizer = load_tokenizer(template.policy)
-    rows = load_prompt_rows(cfg.eval.prompts, template.system_prompt, cfg.eval.max_prompts)
+    rows = load_prompt_rows(cfg.eval.prompts, template.system_prompt, cfg.eval.max_prompts, tokenizer,
+                            cfg.eval.max_prompt_tokens or template.max_prompt_tokens)
     settings = {"max_new_tokens": cfg.eval.max_new_tokens or template.max_completion_length,
                 "temperature": cfg.eval.temperature or template.temperature, "top_p": template.top_p}
     _, _, base_scores, base = score_policy(template.policy, tokenizer, rows, rm, rm.weights, settings, cfg.eval,

@@ -1,0 +1,171 @@
+"""GRPO step benchmark: where a step's time goes, and rollout tokens/s against this machine's compute bound.
+
+1. Compute bound: fp32 and bf16 matmul GFLOP/s measured now; a decoder needs ~2 x parameters FLOPs per generated
+   token, so bound tokens/s = GFLOP/s / (2 x params).
+2. Rollout variants on the real policy (same prompts, fixed number of new tokens): plain fp32 `generate` at
+   TRL's default batch, larger batches, bf16 autocast, bf16 weights, static KV cache. Ratio to the fp32 bound.
+3. A few real GRPO steps (TRL GRPOTrainer via policy.grpo) split into generation, reward scoring and policy
+   update, for the default rollout settings and the fastest one the run found.
+
+Absolute times vary on a shared machine; compare the ratios measured in one run.
+    python benchmarks/bench_grpo_step.py --out runs/bench --steps 3
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from annotation.config import load_config  # noqa: E402
+from annotation.models import load_causal_lm, load_tokenizer, set_offline  # noqa: E402
+from annotation.schema import write_json, write_text  # noqa: E402
+from policy.config import GRPORunConfig  # noqa: E402
+from policy.prompts import load_prompt_rows  # noqa: E402
+
+
+def matmul_gflops(dtype: torch.dtype, size: int = 1024, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def rollout_tokens_per_s(model, tokenizer, chats, batch: int, new_tokens: int, autocast: bool = False,
+                         cache: str | None = None) -> float:
+    tokenizer.padding_side = "left"
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats[:batch]]
+    enc = tokenizer(texts, return_tensors="pt", padding=True)
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_k=0,
+                  pad_token_id=tokenizer.pad_token_id)
+    if cache:
+        kwargs["cache_implementation"] = cache
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else torch.no_grad()
+    started = time.perf_counter()
+    with torch.no_grad(), context:
+        out = model.generate(**enc, **kwargs)
+    return (out.shape[1] - enc["input_ids"].shape[1]) * batch / (time.perf_counter() - started)
+
+
+def grpo_step_split(cfg: GRPORunConfig, rm, steps: int) -> dict:
+    from transformers import TrainerCallback
+
+    from policy.grpo import build_trainer
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.times, self._t = [], 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self._t)
+
+    trainer, cache = build_trainer(cfg, rm)
+    clock = StepClock()
+    trainer.add_callback(clock)
+    trainer.train()
+    logs = [log for log in trainer.state.log_history if "time/generate_s" in log]
+    # Skip the first step (warm-up) when there are several.
+    keep = slice(1, None) if len(logs) > 1 else slice(None)
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    step = mean(clock.times[keep])
+    gen = mean([log["time/generate_s"] for log in logs[keep]])
+    reward = mean([log["time/reward_s"] for log in logs[keep]])
+    sequences = cfg.prompts_per_step * cfg.num_generations
+    tokens = mean([log["completions/mean_length"] * sequences for log in logs[keep]])
+    return {"step_s": step, "generate_s": gen, "reward_s": reward, "update_s": step - gen - reward,
+            "generate_share": gen / step, "reward_share": reward / step, "update_share": (step - gen - reward) / step,
+            "rollout_tokens_per_s": tokens / gen, "rm_forwards": cache.forwards, "steps_measured": len(logs[keep])}
+
+
+def markdown(result: dict) -> str:
+    bound = result["bound"]
+    lines = ["# GRPO step benchmark", "", f"Policy {result['policy']} ({bound['params_m']:.0f}M parameters). "
+             f"Measured now: fp32 matmul {bound['fp32_gflops']:.0f} GFLOP/s -> fp32 bound "
+             f"{bound['fp32_tokens_per_s']:.0f} tokens/s; bf16 matmul {bound['bf16_gflops']:.0f} GFLOP/s.", "",
+             "## Rollout generation", "", "| variant | tokens/s | x plain | / fp32 bound |", "|---|---|---|---|"]
+    plain = result["rollouts"][0]["tokens_per_s"]
+    for r in result["rollouts"]:
+        lines.append(f"| {r['variant']} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / plain:.2f} | "
+                     f"{r['tokens_per_s'] / bound['fp32_tokens_per_s']:.2f} |")
+    lines += ["", "## GRPO step split (TRL GRPOTrainer)", "",
+              "| setting | step s | generation | reward scoring | policy update | rollout tokens/s |",
+              "|---|---|---|---|---|---|"]
+    for name, s in result["steps"].items():
+        lines.append(f"| {name} | {s['step_s']:.1f} | {s['generate_share']:.0%} | {s['reward_share']:.1%} | "
+                     f"{s['update_share']:.0%} | {s['rollout_tokens_per_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="configs/policy/tiny.yaml", help="GRPO config for the step split")
+    parser.add_argument("--prompts", default=None, help="PromptItem JSONL (default: the config's)")
+    parser.add_argument("--reward-model", default=None, help="RM folder (default: untrained minilm-l6 HPC heads, "
+                                                             "which cost the same to run)")
+    parser.add_argument("--steps", type=int, default=3, help="GRPO steps per setting")
+    parser.add_argument("--new-tokens", type=int, default=32, help="tokens per rollout in the generate variants")
+    parser.add_argument("--out", default="runs/bench", help="folder for grpo_step.json / grpo_step.md")
+    args = parser.parse_args()
+    set_offline()
+    torch.manual_seed(0)
+
+    overrides = {"max_steps": args.steps, "save_steps": 10_000, "resume": False}
+    if args.prompts:
+        overrides["prompts"] = args.prompts
+    cfg = load_config(GRPORunConfig, args.config, overrides)
+    tokenizer = load_tokenizer(cfg.policy)
+    chats = [row["prompt"] for row in load_prompt_rows(cfg.prompts, cfg.system_prompt)]
+    chats = (chats * (64 // len(chats) + 1))[:64]
+    model = load_causal_lm(cfg.policy).eval()
+    params = sum(p.numel() for p in model.parameters())
+    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    bound = {"params_m": params / 1e6, "fp32_gflops": fp32, "bf16_gflops": bf16,
+             "fp32_tokens_per_s": fp32 * 1e9 / (2 * params), "bf16_tokens_per_s": bf16 * 1e9 / (2 * params)}
+    trl_batch = cfg.prompts_per_step * cfg.num_generations
+    bf16_model = copy.deepcopy(model).to(torch.bfloat16)
+    variants = [
+        (f"plain fp32, batch {trl_batch} (TRL default)", model, trl_batch, False, None),
+        ("fp32, batch 64", model, 64, False, None),
+        (f"bf16 autocast, batch {trl_batch}", model, trl_batch, True, None),
+        ("bf16 autocast, batch 64", model, 64, True, None),
+        ("bf16 weights, batch 64", bf16_model, 64, False, None),
+        (f"fp32 static cache, batch {trl_batch}", model, trl_batch, False, "static"),
+    ]
+    rollouts = []
+    for name, m, batch, autocast, cache in variants:
+        speed = rollout_tokens_per_s(m, tokenizer, chats, batch, args.new_tokens, autocast, cache)
+        rollouts.append({"variant": name, "tokens_per_s": speed})
+        print(f"{name}: {speed:.1f} tokens/s", flush=True)
+    del bf16_model
+
+    from hpc_rm.model import HPCRewardModel
+
+    rm = (HPCRewardModel.from_pretrained(args.reward_model) if args.reward_model
+          else HPCRewardModel.from_backbone("minilm-l6", "hpc"))
+    out = Path(args.out)
+    steps = {}
+    for name, update in (("TRL default rollouts (fp32)", {"rollout_dtype": "float32"}),
+                         ("bf16 autocast rollouts", {"rollout_dtype": "bfloat16"})):
+        run_cfg = cfg.model_copy(update={**update, "out": str(out / "grpo_tmp"), "weights": None})
+        steps[name] = grpo_step_split(run_cfg, rm, args.steps)
+        print(name, json.dumps({k: round(v, 3) for k, v in steps[name].items()}), flush=True)
+    result = {"policy": cfg.policy, "bound": bound, "rollouts": rollouts, "steps": steps,
+              "config": args.config, "new_tokens": args.new_tokens}
+    write_json(out / "grpo_step.json", result)
+    write_text(out / "grpo_step.md", markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
