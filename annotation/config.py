@@ -47,7 +47,8 @@ def _flags(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, str, Any]]
             out.extend(_flags(sub, key + "."))
         else:
             default = None if field.is_required() else field.get_default(call_default_factory=True)
-            help_text = (field.description or "") + (f" (default: {default!r})" if default is not None else "")
+            shown = str(default) if isinstance(default, Path) else repr(default)
+            help_text = (field.description or "") + (f" (default: {shown})" if default is not None else "")
             out.append((key, help_text, field))
     return out
 
