@@ -74,18 +74,18 @@ def grpo_step_split(cfg: GRPORunConfig, rm, steps: int) -> dict:
     clock = StepClock()
     trainer.add_callback(clock)
     trainer.train()
-    logs = [log for log in trainer.state.log_history if "time/generate_s" in log]
-    # Skip the first step (warm-up) when there are several.
-    keep = slice(1, None) if len(logs) > 1 else slice(None)
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    step = mean(clock.times[keep])
-    gen = mean([log["time/generate_s"] for log in logs[keep]])
-    reward = mean([log["time/reward_s"] for log in logs[keep]])
+    # One log per step (logging_steps 1); with steps_per_generation > 1 only some steps generate, so use totals.
+    logs = [log for log in trainer.state.log_history if "loss" in log]
+    keep = slice(1, None) if len(logs) > 1 else slice(None)  # the first step includes warm-up
+    logs, times = logs[keep], clock.times[keep]
+    step = sum(times) / len(times)
+    gen = sum(log.get("time/generate_s", 0.0) for log in logs) / len(logs)
+    reward = sum(log.get("time/reward_s", 0.0) for log in logs) / len(logs)
     sequences = cfg.prompts_per_step * cfg.num_generations
-    tokens = mean([log["completions/mean_length"] * sequences for log in logs[keep]])
+    tokens = sum(log["completions/mean_length"] * sequences for log in logs) / len(logs)
     return {"step_s": step, "generate_s": gen, "reward_s": reward, "update_s": step - gen - reward,
             "generate_share": gen / step, "reward_share": reward / step, "update_share": (step - gen - reward) / step,
-            "rollout_tokens_per_s": tokens / gen, "rm_forwards": cache.forwards, "steps_measured": len(logs[keep])}
+            "rollout_tokens_per_s": tokens / gen, "rm_forwards": cache.forwards, "steps_measured": len(logs)}
 
 
 def markdown(result: dict) -> str:
@@ -155,8 +155,8 @@ def main() -> None:
           else HPCRewardModel.from_backbone("minilm-l6", "hpc"))
     out = Path(args.out)
     steps = {}
-    for name, update in (("TRL default rollouts (fp32)", {"rollout_dtype": "float32"}),
-                         ("bf16 autocast rollouts", {"rollout_dtype": "bfloat16"})):
+    for name, update in (("one generation per step (TRL default)", {"steps_per_generation": 1}),
+                         ("generation batch x2 (steps_per_generation 2)", {"steps_per_generation": 2})):
         run_cfg = cfg.model_copy(update={**update, "out": str(out / "grpo_tmp"), "weights": None})
         steps[name] = grpo_step_split(run_cfg, rm, args.steps)
         print(name, json.dumps({k: round(v, 3) for k, v in steps[name].items()}), flush=True)

@@ -83,9 +83,6 @@ class GRPORunConfig(Config):
     max_completion_length: int = Field(64, ge=1, description="tokens generated per completion")
     temperature: float = Field(1.0, gt=0, description="sampling temperature for rollouts")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling for rollouts")
-    rollout_dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="precision of rollout generation (transformers path): bfloat16 runs under autocast"
-    )
     cache_implementation: str | None = Field(None, description="KV cache for transformers generate, e.g. 'static'")
     vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="vLLM rollouts (GPU users)")
     lora: LoraOptions = Field(default_factory=LoraOptions, description="LoRA adapters (peft)")

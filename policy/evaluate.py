@@ -40,7 +40,6 @@ class EvalConfig(Config):
     max_new_tokens: int | None = Field(None, ge=1, description="tokens per response (None: the run's limit)")
     temperature: float | None = Field(None, gt=0, description="sampling temperature (None: the run's)")
     batch_size: int = Field(16, ge=1, description="generation and scoring batch size")
-    rollout_dtype: str = Field("float32", description="'float32' or 'bfloat16' (autocast) for sampling")
     gsm8k: str | None = Field("data/gsm8k/test.jsonl", description="GSM8K test JSONL for perplexity (None: skip)")
     gsm8k_items: int = Field(32, ge=1, description="GSM8K reference solutions used for perplexity")
     lm_eval_tasks: list[str] = Field(default_factory=list, description="lm-eval-harness tasks to run (GPU users); "
@@ -91,7 +90,7 @@ def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: d
     model = load_causal_lm(path)
     rollouts = sample_responses(model, tokenizer, [row["prompt"] for row in rows for _ in range(k)],
                                 max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"],
-                                batch_size=cfg.batch_size, dtype=cfg.rollout_dtype, seed=cfg.seed,
+                                batch_size=cfg.batch_size, seed=cfg.seed,
                                 desc=f"sampling {name}")
     preds = rm.score([row["context"] for row in rows for _ in range(k)], [r.text for r in rollouts],
                      batch_size=cfg.batch_size)

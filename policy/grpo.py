@@ -9,7 +9,6 @@ transformers (LoRA adapters merged), and writes `run.json` + `train_log.jsonl` f
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import sys
@@ -30,21 +29,14 @@ FINAL_POLICY = "policy"  # subfolder of `out` holding the trained policy
 
 
 class TimedGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer that logs seconds spent generating and scoring per step, and can roll out under bf16 autocast."""
-
-    def __init__(self, *args, rollout_dtype: str = "float32", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.rollout_dtype = rollout_dtype
+    """GRPOTrainer that also logs the seconds spent generating (`time/generate_s`) and scoring (`time/reward_s`)."""
 
     def _timed(self, name: str, started: float) -> None:
         self._metrics["train" if self.model.training else "eval"][f"time/{name}_s"].append(time.perf_counter() - started)
 
     def _generate_single_turn(self, *args, **kwargs):
         started = time.perf_counter()
-        autocast = (torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16)
-                    if self.rollout_dtype == "bfloat16" and not self.use_vllm else contextlib.nullcontext())
-        with autocast:
-            out = super()._generate_single_turn(*args, **kwargs)
+        out = super()._generate_single_turn(*args, **kwargs)
         self._timed("generate", started)
         return out
 
@@ -122,7 +114,6 @@ def build_trainer(cfg: GRPORunConfig, rm=None) -> tuple[TimedGRPOTrainer, object
         # A path, not a loaded model: with beta > 0 TRL rebuilds the reference model from it.
         model=resolve_model(cfg.policy), reward_funcs=funcs, args=trl_args(cfg, reward_weights),
         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=lora_config(cfg),
-        rollout_dtype=cfg.rollout_dtype,
     )
     return trainer, cache
 

@@ -1,14 +1,13 @@
 """Sampling responses from a policy and scoring token log-probabilities, in batches (for evaluation).
 
 - `sample_responses`: chat prompts -> sampled completions (token ids and text), prompts sorted by length so
-  left padding stays small; optionally under bf16 autocast.
+  left padding stays small.
 - `completion_logprobs`: per-token log-probabilities of given completions under a model, at a sampling
   temperature, which gives the token-level KL estimate between two policies on one policy's samples.
 - `reference_perplexity`: perplexity of reference solutions given their questions (retention of general ability).
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +22,6 @@ class Rollout:
     text: str
 
 
-def _autocast(dtype: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bfloat16" else contextlib.nullcontext()
-
-
 def _batches(order: list[int], size: int):
     for start in range(0, len(order), size):
         yield order[start:start + size]
@@ -34,7 +29,7 @@ def _batches(order: list[int], size: int):
 
 @torch.no_grad()
 def sample_responses(model, tokenizer, chats: list[list[dict]], *, max_new_tokens: int, temperature: float = 1.0,
-                     top_p: float = 1.0, batch_size: int = 16, dtype: str = "float32", seed: int = 0,
+                     top_p: float = 1.0, batch_size: int = 16, seed: int = 0,
                      desc: str = "sampling") -> list[Rollout]:
     """One sampled completion per chat, in input order."""
     torch.manual_seed(seed)
@@ -49,9 +44,8 @@ def sample_responses(model, tokenizer, chats: list[list[dict]], *, max_new_token
         pad = tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(prompt_ids[i])) + prompt_ids[i] for i in idx])
         mask = torch.tensor([[0] * (width - len(prompt_ids[i])) + [1] * len(prompt_ids[i]) for i in idx])
-        with _autocast(dtype):
-            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=True, temperature=temperature, top_p=top_p, top_k=0, pad_token_id=pad)
+        out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                             do_sample=True, temperature=temperature, top_p=top_p, top_k=0, pad_token_id=pad)
         for row, i in enumerate(idx):
             ids = out[row, width:].tolist()
             if eos in ids:
