@@ -12,9 +12,16 @@ MISSING = -1  # label value of a dimension an annotator did not rate; the loss m
 
 
 def read_labels(path: Path | str, rubric: Rubric, annotator_prefix: str | None = None) -> list[LabeledItem]:
-    """Labeled lines of an interchange file (optionally only one annotator family), checked against the rubric."""
+    """Labeled lines of an interchange file (optionally only one annotator family), checked against the rubric.
+    A `.json` file is read as the MRBench release (`annotation.sources.load_mrbench`), so it needs no conversion."""
+    if Path(path).suffix == ".json":
+        from annotation.sources import load_mrbench
+
+        source = load_mrbench(path, rubric)
+    else:
+        source = read_jsonl(path, LabeledItem)
     items = []
-    for lineno, item in enumerate(read_jsonl(path, LabeledItem), 1):
+    for item in source:
         if annotator_prefix and not (item.annotator or "").startswith(annotator_prefix):
             continue
         if not item.scores:

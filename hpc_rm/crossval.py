@@ -1,0 +1,168 @@
+"""`python -m hpc_rm.crossval --labels FILE --rubric R --folds 5 --out DIR`: grouped k-fold cross-validation of
+the reward model (each head kind asked for) next to the TF-IDF + logistic regression baseline, on the same folds.
+
+Folds are grouped (`meta.group`, e.g. the dialogue), so no context is in both train and test. Metrics are computed
+on the pooled out-of-fold predictions; the per-fold mean macro-F1 and its spread are reported too. With
+`--train.freeze-backbone true` the backbone's vectors are computed once and shared by all folds and heads.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from annotation.config import Config, add_arguments, build_config
+from annotation.rubric import Rubric, load_rubric
+from annotation.schema import LabeledItem, write_json, write_text
+from hpc_rm.baseline import TfidfBaseline
+from hpc_rm.data import grouped_folds, label_matrix, read_labels
+from hpc_rm.metrics import all_metrics
+from hpc_rm.model import HeadKind
+from hpc_rm.train import TrainConfig, build_model, train_reward_model
+
+
+class CrossValConfig(Config):
+    labels: Path | None = Field(None, description="interchange JSONL with human scores")
+    annotator: str | None = Field(None, description="use only lines whose annotator starts with this")
+    out: Path | None = Field(None, description="report folder")
+    folds: int = Field(5, ge=2, description="number of grouped folds")
+    split_seed: int = Field(0, description="seed of the fold assignment")
+    heads: list[HeadKind] = Field(["ordinal", "regression"], description="head kinds to compare")
+    train: TrainConfig = Field(default_factory=TrainConfig,
+                               description="how each fold's RM is trained (see configs/rm/crossval.yaml)")
+
+
+class OutOfFold:
+    """Collects each fold's test predictions into arrays over all items."""
+
+    def __init__(self, rubric: Rubric, n: int):
+        self.scores = {d: np.zeros(n) for d in rubric.names}
+        self.levels = {d: np.zeros(n, dtype=np.int64) for d in rubric.names}
+        self.fold_f1: list[float] = []
+
+    def add(self, rubric: Rubric, test_idx, truth, scores, levels) -> None:
+        for d in rubric.names:
+            self.scores[d][test_idx] = scores[d]
+            self.levels[d][test_idx] = levels[d]
+        fold = all_metrics(rubric, truth[test_idx], levels, scores)
+        self.fold_f1.append(fold["mean"]["macro_f1"])
+
+    def report(self, rubric: Rubric, truth: np.ndarray, seconds: float) -> dict:
+        report = all_metrics(rubric, truth, self.levels, self.scores)
+        report["fold_mean_macro_f1"] = float(np.mean(self.fold_f1))
+        report["fold_std_macro_f1"] = float(np.std(self.fold_f1))
+        report["seconds"] = round(seconds, 1)
+        return report
+
+
+def shared_pooled(train_cfg: TrainConfig, rubric: Rubric, items: list[LabeledItem], cache_dir: Path) -> torch.Tensor:
+    """Frozen-backbone vectors of all items, computed once and cached on disk (keyed by backbone and inputs)."""
+    digest = hashlib.sha256(
+        f"{train_cfg.backbone}|{train_cfg.pooling}|{train_cfg.max_length}|{train_cfg.max_response_tokens}".encode())
+    for item in items:
+        digest.update(f"\0{item.id}\0{item.context}\0{item.response}".encode())
+    key = digest.hexdigest()[:16]
+    path = cache_dir / f"pooled-{key}.pt"
+    if path.exists():
+        return torch.load(path)
+    rm = build_model(train_cfg, rubric)
+    pooled = rm.embed_pairs([i.context for i in items], [i.response for i in items],
+                            batch_size=train_cfg.batch_size, progress=train_cfg.progress)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(pooled, tmp)
+    tmp.replace(path)
+    return pooled
+
+
+def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric, work_dir: Path) -> dict:
+    """{'tfidf': report, 'rm_<head>': report, ...} on the same grouped folds."""
+    truth = label_matrix(items, rubric)
+    folds = grouped_folds(items, cfg.folds, cfg.split_seed)
+    results = {}
+    start = time.time()
+    baseline = OutOfFold(rubric, len(items))
+    for train_idx, test_idx in folds:
+        model = TfidfBaseline(rubric, seed=cfg.train.seed).fit([items[i] for i in train_idx])
+        scores, levels = model.predict([items[i] for i in test_idx])
+        baseline.add(rubric, test_idx, truth, scores, levels)
+    results["tfidf"] = baseline.report(rubric, truth, time.time() - start)
+
+    pooled = None
+    if cfg.train.freeze_backbone:
+        start = time.time()
+        pooled = shared_pooled(cfg.train, rubric, items, work_dir / "cache")
+        results["embedding_seconds"] = round(time.time() - start, 1)
+    for head in cfg.heads:
+        start = time.time()
+        train_cfg = cfg.train.model_copy(update={"head": head, "resume": False, "checkpoints": False})
+        oof = OutOfFold(rubric, len(items))
+        for k, (train_idx, test_idx) in enumerate(folds):
+            fold_items = [items[i] for i in train_idx]
+            fold_pooled = pooled[train_idx] if pooled is not None else None
+            rm = train_reward_model(train_cfg, fold_items, rubric, work_dir / f"ckpt-{head}-fold{k}", fold_pooled)
+            if pooled is not None:
+                scores, levels = rm.predict_pooled(pooled[test_idx])
+            else:
+                test = [items[i] for i in test_idx]
+                scores, levels = rm.predict([i.context for i in test], [i.response for i in test])
+            oof.add(rubric, test_idx, truth, scores, levels)
+        results[f"rm_{head}"] = oof.report(rubric, truth, time.time() - start)
+    return results
+
+
+def cv_markdown(results: dict, rubric: Rubric, cfg: CrossValConfig, n_items: int) -> str:
+    systems = [k for k in results if k == "tfidf" or k.startswith("rm_")]
+    lines = [
+        f"# {cfg.folds}-fold grouped cross-validation: reward model vs TF-IDF",
+        "",
+        f"{n_items} items, rubric `{rubric.name}`, backbone `{cfg.train.backbone}`, "
+        f"frozen backbone: {cfg.train.freeze_backbone}, head hidden width {cfg.train.head_hidden}, "
+        f"epochs {cfg.train.epochs}, max length {cfg.train.max_length}, class weighting "
+        f"`{cfg.train.class_weighting}`. Metrics on pooled out-of-fold predictions.",
+        "",
+        "## Macro-F1 per dimension",
+        "",
+        "| dimension | " + " | ".join(systems) + " |",
+        "|---|" + "---|" * len(systems),
+    ]
+    for name in rubric.names:
+        lines.append(f"| {name} | " + " | ".join(
+            f"{results[s]['dimensions'][name]['macro_f1']:.3f}" for s in systems) + " |")
+    lines.append("| **mean** | " + " | ".join(f"**{results[s]['mean']['macro_f1']:.3f}**" for s in systems) + " |")
+    lines.append("| fold mean ± sd | " + " | ".join(
+        f"{results[s]['fold_mean_macro_f1']:.3f} ± {results[s]['fold_std_macro_f1']:.3f}" for s in systems) + " |")
+    lines += ["", "## Mean over dimensions", "", "| system | macro-F1 | QWK | Spearman | accuracy | MAE | seconds |",
+              "|---|---|---|---|---|---|---|"]
+    for s in systems:
+        m = results[s]["mean"]
+        lines.append(f"| {s} | {m['macro_f1']:.3f} | {m['qwk']:.3f} | {m['spearman']:.3f} | {m['accuracy']:.3f} | "
+                     f"{m['mae']:.3f} | {results[s]['seconds']} |")
+    if "embedding_seconds" in results:
+        lines += ["", f"Backbone vectors computed once for all folds and heads in {results['embedding_seconds']} s."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hpc_rm.crossval", description=__doc__.split("\n\n")[0])
+    add_arguments(parser, CrossValConfig)
+    cfg = build_config(CrossValConfig, parser.parse_args(argv))
+    if cfg.labels is None or cfg.out is None:
+        parser.error("--labels and --out are required")
+    rubric = load_rubric(cfg.train.rubric)
+    items = read_labels(cfg.labels, rubric, cfg.annotator)
+    results = cross_validate(cfg, items, rubric, cfg.out / "work")
+    results["config"] = cfg.model_dump(mode="json")
+    write_json(cfg.out / "crossval.json", results)
+    text = cv_markdown(results, rubric, cfg, len(items))
+    write_text(cfg.out / "crossval.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
