@@ -115,3 +115,19 @@ class FakeOpenAI:
     def calls_containing(self, text: str) -> int:
         """How many requests had `text` in one of their messages."""
         return sum(any(text in m["content"] for m in r["body"]["messages"]) for r in self.requests)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake server in its own process (the benchmark does, so client and server do not share a GIL)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    args = parser.parse_args(argv)
+    server = FakeOpenAI(latency_s=args.latency)
+    uvicorn.run(server.app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -157,10 +157,11 @@ class LocalJudge(Judge):
         ids, mask = _pad(suffix_rows, pad_id)
         hidden, _ = self._extend(cache, past_mask[owner_index], ids, mask, item_lengths[owner_index])
         last = hidden[torch.arange(len(suffix_rows)), mask.sum(1) - 1].float()
-        weight = self.model.get_output_embeddings().weight.float()
+        # only the level tokens' rows of the LM head (a head bias or logit soft-capping would be skipped here)
+        head = self.model.get_output_embeddings().weight
         out: dict[tuple[int, int], list[torch.Tensor]] = {}
         for row, (i, sample, d) in enumerate(keys):
-            out.setdefault((i, sample), []).append(last[row] @ weight[pieces.level_ids[d]].T)
+            out.setdefault((i, sample), []).append(last[row] @ head[pieces.level_ids[d]].float().T)
         return out
 
     def label(self, jobs: list[JudgeJob], rubric: Rubric, record: Callable[[RawLabel], None]) -> None:
