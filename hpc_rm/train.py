@@ -172,6 +172,7 @@ def train_reward_model(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubri
     trainer.train(resume_from_checkpoint=True if resume else None)
     rm.eval()
     rm.is_main_process = trainer.is_world_process_zero()
+    rm.world_size = trainer.args.world_size
     return rm
 
 
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     rm.save_pretrained(cfg.out)
     (cfg.out / "train_config.yaml").write_text(dump_config(cfg))
-    summary = {"model": str(cfg.out), "train_items": len(items), "labels": str(cfg.labels)}
+    summary = {"model": str(cfg.out), "train_items": len(items), "labels": str(cfg.labels),
+               "world_size": rm.world_size}
     if cfg.validation is not None:
         from hpc_rm.evaluate import evaluate_model
 
