@@ -50,8 +50,10 @@ def weightings(dimensions: list[str], grid_step: float | None) -> list[dict[str,
         for combo in itertools.product(range(n + 1), repeat=len(dimensions)):
             if sum(combo) == n:
                 points.append(tuple(c / n for c in combo))
-    unique = list(dict.fromkeys(tuple(round(w, 6) for w in p) for p in points))
-    return [dict(zip(dimensions, p, strict=True)) for p in unique]
+    unique: dict[tuple, tuple] = {}
+    for p in points:
+        unique.setdefault(tuple(round(w, 6) for w in p), p)  # first occurrence wins, exact values kept
+    return [dict(zip(dimensions, p, strict=True)) for p in unique.values()]
 
 
 def run_name(weights: dict[str, float]) -> str:
