@@ -39,6 +39,8 @@ class LocalJudgeConfig(JudgeConfig):
                                                    "context compute it once)")
     max_context_tokens: int = Field(512, ge=16, description="longer contexts keep only their last tokens")
     max_response_tokens: int = Field(256, ge=8, description="longer responses keep only their first tokens")
+    threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default; on a machine shared with other "
+                                              "jobs, 1 can be faster)")
 
 
 def level_order(dim: Dimension, sample: int) -> list[int]:
@@ -111,6 +113,8 @@ class LocalJudge(Judge):
 
     def __init__(self, config: LocalJudgeConfig):
         super().__init__(config)
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.tokenizer = load_tokenizer(config.model)
         self.model = load_causal_lm(config.model, dtype=config.dtype).eval()
         self.decoder = self.model.base_model  # hidden states only: the LM head is applied to level rows alone
