@@ -32,7 +32,8 @@ class TimedGRPOTrainer(GRPOTrainer):
     """GRPOTrainer that also logs the seconds spent generating (`time/generate_s`) and scoring (`time/reward_s`)."""
 
     def _timed(self, name: str, started: float) -> None:
-        self._metrics["train" if self.model.training else "eval"][f"time/{name}_s"].append(time.perf_counter() - started)
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode][f"time/{name}_s"].append(time.perf_counter() - started)
 
     def _generate_single_turn(self, *args, **kwargs):
         started = time.perf_counter()

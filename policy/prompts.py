@@ -69,5 +69,6 @@ def load_prompt_rows(path: Path | str, system_prompt: str, limit: int | None = N
                   f"{max_prompt_tokens} tokens")
         rows = kept
     if not rows:
-        raise DataError(f"{path}: no prompts" + (f" of at most {max_prompt_tokens} tokens" if max_prompt_tokens else ""))
+        limit_text = f" of at most {max_prompt_tokens} tokens" if max_prompt_tokens else ""
+        raise DataError(f"{path}: no prompts{limit_text}")
     return rows[:limit]

@@ -86,7 +86,8 @@ def write_markdown(report: dict, path: Path) -> None:
     ]
     if "gsm8k_perplexity" in report:
         ppl = report["gsm8k_perplexity"]
-        lines.append(f"| GSM8K reference perplexity ({ppl['items']} solutions) | {ppl['base']:.2f} | {ppl['tuned']:.2f} |")
+        lines.append(f"| GSM8K reference perplexity ({ppl['items']} solutions) | {ppl['base']:.2f} | "
+                     f"{ppl['tuned']:.2f} |")
     lines += [
         "", f"- Win rate of tuned over base under the RM (weighted reward, ties = 1/2): "
         f"{win['mean']:.3f} [{win['low']:.3f}, {win['high']:.3f}]",
