@@ -74,7 +74,8 @@ class Request:
     prompt: PromptItem
     generator: str
     style: str
-    messages: list[dict]
+    messages: list[dict] | None  # chat prompt for model generators
+    reference: str | None = None  # the teacher's turn for human generators
 
 
 def load_styles(config: GenerateConfig) -> dict[str, str]:
@@ -94,7 +95,7 @@ def plan_requests(prompts: list[PromptItem], config: GenerateConfig, styles: dic
             if generator.startswith("human:"):
                 for k, text in enumerate(prompt.reference_responses):
                     requests.append(Request(f"{prompt.id}:{generator}:reference:{k}", prompt, generator, "reference",
-                                            [{"role": "assistant", "content": text}]))
+                                            None, reference=text))
                 continue
             for style, system_prompt in styles.items():
                 messages = prompt.chat_messages(system_prompt)
@@ -109,8 +110,8 @@ def to_item(request: Request, response: str, tokens: int) -> LabeledItem:
             "split": prompt.split, "source": prompt.source, "generator": request.generator, "style": request.style,
             "profile": prompt.profile.model_dump(exclude_none=True) if prompt.profile else None,
             "new_tokens": tokens}
-    messages = None if request.generator.startswith("human:") else request.messages
-    return LabeledItem(id=request.id, context=prompt.context, response=response.strip(), prompt=messages, meta=meta)
+    return LabeledItem(id=request.id, context=prompt.context, response=response.strip(), prompt=request.messages,
+                       meta=meta)
 
 
 def generate_local(model_name: str, requests: list[Request], config: GenerateConfig, record) -> None:
@@ -193,7 +194,7 @@ def run_generate(config: GenerateConfig) -> dict:
                 stats = {}
                 if kind == "human":
                     for request in todo:
-                        record(to_item(request, request.messages[0]["content"], 0))
+                        record(to_item(request, request.reference, 0))
                 elif kind == "local":
                     generate_local(model_name, todo, config, record)
                 else:
