@@ -88,3 +88,20 @@ def test_two_judges_give_an_ensemble(tmp_path):
         if label.annotator == "llm:ensemble":
             assert set(label.meta["judges"]) == {"judge-a", "judge-b"}
     assert len(items) == 3
+
+
+def test_failed_keys_are_kept_until_retry_failed_is_asked(tmp_path):
+    write_items(tmp_path / "items.jsonl", 4, poison=2)
+    out = tmp_path / "out"
+    argv = ["--items", str(tmp_path / "items.jsonl"), "--out", str(out)]
+    with FakeOpenAI(always_malformed="POISON") as server:
+        label_main([*argv, "--judges", write_judge(tmp_path / "judge.yaml", server, max_reasks=0)])
+    with FakeOpenAI() as healthy:
+        judge = write_judge(tmp_path / "judge.yaml", healthy)
+        label_main([*argv, "--judges", judge])
+        assert healthy.requests == []  # a failed key counts as finished
+        label_main([*argv, "--judges", judge, "--retry-failed", "true"])
+        assert len(healthy.requests) == 1 and healthy.calls_containing("POISON") == 1
+    labels = read_jsonl(out / "labels.jsonl", LabeledItem)
+    assert sorted(label.id for label in labels) == ["item-0", "item-1", "item-2", "item-3"]
+    assert next(label for label in labels if label.id == "item-2").meta["n_failed"] == 0  # the rerun superseded it
