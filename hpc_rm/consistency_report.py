@@ -33,7 +33,8 @@ def summarise_seeds(seeds: list[dict], rubric: Rubric) -> dict:
             "mean_qwk": _mean_sd([s["systems"][system]["mean"]["qwk"] for s in seeds]),
         }
     for d in rubric.names:
-        out["rm_agreement"][d] = {k: _mean_sd([s["rm_agreement"][d][k] for s in seeds]) for k in ("qwk", "spearman")}
+        out["rm_agreement"][d] = {k: _mean_sd([s["rm_agreement"][d][k] for s in seeds])
+                                  for k in ("qwk", "spearman", "exact")}
         out["llm_labels_vs_human"][d] = {
             k: _mean_sd([s["llm_labels_vs_human"]["dimensions"][d].get(k) for s in seeds])
             for k in ("macro_f1", "qwk", "accuracy")
@@ -89,11 +90,12 @@ def consistency_markdown(report: dict, rubric: Rubric) -> str:
         "",
         "## Agreement of the two RMs with each other (test items)",
         "",
-        "| dimension | QWK | Spearman |",
-        "|---|---|---|",
+        "| dimension | QWK | Spearman | same level |",
+        "|---|---|---|---|",
     ]
     for d in rubric.names:
-        lines.append(f"| {d} | {_fmt(s['rm_agreement'][d]['qwk'])} | {_fmt(s['rm_agreement'][d]['spearman'])} |")
+        a = s["rm_agreement"][d]
+        lines.append(f"| {d} | {_fmt(a['qwk'])} | {_fmt(a['spearman'])} | {_fmt(a['exact'])} |")
     lines += [
         "",
         "## Biases",
