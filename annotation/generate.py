@@ -114,7 +114,7 @@ def to_item(request: Request, response: str, tokens: int) -> LabeledItem:
                        meta=meta)
 
 
-def generate_local(model_name: str, requests: list[Request], config: GenerateConfig, record) -> None:
+def generate_local(model_name: str, requests: list[Request], config: GenerateConfig, record) -> dict:
     import torch
 
     from annotation.models import load_causal_lm, load_tokenizer
@@ -127,18 +127,22 @@ def generate_local(model_name: str, requests: list[Request], config: GenerateCon
     sampling = {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
     if config.temperature == 0:
         sampling = {"do_sample": False}
+    generate_s = 0.0  # time inside model.generate only, for an honest tokens/s
     for start in range(0, len(requests), config.batch_size):
         batch = requests[start : start + config.batch_size]
+        began = time.perf_counter()
         texts = [tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in batch]
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             output = model.generate(**encoded, max_new_tokens=config.max_new_tokens,
                                     pad_token_id=tokenizer.pad_token_id, **sampling)
+        generate_s += time.perf_counter() - began
         new = output[:, encoded["input_ids"].shape[1]:]
         for request, ids in zip(batch, new):
             ends = (ids == tokenizer.eos_token_id).nonzero()
             length = int(ends[0]) + 1 if len(ends) else len(ids)  # count tokens up to and with the first EOS
             record(to_item(request, tokenizer.decode(ids[:length], skip_special_tokens=True), length))
+    return {"generate_s": round(generate_s, 2)}
 
 
 def generate_openai(model_name: str, requests: list[Request], config: GenerateConfig, record) -> dict:
@@ -195,14 +199,15 @@ def run_generate(config: GenerateConfig) -> dict:
                 if kind == "human":
                     for request in todo:
                         record(to_item(request, request.reference, 0))
-                elif kind == "local":
-                    generate_local(model_name, todo, config, record)
+                elif kind == "local" and todo:
+                    stats = generate_local(model_name, todo, config, record)
                 else:
                     stats = generate_openai(model_name, todo, config, record)
                 seconds = time.perf_counter() - began
                 summary["generators"][generator] = {
                     "responses": len(todo), "seconds": round(seconds, 2), "new_tokens": new_tokens[generator],
-                    "tokens_per_s": round(new_tokens[generator] / seconds, 2) if todo and kind != "human" else None,
+                    "tokens_per_s": round(new_tokens[generator] / stats.get("generate_s", seconds), 2)
+                    if todo and kind != "human" else None,
                     **stats}
         made = {item.id: item for item in map(LabeledItem.model_validate, log.records())}
     merged = {item.id: item for item in previous} | made

@@ -82,9 +82,12 @@ def test_resume_makes_only_the_missing_responses(tmp_path, tiny_causal_lm, monke
     assert not (tmp_path / "out.jsonl").exists() and (tmp_path / "out.jsonl.partial").exists()
 
     asked, original_local = [], generate.generate_local
-    monkeypatch.setattr(generate, "generate_local",
-                        lambda model, requests, config, record: (asked.extend(r.id for r in requests),
-                                                                 original_local(model, requests, config, record)))
+
+    def counting_local(model, requests, config, record):
+        asked.extend(r.id for r in requests)
+        return original_local(model, requests, config, record)
+
+    monkeypatch.setattr(generate, "generate_local", counting_local)
     generate_main(argv(tmp_path, tiny_causal_lm))
     items = read_jsonl(tmp_path / "out.jsonl", LabeledItem)
     assert len(items) == len({i.id for i in items}) == 10
