@@ -21,7 +21,8 @@ def _items() -> list[LabeledItem]:
 
 
 def _full_prompt_logits(judge, pieces, item, dim_index, sample):
-    ids = pieces.rubric_ids + pieces.context_ids(item.context) + pieces.response_ids(item.response) + pieces.suffix_ids(dim_index, sample)
+    ids = (pieces.rubric_ids + pieces.context_ids(item.context) + pieces.response_ids(item.response)
+           + pieces.suffix_ids(dim_index, sample))
     with torch.inference_mode():
         logits = judge.model(input_ids=torch.tensor([ids])).logits[0, -1]
     return logits[pieces.level_ids[dim_index]].float()

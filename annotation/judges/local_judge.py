@@ -91,7 +91,8 @@ class PromptPieces:
         return ids
 
     def response_ids(self, response: str) -> list[int]:
-        return self._ids("\n\n## Tutor response to rate\n") + self._ids(response.strip())[: self.config.max_response_tokens]
+        header = self._ids("\n\n## Tutor response to rate\n")
+        return header + self._ids(response.strip())[: self.config.max_response_tokens]
 
     def suffix_ids(self, dim_index: int, sample: int) -> list[int]:
         return self._ids(question_text(self.rubric.dimensions[dim_index], sample) + self.tail)
@@ -141,7 +142,8 @@ class LocalJudge(Judge):
         cache = copy.deepcopy(rubric_cache)
         cache.batch_repeat_interleave(len(contexts))
         past_mask = torch.ones((len(contexts), n_rubric), dtype=torch.long)
-        _, past_mask = self._extend(cache, past_mask, *_pad(context_rows, pad_id), torch.full((len(contexts),), n_rubric))
+        start = torch.full((len(contexts),), n_rubric)
+        _, past_mask = self._extend(cache, past_mask, *_pad(context_rows, pad_id), start)
         context_of = torch.tensor([contexts.index(item.context) for item in items])
         cache.batch_select_indices(context_of)
         response_rows = [pieces.response_ids(item.response) for item in items]

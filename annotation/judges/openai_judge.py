@@ -110,9 +110,11 @@ class OpenAIJudge(Judge):
                 self.stats["reasks"] += attempt < self.config.max_reasks
                 messages = messages[:2] + [
                     {"role": "assistant", "content": completion.text},
-                    {"role": "user", "content": f"That answer could not be used ({problem}). Reply with the JSON only."},
+                    {"role": "user",
+                     "content": f"That answer could not be used ({problem}). Reply with the JSON only."},
                 ]
                 continue
-            return RawLabel(**base, status="ok", scores=scores, rationale=rationale, attempts=attempt + 1, tokens=tokens)
+            return RawLabel(**base, status="ok", scores=scores, rationale=rationale, attempts=attempt + 1,
+                            tokens=tokens)
         return RawLabel(**base, status="failed", error=f"malformed answer: {problem}",
                         attempts=self.config.max_reasks + 1, tokens=tokens)
