@@ -74,18 +74,18 @@ def grpo_step_split(cfg: GRPORunConfig, rm, steps: int) -> dict:
     clock = StepClock()
     trainer.add_callback(clock)
     trainer.train()
-    # One log per step (logging_steps 1); with steps_per_generation > 1 only some steps generate, so use totals.
+    # One log per step (logging_steps 1). With steps_per_generation > 1 only some steps generate, so the split
+    # uses totals over all steps. The variants above already warmed this process up, so no step is skipped.
     logs = [log for log in trainer.state.log_history if "loss" in log]
-    keep = slice(1, None) if len(logs) > 1 else slice(None)  # the first step includes warm-up
-    logs, times = logs[keep], clock.times[keep]
-    step = sum(times) / len(times)
+    step = sum(clock.times) / len(clock.times)
     gen = sum(log.get("time/generate_s", 0.0) for log in logs) / len(logs)
     reward = sum(log.get("time/reward_s", 0.0) for log in logs) / len(logs)
-    sequences = cfg.prompts_per_step * cfg.num_generations
-    tokens = sum(log["completions/mean_length"] * sequences for log in logs) / len(logs)
+    per_generation = cfg.prompts_per_step * cfg.num_generations * cfg.steps_per_generation
+    tokens = sum(log["completions/mean_length"] * per_generation for log in logs if "completions/mean_length" in log)
     return {"step_s": step, "generate_s": gen, "reward_s": reward, "update_s": step - gen - reward,
             "generate_share": gen / step, "reward_share": reward / step, "update_share": (step - gen - reward) / step,
-            "rollout_tokens_per_s": tokens / gen, "rm_forwards": cache.forwards, "steps_measured": len(logs)}
+            "rollout_tokens_per_s": tokens / (gen * len(logs)), "rm_forwards": cache.forwards,
+            "steps_measured": len(logs)}
 
 
 def markdown(result: dict) -> str:
@@ -115,6 +115,7 @@ def main() -> None:
                                                              "which cost the same to run)")
     parser.add_argument("--steps", type=int, default=3, help="GRPO steps per setting")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens per rollout in the generate variants")
+    parser.add_argument("--large-batch", type=int, default=64, help="the larger generation batch to compare")
     parser.add_argument("--out", default="runs/bench", help="folder for grpo_step.json / grpo_step.md")
     args = parser.parse_args()
     set_offline()
@@ -126,7 +127,8 @@ def main() -> None:
     cfg = load_config(GRPORunConfig, args.config, overrides)
     tokenizer = load_tokenizer(cfg.policy)
     chats = [row["prompt"] for row in load_prompt_rows(cfg.prompts, cfg.system_prompt)]
-    chats = (chats * (64 // len(chats) + 1))[:64]
+    big = args.large_batch
+    chats = (chats * (big // len(chats) + 1))[:big]
     model = load_causal_lm(cfg.policy).eval()
     params = sum(p.numel() for p in model.parameters())
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
@@ -136,10 +138,10 @@ def main() -> None:
     bf16_model = copy.deepcopy(model).to(torch.bfloat16)
     variants = [
         (f"plain fp32, batch {trl_batch} (TRL default)", model, trl_batch, False, None),
-        ("fp32, batch 64", model, 64, False, None),
+        (f"fp32, batch {big}", model, big, False, None),
         (f"bf16 autocast, batch {trl_batch}", model, trl_batch, True, None),
-        ("bf16 autocast, batch 64", model, 64, True, None),
-        ("bf16 weights, batch 64", bf16_model, 64, False, None),
+        (f"bf16 weights, batch {trl_batch}", bf16_model, trl_batch, False, None),
+        (f"bf16 weights, batch {big}", bf16_model, big, False, None),
         (f"fp32 static cache, batch {trl_batch}", model, trl_batch, False, "static"),
     ]
     rollouts = []
