@@ -20,7 +20,7 @@ from pydantic import Field
 from annotation.config import Config, ConfigError, add_arguments, build_config
 from annotation.models import load_causal_lm, load_tokenizer
 from annotation.schema import DataError, write_json, write_jsonl
-from policy.prompts import load_prompt_rows
+from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
 from policy.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
 from policy.rollout import completion_logprobs, reference_perplexity, sample_responses
 from policy.stats import distinct_n, mean_interval, paired_difference, win_rate
@@ -60,7 +60,7 @@ def run_settings(cfg: EvalConfig) -> dict:
     return {
         "base": cfg.base or run["base_policy"], "tuned": cfg.tuned or run["policy"],
         "reward_model": cfg.reward_model or run["reward_model"], "weights": cfg.weights or run.get("weights"),
-        "system_prompt": cfg.system_prompt or run.get("system_prompt") or train.get("system_prompt"),
+        "system_prompt": cfg.system_prompt or run.get("system_prompt") or DEFAULT_SYSTEM_PROMPT,
         "max_prompt_tokens": cfg.max_prompt_tokens or train.get("max_prompt_tokens"),
         "max_new_tokens": cfg.max_new_tokens or train.get("max_completion_length", 64),
         "temperature": cfg.temperature or train.get("temperature", 1.0), "top_p": train.get("top_p", 1.0),
