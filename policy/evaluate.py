@@ -35,7 +35,7 @@ class EvalConfig(Config):
     system_prompt: str | None = Field(None, description="tutor system prompt (None: the run's)")
     prompts: str = Field("runs/demo/data/eval.jsonl", description="held-out PromptItem JSONL: the `eval` split")
     max_prompts: int | None = Field(None, ge=2, description="use only the first N eval prompts (None: all)")
-    max_prompt_tokens: int | None = Field(None, ge=1, description="skip longer prompts (None: the run's limit)")
+    max_prompt_tokens: int | None = Field(None, ge=1, description="skip longer eval prompts (None: keep all)")
     samples_per_prompt: int = Field(1, ge=1, description="responses per prompt and policy (averaged per prompt)")
     max_new_tokens: int | None = Field(None, ge=1, description="tokens per response (None: the run's limit)")
     temperature: float | None = Field(None, gt=0, description="sampling temperature (None: the run's)")
@@ -61,7 +61,7 @@ def run_settings(cfg: EvalConfig) -> dict:
         "base": cfg.base or run["base_policy"], "tuned": cfg.tuned or run["policy"],
         "reward_model": cfg.reward_model or run["reward_model"], "weights": cfg.weights or run.get("weights"),
         "system_prompt": cfg.system_prompt or run.get("system_prompt") or DEFAULT_SYSTEM_PROMPT,
-        "max_prompt_tokens": cfg.max_prompt_tokens or train.get("max_prompt_tokens"),
+        "max_prompt_tokens": cfg.max_prompt_tokens,
         "max_new_tokens": cfg.max_new_tokens or train.get("max_completion_length", 64),
         "temperature": cfg.temperature or train.get("temperature", 1.0), "top_p": train.get("top_p", 1.0),
         "train_log": Path(cfg.run) / "train_log.jsonl", "out": Path(cfg.out or Path(cfg.run) / "eval"),
