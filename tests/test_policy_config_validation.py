@@ -62,3 +62,10 @@ def test_weights_must_match_reward_model_dimensions(tiny_encoder):
 def test_shipped_configs_validate(name):
     cfg = load_config(GRPORunConfig, CONFIGS / f"{name}.yaml")
     assert cfg.beta > 0 and cfg.loss_type
+
+
+def test_shipped_eval_config_validates():
+    from policy.evaluate import EvalConfig
+
+    cfg = load_config(EvalConfig, CONFIGS / "eval_tiny.yaml")
+    assert cfg.samples_per_prompt >= 1 and cfg.max_prompt_tokens
