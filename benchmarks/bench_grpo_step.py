@@ -144,6 +144,7 @@ def main() -> None:
         (f"bf16 weights, batch {big}", bf16_model, big, False, None),
         (f"fp32 static cache, batch {trl_batch}", model, trl_batch, False, "static"),
     ]
+    rollout_tokens_per_s(model, tokenizer, chats, 2, 4)  # warm-up: the first generate call pays one-off costs
     rollouts = []
     for name, m, batch, autocast, cache in variants:
         speed = rollout_tokens_per_s(m, tokenizer, chats, batch, args.new_tokens, autocast, cache)
