@@ -169,7 +169,8 @@ def train_reward_model(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubri
         head_learning_rate=cfg.head_learning_rate,
     )
     resume = cfg.resume and any(checkpoint_dir.glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    output = trainer.train(resume_from_checkpoint=True if resume else None)
+    rm.train_metrics = output.metrics  # runtime, samples/s, loss: kept in train_summary.json
     rm.eval()
     rm.is_main_process = trainer.is_world_process_zero()
     rm.world_size = trainer.args.world_size
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     rm.save_pretrained(cfg.out)
     (cfg.out / "train_config.yaml").write_text(dump_config(cfg))
     summary = {"model": str(cfg.out), "train_items": len(items), "labels": str(cfg.labels),
-               "world_size": rm.world_size}
+               "world_size": rm.world_size, "train_metrics": rm.train_metrics}
     if cfg.validation is not None:
         from hpc_rm.evaluate import evaluate_model
 
