@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from annotation.schema import atomic_path, write_json, write_text  # noqa: E402
+from annotation.schema import save_figure, write_json, write_text  # noqa: E402
 
 HUMAN_HUMAN = "human-human"
 
@@ -116,7 +116,8 @@ def plot_kappa_heatmap(report: dict, path: Path) -> None:
     ax.set_yticks(range(len(dims)), dims, fontsize=8)
     ax.set_title("Quadratic-weighted kappa (grey = undefined)", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04)
-    _save(fig, path)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def plot_confusion_matrices(report: dict, path: Path) -> bool:
@@ -143,15 +144,10 @@ def plot_confusion_matrices(report: dict, path: Path) -> bool:
             ax.set_title(f"{d} (n={stats['n']})", fontsize=8)
             ax.set_xlabel(judge, fontsize=7)
             ax.set_ylabel("human", fontsize=7)
-    _save(fig, path)
+    fig.tight_layout()
+    save_figure(fig, path)
     return True
 
-
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    with atomic_path(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
 
 
 def write_report(report: dict, out: Path) -> list[Path]:

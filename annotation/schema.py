@@ -251,3 +251,13 @@ class AppendLog:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def save_figure(fig, path: Path | str, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it (reports never show half a plot)."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)

@@ -60,8 +60,8 @@ def paired_items(human: list[LabeledItem], llm: dict[str, dict[str, int]]) -> tu
 
 
 def rm_agreement(rubric: Rubric, a: tuple[dict, dict], b: tuple[dict, dict]) -> dict:
-    """Per dimension QWK between two models' levels and Spearman between their scores."""
-    (scores_a, levels_a), (scores_b, levels_b) = a, b
+    """Per dimension QWK between the two models' levels, and Spearman of A's levels against B's scores."""
+    (_, levels_a), (scores_b, levels_b) = a, b
     truth_like = np.stack([levels_a[d] for d in rubric.names], axis=1)
     metrics = all_metrics(rubric, truth_like, levels_b, scores_b)
     return {d: {"qwk": m["qwk"], "spearman": m["spearman"], "exact": m["accuracy"]}

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from annotation.rubric import Rubric
+from annotation.schema import save_figure
 
 SYSTEMS = ["rm_human", "rm_llm", "tfidf_human", "tfidf_llm"]
 
@@ -145,8 +146,4 @@ def plot_consistency(summary: dict, rubric: Rubric, path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from annotation.rubric import Rubric
+from annotation.schema import save_figure
 from hpc_rm.data import MISSING
 
 
@@ -78,11 +79,7 @@ def plot_calibration(curves: dict[str, dict], max_levels: dict[str, int], path: 
     ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def metrics_table(rows: dict[str, dict], metric_keys=("macro_f1", "qwk", "spearman", "accuracy", "mae")) -> str:

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from annotation.schema import atomic_path, write_text  # noqa: E402
+from annotation.schema import save_figure, write_text  # noqa: E402
 
 DEFAULT_LM_EVAL_TASKS = ["mmlu_pro", "ceval-valid"]  # EduAlign's forgetting checks: MMLU-Pro and CEval
 
@@ -29,13 +29,6 @@ def lm_eval_section(tuned: str, tasks: list[str]) -> dict:
     return {"ran": True, "command": command, "results": results["results"]}
 
 
-def _save(fig, path: Path) -> Path:
-    with atomic_path(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
 def plot_dimension_changes(report: dict, path: Path) -> Path:
     """Tuned minus base per dimension, with the paired bootstrap interval."""
     names = list(report["difference"])
@@ -46,7 +39,7 @@ def plot_dimension_changes(report: dict, path: Path) -> Path:
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylabel("tuned - base (RM score)")
     ax.set_title(f"Change per dimension on {report['prompts']} eval prompts (95% bootstrap interval)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(training: dict, path: Path) -> Path:
@@ -59,7 +52,7 @@ def plot_training_curves(training: dict, path: Path) -> Path:
     right.set_xlabel("step")
     right.set_ylabel("KL to reference (TRL, per token)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _interval(d: dict) -> str:

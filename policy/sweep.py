@@ -20,7 +20,7 @@ from pydantic import Field  # noqa: E402
 
 from annotation.config import Config, ConfigError, add_arguments, build_config, load_config  # noqa: E402
 from annotation.models import load_tokenizer  # noqa: E402
-from annotation.schema import DataError, atomic_path, write_json, write_text  # noqa: E402
+from annotation.schema import DataError, save_figure, write_json, write_text  # noqa: E402
 from policy.config import GRPORunConfig  # noqa: E402
 from policy.evaluate import EvalConfig, compare, score_policy  # noqa: E402
 from policy.grpo import FINAL_POLICY, load_reward_model, run_grpo  # noqa: E402
@@ -74,9 +74,7 @@ def plot_tradeoff(runs: list[dict], base: dict, dimensions: list[str], path: Pat
         ax.legend(fontsize=8)
     fig.suptitle("Reward weighting trade-offs (95% paired bootstrap intervals)")
     fig.tight_layout()
-    with atomic_path(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
