@@ -14,10 +14,13 @@ import argparse
 import math
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 from pydantic import Field, field_validator
+from scipy.stats import rankdata
 from tqdm import tqdm
 
 from annotation.config import Config, ConfigError, add_arguments, build_config
@@ -40,6 +43,12 @@ class LabelConfig(Config):
     samples: int = Field(1, ge=1, description="samples per item and judge (for self-consistency)")
     limit: int | None = Field(None, ge=1, description="label only the first N items (quick checks)")
     retry_failed: bool = Field(False, description="run keys recorded as failed in raw.jsonl again")
+    calibration: Literal["none", "rank"] = Field(
+        "none", description="none: levels are the judge's majority vote; rank: levels from the rank of each item's "
+        "mean expected score among all items (per judge and dimension), cut at `calibration_shares`, for judges "
+        "that put nearly everything in one level (the vote stays in meta.majority)")
+    calibration_shares: list[float] | None = Field(
+        None, description="share of items per level for calibration=rank, lowest level first (None: equal shares)")
 
     @field_validator("judges", mode="before")
     @classmethod
@@ -100,6 +109,41 @@ def aggregate(items: list[LabeledItem], raws: dict[tuple, RawLabel], rubric: Rub
     return out
 
 
+def rank_levels(values: np.ndarray, shares: list[float]) -> np.ndarray:
+    """Levels by rank: the lowest shares[0] of the values get level 0, the next shares[1] level 1, ..."""
+    percentile = (rankdata(values, method="average") - 0.5) / len(values)
+    cuts = np.cumsum(shares)[:-1] / sum(shares)
+    return np.searchsorted(cuts, percentile, side="right")
+
+
+def calibrate_by_rank(labels: list[LabeledItem], rubric: Rubric, shares: list[float] | None) -> list[LabeledItem]:
+    """Replace each judge's levels by rank-calibrated ones (see LabelConfig.calibration); re-vote the ensemble."""
+    judged = [x for x in labels if x.annotator != f"llm:{ENSEMBLE}"]
+    missing = [x.id for x in judged if "expected" not in x.meta]
+    if missing:
+        raise ValueError(f"calibration=rank needs expected scores (local judge); item {missing[0]} has none")
+    for dim in rubric.dimensions:
+        level_shares = shares or [1.0] * len(dim.levels)
+        if len(level_shares) != len(dim.levels):
+            raise ValueError(f"calibration_shares: {dim.name} has {len(dim.levels)} levels, got {len(level_shares)}")
+        for judge in {x.annotator for x in judged}:
+            rows = [x for x in judged if x.annotator == judge]
+            levels = rank_levels(np.array([x.meta["expected"][dim.name] for x in rows]), level_shares)
+            for row, level in zip(rows, levels):
+                row.meta.setdefault("majority", dict(row.scores))
+                row.scores[dim.name] = int(level)
+    votes = defaultdict(list)
+    for row in judged:
+        votes[row.id].append(row.scores)
+    out = []
+    for x in labels:
+        if x.annotator == f"llm:{ENSEMBLE}":
+            scores, means = combine(votes[x.id], rubric.names)
+            x = x.model_copy(update={"scores": scores, "meta": {**x.meta, "mean": means}})
+        out.append(x)
+    return out
+
+
 def load_items(path: Path, limit: int | None) -> list[LabeledItem]:
     items = read_jsonl(path, LabeledItem)[:limit]
     seen = set()
@@ -144,6 +188,8 @@ def run_label(config: LabelConfig) -> dict:
         per_judge = {judge.name: run_judge(judge, items, rubric, config.samples, log, done) for judge in judges}
         raws = latest_labels(log, rubric)
     labels = aggregate(items, raws, rubric, [j.name for j in judges], config.samples)
+    if config.calibration == "rank":
+        labels = calibrate_by_rank(labels, rubric, config.calibration_shares)
     write_jsonl(out / "labels.jsonl", labels)
     summary = {
         "items": len(items), "rubric": rubric.name, "rubric_hash": rubric.hash, "samples": config.samples,
