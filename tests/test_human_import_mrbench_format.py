@@ -9,7 +9,6 @@ from annotation.schema import LabeledItem, read_jsonl
 MRBENCH = Path(__file__).resolve().parent.parent / "data/mrbench_v3_dev/mrbench_v3_devset.json"
 
 
-@pytest.mark.skipif(not MRBENCH.exists(), reason="MRBench V3 dev set not present")
 def test_mrbench_import(tmp_path):
     out = tmp_path / "mrbench.jsonl"
     main(["--format", "mrbench", "--input", str(MRBENCH), "--rubric", "mrbench", "--out", str(out)])
