@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +46,7 @@ def plans(out: Path, quick: bool) -> list[StagePlan]:
                   [out / "rm_training" / "train_summary.json"]),
         StagePlan("grpo_step", "GRPO step split and rollout tokens/s",
                   [py, str(REPO / "benchmarks/bench_grpo_step.py"), "--steps", "1" if quick else "2",
-                   "--out", str(out / "grpo_step")],
+                   "--prompts", str(out / "prompts" / "rl.jsonl"), "--out", str(out / "grpo_step")],
                   [out / "grpo_step" / "grpo_step.json"]),
         StagePlan("annotation_throughput", "LLM-judge labeling vs concurrency (fake endpoint, 100 ms latency)",
                   [py, str(REPO / "benchmarks/bench_annotation_throughput.py"), "--latency", "0.1",
@@ -71,6 +72,9 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out.resolve()
     write_training_items(out / "rm_train" / "items.jsonl", 128 if args.quick else 512)
+    # GRPO prompts: the demo's data stage into the results folder (2 s), so the bench needs no prior run.
+    subprocess.run([sys.executable, "-m", "annotation", "data", "--config", str(REPO / "configs/data.yaml"),
+                    "--out", str(out / "prompts")], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     manifest = Manifest(out, {"name": "bench", "quick": args.quick})
     results, sections = {"machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}, []
     for plan in plans(out, args.quick):
