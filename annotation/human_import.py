@@ -26,7 +26,7 @@ from pydantic import Field
 from annotation.config import Config, ConfigError, add_arguments, build_config
 from annotation.labelstudio import iter_export_annotations
 from annotation.rubric import Rubric, load_rubric
-from annotation.schema import DataError, LabeledItem, read_jsonl, write_jsonl
+from annotation.schema import DataError, LabeledItem, parse_json_lines, read_jsonl, write_jsonl
 from annotation.sources import load_mrbench
 
 ITEM_FIELDS = ("id", "context", "response", "annotator")
@@ -175,13 +175,7 @@ def iter_rows(path: Path, fmt: str) -> Iterator[tuple[str, dict]]:
             for row_number, row in enumerate(reader, start=2):
                 yield f"{path}:{row_number}", row
             return
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+        for lineno, row in parse_json_lines(path, handle):
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
             yield f"{path}:{lineno}", row

@@ -144,6 +144,17 @@ def read_jsonl(path: Path | str, model: type[M]) -> list[M]:
     return list(iter_jsonl(path, model))
 
 
+def parse_json_lines(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) for each non-blank line; bad JSON raises DataError naming file and line."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+
+
 def iter_jsonl(path: Path | str, model: type[M]) -> Iterator[M]:
     """Validate each line; the first bad one raises DataError naming file, line and field."""
     path = Path(path)
@@ -152,13 +163,7 @@ def iter_jsonl(path: Path | str, model: type[M]) -> Iterator[M]:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     with handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+        for lineno, record in parse_json_lines(path, handle):
             try:
                 yield model.model_validate(record)
             except ValidationError as err:

@@ -16,7 +16,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from annotation.rubric import Rubric, load_rubric
-from annotation.schema import DataError, LabeledItem, PromptItem, StudentProfile, Turn, render_context
+from annotation.schema import (
+    DataError, LabeledItem, PromptItem, StudentProfile, Turn, parse_json_lines, render_context,
+)
 
 
 def normalise_problem(text: str) -> str:
@@ -40,12 +42,8 @@ def _iter_json_records(path: Path) -> Iterator[tuple[str, dict]]:
     if text.lstrip().startswith("["):
         yield from _iter_json_list(path, text)
         return
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                yield f"{path}:{lineno}", json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    for lineno, record in parse_json_lines(path, text.splitlines()):
+        yield f"{path}:{lineno}", record
 
 
 def _iter_json_list(path: Path, text: str) -> Iterator[tuple[str, dict]]:
