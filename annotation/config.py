@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,6 +116,22 @@ def build_config(cls: type[C], args: argparse.Namespace) -> C:
             # Strings stay strings ("no" is a model name, not False); everything else parses as YAML (lists, numbers).
             overrides[key] = raw if key in plain_strings else yaml.safe_load(raw)
     return load_config(cls, getattr(args, "config", None), overrides)
+
+
+def run_cli(cls: type[C], argv: list[str] | None, prog: str, description: str | None, run):
+    """A stage command's `main`: flags over the YAML config, validate, `run(cfg)`; bad input (config, data or a
+    missing file) ends in one `error: ...` line naming the file and field instead of a traceback.
+    Returns (cfg, run's result)."""
+    from annotation.schema import DataError  # schema does not import config; kept local to stay that way
+
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, cls)
+    try:
+        cfg = build_config(cls, parser.parse_args(argv))
+        return cfg, run(cfg)
+    except (ConfigError, DataError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
 
 
 def dump_config(config: BaseModel) -> str:

@@ -11,9 +11,7 @@ final file is written in one atomic step at the end.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +19,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from tqdm import tqdm
 
-from annotation.config import Config, ConfigError, add_arguments, build_config, load_yaml
+from annotation.config import Config, ConfigError, load_yaml, run_cli
 from annotation.llm_client import ChatClient, ClientConfig, LLMError
-from annotation.schema import AppendLog, DataError, LabeledItem, PromptItem, read_jsonl, write_json, write_jsonl
+from annotation.schema import AppendLog, LabeledItem, PromptItem, read_jsonl, write_json, write_jsonl
 
 STYLES_FILE = Path(__file__).resolve().parent.parent / "configs" / "styles.yaml"
 HUMAN = "human:teacher"
@@ -219,13 +217,7 @@ def run_generate(config: GenerateConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m annotation generate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, GenerateConfig)
-    try:
-        summary = run_generate(build_config(GenerateConfig, parser.parse_args(argv)))
-    except (ConfigError, DataError) as err:
-        sys.exit(f"error: {err}")
+    _, summary = run_cli(GenerateConfig, argv, "python -m annotation generate", __doc__, run_generate)
     print(f"{summary['written']} responses in {summary['prompts']} prompts "
           f"({summary['skipped_done']} already done)")
     for name, stats in summary["generators"].items():

@@ -10,9 +10,7 @@ without repeating a call or losing a label. From the raw log it then rebuilds:
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -23,7 +21,7 @@ from pydantic import Field, field_validator
 from scipy.stats import rankdata
 from tqdm import tqdm
 
-from annotation.config import Config, ConfigError, add_arguments, build_config
+from annotation.config import Config, ConfigError, run_cli
 from annotation.judges import Judge, JudgeJob, RawLabel, build_judges
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import AppendLog, DataError, LabeledItem, read_jsonl, write_json, write_jsonl
@@ -212,11 +210,5 @@ def format_summary(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m annotation label", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, LabelConfig)
-    try:
-        summary = run_label(build_config(LabelConfig, parser.parse_args(argv)))
-    except (ConfigError, DataError) as err:
-        sys.exit(f"error: {err}")
+    _, summary = run_cli(LabelConfig, argv, "python -m annotation label", __doc__, run_label)
     print(format_summary(summary))

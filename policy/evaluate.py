@@ -9,17 +9,15 @@ Writes report.md, report.json, responses.jsonl and plots to `<run>/eval` (or --o
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field
 
-from annotation.config import Config, ConfigError, add_arguments, build_config
+from annotation.config import Config, ConfigError, run_cli
 from annotation.models import load_causal_lm, load_tokenizer
-from annotation.schema import DataError, write_json, write_jsonl
+from annotation.schema import write_json, write_jsonl
 from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
 from policy.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
 from policy.rollout import completion_logprobs, reference_perplexity, sample_responses
@@ -174,14 +172,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m policy eval", description=__doc__.split("\n")[0])
-    add_arguments(parser, EvalConfig)
-    try:
-        cfg = build_config(EvalConfig, parser.parse_args(argv))
-        report = evaluate_policies(cfg)
-    except (ConfigError, DataError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+    _, report = run_cli(EvalConfig, argv, "python -m policy eval", __doc__.split("\n")[0], evaluate_policies)
     d = report["difference"]["weighted"]
     print(f"weighted reward change {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], "
           f"KL {report['kl_tuned_base']['per_sequence']['mean']:.3f} nats/response; "
-          f"report in {run_settings(cfg)['out'] / 'report.md'}")
+          f"report in {Path(report['settings']['out']) / 'report.md'}")

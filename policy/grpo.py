@@ -8,19 +8,17 @@ transformers (LoRA adapters merged), and writes `run.json` + `train_log.jsonl` f
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
-from annotation.config import ConfigError, add_arguments, build_config, dump_config
+from annotation.config import ConfigError, dump_config, run_cli
 from annotation.models import load_tokenizer, resolve_model
-from annotation.schema import DataError, write_json, write_jsonl, write_text
+from annotation.schema import write_json, write_jsonl, write_text
 from policy.config import GRPORunConfig
 from policy.prompts import load_prompt_rows
 from policy.rewards import RewardSetup, build_reward_functions, validate_extra_params
@@ -166,12 +164,6 @@ def run_grpo(cfg: GRPORunConfig, rm=None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m policy grpo", description=__doc__.split("\n")[0])
-    add_arguments(parser, GRPORunConfig)
-    try:
-        cfg = build_config(GRPORunConfig, parser.parse_args(argv))
-        summary = run_grpo(cfg)
-    except (ConfigError, DataError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+    _, summary = run_cli(GRPORunConfig, argv, "python -m policy grpo", __doc__.split("\n")[0], run_grpo)
     if summary:
         print(f"saved policy to {summary['policy']} after {summary['steps']} steps ({summary['train_seconds']} s)")

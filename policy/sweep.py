@@ -7,9 +7,7 @@ dimension: its score against the weight it was given). Finished runs are kept an
 """
 from __future__ import annotations
 
-import argparse
 import itertools
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -18,9 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from annotation.config import Config, ConfigError, add_arguments, build_config, load_config  # noqa: E402
+from annotation.config import Config, ConfigError, load_config, run_cli  # noqa: E402
 from annotation.models import load_tokenizer  # noqa: E402
-from annotation.schema import DataError, save_figure, write_json, write_text  # noqa: E402
+from annotation.schema import save_figure, write_json, write_text  # noqa: E402
 from policy.config import GRPORunConfig  # noqa: E402
 from policy.evaluate import EvalConfig, compare, score_policy  # noqa: E402
 from policy.grpo import FINAL_POLICY, load_reward_model, run_grpo  # noqa: E402
@@ -130,11 +128,5 @@ def run_sweep(cfg: SweepConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m policy sweep", description=__doc__.split("\n")[0])
-    add_arguments(parser, SweepConfig)
-    try:
-        cfg = build_config(SweepConfig, parser.parse_args(argv))
-        report = run_sweep(cfg)
-    except (ConfigError, DataError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+    cfg, report = run_cli(SweepConfig, argv, "python -m policy sweep", __doc__.split("\n")[0], run_sweep)
     print(f"{len(report['runs'])} runs; report in {Path(cfg.out) / 'sweep.md'}")
