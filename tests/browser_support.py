@@ -66,6 +66,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_with_annotators(tmp_path: Path, n_items: int, n_annotators: int, k: int, claim_batch: int):
+    """(Server not yet started, its LabelStore, {name: token}) for annotator00, annotator01, ... over n_items tasks."""
+    from annotation.serve.db import LabelStore
+
+    db, tasks = tmp_path / "labels.sqlite", tmp_path / "tasks.jsonl"
+    write_tasks(tasks, n_items)
+    store = LabelStore(db)
+    tokens = {f"annotator{i:02d}": store.create_annotator(f"annotator{i:02d}") for i in range(n_annotators)}
+    return Server(db, tasks, k=k, claim_batch=claim_batch), store, tokens
+
+
 class Server:
     """`python -m annotation serve` in its own process, so a test can SIGKILL it like a crash."""
 

@@ -6,8 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from annotation.serve.db import LabelStore
-from browser_support import Server, bearer, scores_for, write_tasks
+from browser_support import bearer, scores_for, server_with_annotators
 
 CLIENTS, ITEMS, K = 20, 40, 10  # 400 labels, each a separate transaction
 
@@ -28,11 +27,8 @@ def annotate_everything(url: str, name: str, token: str) -> dict:
 
 @pytest.fixture()
 def server(tmp_path):
-    db, tasks = tmp_path / "labels.sqlite", tmp_path / "tasks.jsonl"
-    write_tasks(tasks, ITEMS)
-    store = LabelStore(db)
-    tokens = {f"annotator{i:02d}": store.create_annotator(f"annotator{i:02d}") for i in range(CLIENTS)}
-    server = Server(db, tasks, k=K, claim_batch=3).start()
+    server, store, tokens = server_with_annotators(tmp_path, ITEMS, CLIENTS, k=K, claim_batch=3)
+    server.start()
     yield server, store, tokens
     server.stop()
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from annotation.serve.db import LabelStore
-from browser_support import Server, bearer, scores_for, write_tasks
+from browser_support import bearer, scores_for, server_with_annotators
 
 CLIENTS, ITEMS, K = 10, 30, 5  # 150 labels in all
 
@@ -34,11 +34,7 @@ def stored_labels(store: LabelStore) -> list[tuple[str, str, dict]]:
 
 @pytest.fixture()
 def setup(tmp_path):
-    db, tasks = tmp_path / "labels.sqlite", tmp_path / "tasks.jsonl"
-    write_tasks(tasks, ITEMS)
-    store = LabelStore(db)
-    tokens = {f"annotator{i:02d}": store.create_annotator(f"annotator{i:02d}") for i in range(CLIENTS)}
-    server = Server(db, tasks, k=K, claim_batch=4)
+    server, store, tokens = server_with_annotators(tmp_path, ITEMS, CLIENTS, k=K, claim_batch=4)
     yield server, store, tokens
     server.stop()
 
