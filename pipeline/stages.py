@@ -2,6 +2,7 @@
 run directory. The stage list is the one place that says which command writes which file."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,6 @@ def _flags(settings: StageSettings) -> list[str]:
     for flag, value in settings.args.items():
         out.append("--" + flag.replace("_", "-"))
         if isinstance(value, (list, dict)):
-            import json
-
             out.append(json.dumps(value))
         else:
             out.append(str(value).lower() if isinstance(value, bool) else str(value))
