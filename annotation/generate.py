@@ -116,6 +116,7 @@ def generate_local(model_name: str, requests: list[Request], config: GenerateCon
     import torch
 
     from annotation.models import load_causal_lm, load_tokenizer
+    from annotation.sampling import inverse_cdf_sampling
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -131,7 +132,7 @@ def generate_local(model_name: str, requests: list[Request], config: GenerateCon
         began = time.perf_counter()
         texts = [tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in batch]
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
+        with torch.inference_mode(), inverse_cdf_sampling():
             output = model.generate(**encoded, max_new_tokens=config.max_new_tokens,
                                     pad_token_id=tokenizer.pad_token_id, **sampling)
         generate_s += time.perf_counter() - began
