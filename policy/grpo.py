@@ -8,6 +8,8 @@ transformers (LoRA adapters merged), and writes `run.json` + `train_log.jsonl` f
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import shutil
 import time
@@ -18,6 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from annotation.config import ConfigError, dump_config, run_cli
 from annotation.models import load_tokenizer, resolve_model
+from annotation.sampling import inverse_cdf_sampling
 from annotation.schema import write_json, write_jsonl, write_text
 from policy.config import GRPORunConfig
 from policy.prompts import load_prompt_rows
@@ -27,15 +30,50 @@ FINAL_POLICY = "policy"  # subfolder of `out` holding the trained policy
 
 
 class TimedGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer that also logs the seconds spent generating (`time/generate_s`) and scoring (`time/reward_s`)."""
+    """GRPOTrainer that logs the seconds spent generating (`time/generate_s`) and scoring (`time/reward_s`), and
+    can sample rollouts from a lower-precision copy of the policy (`rollout_dtype`) with a cheaper sampler
+    (`rollout_sampler`, see annotation/sampling.py).
+
+    Why the copy: token-by-token decoding on CPU reads every weight once per token, so it is bound by memory
+    traffic, not by FLOPs; bf16 weights halve that traffic and use the CPU's bf16 matrix units. The update and the
+    log-probabilities of the loss stay in fp32. This is the trade-off vLLM users make (bf16 sampler, fp32 trainer).
+    """
+
+    def __init__(self, *args, rollout_dtype: torch.dtype | None = None, inverse_cdf: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rollout_dtype = rollout_dtype
+        self.inverse_cdf = inverse_cdf
+        self._rollout_model = None
+        self._rollout_synced_step = -1
 
     def _timed(self, name: str, started: float) -> None:
         mode = "train" if self.model.training else "eval"
         self._metrics[mode][f"time/{name}_s"].append(time.perf_counter() - started)
 
+    def rollout_model(self) -> torch.nn.Module:
+        """The low-precision copy of the policy, refreshed from the trained weights when a step changed them."""
+        policy = self.accelerator.unwrap_model(self.model_wrapped)
+        if self._rollout_model is None:
+            self._rollout_model = copy.deepcopy(policy).to(self.rollout_dtype).eval().requires_grad_(False)
+        elif self._rollout_synced_step != self.state.global_step:
+            with torch.no_grad():
+                for target, source in zip(self._rollout_model.parameters(), policy.parameters(), strict=True):
+                    target.copy_(source)
+        self._rollout_synced_step = self.state.global_step
+        return self._rollout_model
+
     def _generate_single_turn(self, *args, **kwargs):
         started = time.perf_counter()
-        out = super()._generate_single_turn(*args, **kwargs)
+        with inverse_cdf_sampling() if self.inverse_cdf else contextlib.nullcontext():
+            if self.rollout_dtype is None:
+                out = super()._generate_single_turn(*args, **kwargs)
+            else:
+                # TRL's generation path unwraps `model_wrapped`; point it at the copy for this call only.
+                wrapped, self.model_wrapped = self.model_wrapped, self.rollout_model()
+                try:
+                    out = super()._generate_single_turn(*args, **kwargs)
+                finally:
+                    self.model_wrapped = wrapped
         self._timed("generate", started)
         return out
 
@@ -113,6 +151,8 @@ def build_trainer(cfg: GRPORunConfig, rm=None) -> tuple[TimedGRPOTrainer, object
         # A path, not a loaded model: with beta > 0 TRL rebuilds the reference model from it.
         model=resolve_model(cfg.policy), reward_funcs=funcs, args=trl_args(cfg, reward_weights),
         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=lora_config(cfg),
+        rollout_dtype=None if cfg.rollout_dtype == "float32" else getattr(torch, cfg.rollout_dtype),
+        inverse_cdf=cfg.rollout_sampler == "inverse_cdf",
     )
     return trainer, cache
 

@@ -103,3 +103,40 @@ def test_eval_reports_on_tiny_run(grpo_run, prompt_files, tmp_path):
     for name in ("report.md", "report.json", "responses.jsonl", "dimension_changes.png", "training_curves.png"):
         assert (tmp_path / "eval" / name).stat().st_size > 0
     assert "| Helpfulness |" in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_bf16_rollout_copy_samples_and_follows_the_trained_weights(tiny_causal_lm, tiny_rm, prompt_files, tmp_path):
+    import torch
+
+    from annotation.config import load_config
+    from policy.config import GRPORunConfig
+    from policy.grpo import build_trainer
+
+    cfg = load_config(GRPORunConfig, overrides={
+        "policy": tiny_causal_lm, "reward_model": tiny_rm, "prompts": str(prompt_files / "rl.jsonl"),
+        "out": str(tmp_path), "beta": 0.04, "loss_type": "grpo", "max_steps": 2, "prompts_per_step": 2,
+        "num_generations": 2, "max_completion_length": 8, "save_steps": 10, "learning_rate": 1e-2,
+        "rollout_dtype": "bfloat16", "rollout_sampler": "inverse_cdf",
+    })
+    trainer, _ = build_trainer(cfg)
+    policy = trainer.accelerator.unwrap_model(trainer.model)
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    trainer.train()
+    copy = trainer._rollout_model
+    # Generation went through the copy: made at step 0, refreshed for the generation of step 1.
+    assert copy is not None and trainer._rollout_synced_step == 1
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in copy.parameters())
+    assert all(p.dtype == torch.float32 for p in policy.parameters())
+    assert any(not torch.equal(before[n], p) for n, p in policy.named_parameters())
+    trainer.rollout_model()  # the policy changed in step 2: the copy takes its new weights
+    for (name, source), target in zip(policy.named_parameters(), copy.parameters(), strict=True):
+        assert torch.equal(target, source.detach().to(torch.bfloat16)), name
+
+
+def test_rollout_copy_is_refused_with_vllm():
+    from annotation.config import ConfigError, load_config
+    from policy.config import GRPORunConfig
+
+    with pytest.raises(ConfigError, match="rollout_dtype"):
+        load_config(GRPORunConfig, overrides={"beta": 0.0, "loss_type": "grpo", "rollout_dtype": "bfloat16",
+                                              "vllm": {"enabled": True}})
