@@ -33,6 +33,7 @@ class CrossValConfig(Config):
     folds: int = Field(5, ge=2, description="number of grouped folds")
     split_seed: int = Field(0, description="seed of the fold assignment")
     heads: list[HeadKind] = Field(["ordinal", "regression"], description="head kinds to compare")
+    quality_bar: float | None = Field(None, description="draw this mean macro-F1 target on the plot")
     train: TrainConfig = Field(default_factory=TrainConfig,
                                description="how each fold's RM is trained (see configs/rm/crossval.yaml)")
 
@@ -44,6 +45,7 @@ class OutOfFold:
         self.scores = {d: np.zeros(n) for d in rubric.names}
         self.levels = {d: np.zeros(n, dtype=np.int64) for d in rubric.names}
         self.fold_f1: list[float] = []
+        self.fold_dimension_f1: list[dict[str, float]] = []
 
     def add(self, rubric: Rubric, test_idx, truth, scores, levels) -> None:
         for d in rubric.names:
@@ -51,11 +53,14 @@ class OutOfFold:
             self.levels[d][test_idx] = levels[d]
         fold = all_metrics(rubric, truth[test_idx], levels, scores)
         self.fold_f1.append(fold["mean"]["macro_f1"])
+        self.fold_dimension_f1.append({d: fold["dimensions"][d]["macro_f1"] for d in rubric.names})
 
     def report(self, rubric: Rubric, truth: np.ndarray, seconds: float) -> dict:
         report = all_metrics(rubric, truth, self.levels, self.scores)
         report["fold_mean_macro_f1"] = float(np.mean(self.fold_f1))
         report["fold_std_macro_f1"] = float(np.std(self.fold_f1))
+        report["fold_macro_f1"] = self.fold_f1
+        report["fold_dimension_macro_f1"] = self.fold_dimension_f1
         report["seconds"] = round(seconds, 1)
         return report
 
@@ -148,6 +153,37 @@ def cv_markdown(results: dict, rubric: Rubric, cfg: CrossValConfig, n_items: int
     return "\n".join(lines) + "\n"
 
 
+def plot_cv(results: dict, rubric: Rubric, path: Path, bar: float | None = None) -> Path:
+    """Macro-F1 per dimension and mean for each system: bars = pooled out-of-fold, whiskers = fold min..max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from annotation.schema import save_figure
+
+    systems = [k for k in results if k == "tfidf" or k.startswith("rm_")]
+    names = rubric.names + ["mean"]
+    width = 0.8 / len(systems)
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 4))
+    for k, system in enumerate(systems):
+        r = results[system]
+        pooled = [r["dimensions"][d]["macro_f1"] for d in rubric.names] + [r["mean"]["macro_f1"]]
+        folds = np.array([[f[d] for d in rubric.names] + [m] for f, m in
+                          zip(r["fold_dimension_macro_f1"], r["fold_macro_f1"])])
+        x = np.arange(len(names)) + (k - (len(systems) - 1) / 2) * width
+        err = np.vstack([np.maximum(pooled - folds.min(0), 0), np.maximum(folds.max(0) - pooled, 0)])
+        ax.bar(x, pooled, width, yerr=err, capsize=3, label=system)
+    if bar is not None:
+        ax.axhline(bar, color="black", linestyle="--", linewidth=1, label=f"quality bar {bar}")
+    ax.set_xticks(np.arange(len(names)), [n.replace("_", "\n") for n in names])
+    ax.set_ylabel("macro-F1 (whiskers: fold range)")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("Grouped cross-validation on human labels")
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hpc_rm.crossval", description=__doc__.split("\n\n")[0])
     add_arguments(parser, CrossValConfig)
@@ -160,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     results["config"] = cfg.model_dump(mode="json")
     write_json(cfg.out / "crossval.json", results)
     text = cv_markdown(results, rubric, cfg, len(items))
-    write_text(cfg.out / "crossval.md", text)
+    plot_cv(results, rubric, cfg.out / "crossval.png", cfg.quality_bar)
+    write_text(cfg.out / "crossval.md", text + "\n![macro-F1 per dimension](crossval.png)\n")
     print(text)
 
 

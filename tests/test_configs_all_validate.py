@@ -48,7 +48,8 @@ def file_class(path: Path):
         "tiny.yaml": PipelineConfig, "paper.yaml": PipelineConfig, "7b.yaml": PipelineConfig,
         "data.yaml": classes["data"], "data_paper.yaml": classes["data"], "generate.yaml": classes["generate"],
         "label.yaml": classes["annotate"], "rm/consistency.yaml": classes["consistency"],
-        "rm/crossval.yaml": classes["crossval"], "policy/eval_tiny.yaml": classes["eval"],
+        "rm/crossval.yaml": classes["crossval"], "rm/crossval_finetune.yaml": classes["crossval"],
+        "policy/eval_tiny.yaml": classes["eval"],
         "policy/sweep.yaml": classes["sweep"],
     }
     if rel in by_name:
