@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
+import torch
 from pydantic import Field
 
 from annotation.config import Config, add_arguments, build_config
@@ -18,12 +20,17 @@ class ScoreConfig(Config):
     out: Path | None = Field(None, description="output JSONL (the input lines plus pred and reward)")
     batch_size: int = Field(32, description="pairs per scoring batch")
     weights: dict[str, float] | None = Field(None, description="aggregation weights (default: the model's)")
+    bf16: bool = Field(False, description="bf16 autocast: several times faster on CPUs with AMX/AVX512-BF16 and "
+                                          "on GPUs; scores moved by <0.01 on a 0-2 scale in benchmarks/")
 
 
 def score_items(rm: HPCRewardModel, items: list[LabeledItem], batch_size: int = 32,
-                weights: dict[str, float] | None = None) -> list[dict]:
+                weights: dict[str, float] | None = None, bf16: bool = False) -> list[dict]:
     """The items as dicts with `pred` and `reward` added."""
-    preds = rm.score([i.context for i in items], [i.response for i in items], batch_size=batch_size, progress=True)
+    device = next(rm.parameters()).device.type
+    with torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+        preds = rm.score([i.context for i in items], [i.response for i in items], batch_size=batch_size,
+                         progress=True)
     rewards = rm.reward(preds, weights)
     records = []
     for k, item in enumerate(items):
@@ -42,5 +49,5 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--model, --input and --out are required")
     rm = HPCRewardModel.from_pretrained(cfg.model)
     items = read_jsonl(cfg.input, LabeledItem)
-    n = write_jsonl(cfg.out, score_items(rm, items, cfg.batch_size, cfg.weights))
+    n = write_jsonl(cfg.out, score_items(rm, items, cfg.batch_size, cfg.weights, cfg.bf16))
     print(f"scored {n} items -> {cfg.out}")

@@ -55,6 +55,12 @@ def test_train_checkpoints_resume_and_score(tiny_encoder, labels_file, tmp_path)
         assert set(row["pred"]) == {"Helpfulness", "Personalization", "Creativity"}
         assert all(0 <= v <= 2 for v in row["pred"].values())
         assert row["reward"] == pytest.approx(sum(weights[d] * v for d, v in row["pred"].items()), abs=1e-4)
+    # bf16 autocast scores the same lines in the same order, close to fp32.
+    score.main(["--model", str(out), "--input", str(labels_file), "--out", str(tmp_path / "bf16.jsonl"),
+                "--bf16", "true"])
+    bf16_rows = [json.loads(line) for line in (tmp_path / "bf16.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in bf16_rows] == [r["id"] for r in rows]
+    assert max(abs(a["pred"][d] - b["pred"][d]) for a, b in zip(rows, bf16_rows) for d in a["pred"]) < 0.05
 
     evaluate.main(["--model", str(out), "--labels", str(labels_file), "--out", str(tmp_path / "eval")])
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
