@@ -2,10 +2,12 @@
 
 1. Compute bound: fp32 and bf16 matmul GFLOP/s measured now; a decoder needs ~2 x parameters FLOPs per generated
    token, so bound tokens/s = GFLOP/s / (2 x params).
-2. Rollout variants on the real policy (same prompts, fixed number of new tokens): plain fp32 `generate` at
-   TRL's default batch, larger batches, bf16 autocast, bf16 weights, static KV cache. Ratio to the fp32 bound.
+2. Rollout variants on the real policy (same prompts, fixed number of new tokens), one lever at a time: plain
+   fp32 `generate` at TRL's default batch, inverse-CDF sampling instead of torch.multinomial, bf16 weights, a
+   larger batch. Ratio to plain and to the fp32 bound. The sampler's own cost is timed on its own too.
 3. A few real GRPO steps (TRL GRPOTrainer via policy.grpo) split into generation, reward scoring and policy
-   update, for the default rollout settings and the fastest one the run found.
+   update: TRL's default rollouts (fp32, torch.multinomial) vs the demo's (bf16 rollout copy, inverse CDF),
+   and the demo's with a 4x larger generation batch (steps_per_generation 4).
 
 Absolute times vary on a shared machine; compare the ratios measured in one run.
     python benchmarks/bench_grpo_step.py --out runs/bench --steps 3
@@ -13,6 +15,7 @@ Absolute times vary on a shared machine; compare the ratios measured in one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import sys
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from annotation.config import load_config  # noqa: E402
 from annotation.models import load_causal_lm, load_tokenizer, set_offline  # noqa: E402
+from annotation.sampling import inverse_cdf_sampling, sample_inverse_cdf  # noqa: E402
 from annotation.schema import write_json, write_text  # noqa: E402
 from policy.config import GRPORunConfig  # noqa: E402
 from policy.prompts import load_prompt_rows  # noqa: E402
@@ -39,18 +43,29 @@ def matmul_gflops(dtype: torch.dtype, size: int = 1024, repeats: int = 10) -> fl
     return 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9
 
 
-def rollout_tokens_per_s(model, tokenizer, chats, batch: int, new_tokens: int, autocast: bool = False,
-                         cache: str | None = None) -> float:
+def sampler_ms(batch: int, vocab: int) -> dict:
+    """Milliseconds per call to draw one token per row: torch.multinomial vs inverse CDF."""
+    probs = torch.softmax(torch.randn(batch, vocab), -1)
+    out = {}
+    for name, draw in (("torch.multinomial", lambda: torch.multinomial(probs, 1)),
+                       ("inverse CDF", lambda: sample_inverse_cdf(probs))):
+        draw()
+        started = time.perf_counter()
+        for _ in range(10):
+            draw()
+        out[name] = (time.perf_counter() - started) * 100
+    return out
+
+
+def rollout_tokens_per_s(model, tokenizer, chats, batch: int, new_tokens: int, inverse_cdf: bool = False) -> float:
     tokenizer.padding_side = "left"
     texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats[:batch]]
     enc = tokenizer(texts, return_tensors="pt", padding=True)
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, top_k=0,
                   pad_token_id=tokenizer.pad_token_id)
-    if cache:
-        kwargs["cache_implementation"] = cache
-    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else torch.no_grad()
+    sampler = inverse_cdf_sampling() if inverse_cdf else contextlib.nullcontext()
     started = time.perf_counter()
-    with torch.no_grad(), context:
+    with torch.no_grad(), sampler:
         out = model.generate(**enc, **kwargs)
     return (out.shape[1] - enc["input_ids"].shape[1]) * batch / (time.perf_counter() - started)
 
@@ -98,6 +113,10 @@ def markdown(result: dict) -> str:
     for r in result["rollouts"]:
         lines.append(f"| {r['variant']} | {r['tokens_per_s']:.1f} | {r['tokens_per_s'] / plain:.2f} | "
                      f"{r['tokens_per_s'] / bound['fp32_tokens_per_s']:.2f} |")
+    lines += ["", "Drawing one token per row from the softmax over the vocabulary, ms per call:", "",
+              "| rows | torch.multinomial | inverse CDF |", "|---|---|---|"]
+    for rows, ms in result["sampler_ms"].items():
+        lines.append(f"| {rows} | {ms['torch.multinomial']:.1f} | {ms['inverse CDF']:.1f} |")
     lines += ["", "## GRPO step split (TRL GRPOTrainer)", "",
               "| setting | step s | generation | reward scoring | policy update | rollout tokens/s |",
               "|---|---|---|---|---|---|"]
@@ -137,19 +156,21 @@ def main() -> None:
     trl_batch = cfg.prompts_per_step * cfg.num_generations
     bf16_model = copy.deepcopy(model).to(torch.bfloat16)
     variants = [
-        (f"plain fp32, batch {trl_batch} (TRL default)", model, trl_batch, False, None),
-        (f"fp32, batch {big}", model, big, False, None),
-        (f"bf16 autocast, batch {trl_batch}", model, trl_batch, True, None),
-        (f"bf16 weights, batch {trl_batch}", bf16_model, trl_batch, False, None),
-        (f"bf16 weights, batch {big}", bf16_model, big, False, None),
-        (f"fp32 static cache, batch {trl_batch}", model, trl_batch, False, "static"),
+        (f"plain fp32, batch {trl_batch} (TRL default)", model, trl_batch, False),
+        (f"fp32 + inverse-CDF sampling, batch {trl_batch}", model, trl_batch, True),
+        (f"bf16 weights + inverse CDF, batch {trl_batch} (demo GRPO)", bf16_model, trl_batch, True),
+        (f"bf16 weights + inverse CDF, batch {4 * trl_batch}", bf16_model, 4 * trl_batch, True),
+        (f"fp32 + torch.multinomial, batch {big}", model, big, False),
+        (f"bf16 weights + inverse CDF, batch {big}", bf16_model, big, True),
     ]
     rollout_tokens_per_s(model, tokenizer, chats, 2, 4)  # warm-up: the first generate call pays one-off costs
+    rollout_tokens_per_s(bf16_model, tokenizer, chats, 2, 4, True)
     rollouts = []
-    for name, m, batch, autocast, cache in variants:
-        speed = rollout_tokens_per_s(m, tokenizer, chats, batch, args.new_tokens, autocast, cache)
+    for name, m, batch, inverse_cdf in variants:
+        speed = rollout_tokens_per_s(m, tokenizer, chats, batch, args.new_tokens, inverse_cdf)
         rollouts.append({"variant": name, "tokens_per_s": speed})
         print(f"{name}: {speed:.1f} tokens/s", flush=True)
+    sampler = {b: sampler_ms(b, model.config.vocab_size) for b in (trl_batch, big)}
     del bf16_model
 
     from hpc_rm.model import HPCRewardModel
@@ -158,12 +179,15 @@ def main() -> None:
           else HPCRewardModel.from_backbone("minilm-l6", "hpc"))
     out = Path(args.out)
     steps = {}
-    for name, update in (("one generation per step (TRL default)", {"steps_per_generation": 1}),
-                         ("generation batch x2 (steps_per_generation 2)", {"steps_per_generation": 2})):
+    trl_default = {"rollout_dtype": "float32", "rollout_sampler": "torch"}
+    fast = {"rollout_dtype": "bfloat16", "rollout_sampler": "inverse_cdf"}
+    for name, update in (("TRL default rollouts (fp32, torch.multinomial)", trl_default),
+                         ("bf16 rollout copy + inverse CDF (demo)", fast),
+                         ("demo + generation batch x4 (steps_per_generation 4)", {**fast, "steps_per_generation": 4})):
         run_cfg = cfg.model_copy(update={**update, "out": str(out / "grpo_tmp"), "weights": None})
         steps[name] = grpo_step_split(run_cfg, rm, args.steps)
         print(name, json.dumps({k: round(v, 3) for k, v in steps[name].items()}), flush=True)
-    result = {"policy": cfg.policy, "bound": bound, "rollouts": rollouts, "steps": steps,
+    result = {"policy": cfg.policy, "bound": bound, "rollouts": rollouts, "sampler_ms": sampler, "steps": steps,
               "config": args.config, "new_tokens": args.new_tokens}
     write_json(out / "grpo_step.json", result)
     write_text(out / "grpo_step.md", markdown(result))
