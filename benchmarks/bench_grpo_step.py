@@ -7,7 +7,7 @@
    larger batch. Ratio to plain and to the fp32 bound. The sampler's own cost is timed on its own too.
 3. A few real GRPO steps (TRL GRPOTrainer via policy.grpo) split into generation, reward scoring and policy
    update: TRL's default rollouts (fp32, torch.multinomial) vs the demo's (bf16 rollout copy, inverse CDF),
-   and the demo's with a 4x larger generation batch (steps_per_generation 4).
+   the demo's with a 4x larger generation batch (steps_per_generation 4), and with bf16 autocast in the update.
 
 Absolute times vary on a shared machine; compare the ratios measured in one run.
     python benchmarks/bench_grpo_step.py --out runs/bench --steps 3
@@ -70,7 +70,7 @@ def rollout_tokens_per_s(model, tokenizer, chats, batch: int, new_tokens: int, i
     return (out.shape[1] - enc["input_ids"].shape[1]) * batch / (time.perf_counter() - started)
 
 
-def grpo_step_split(cfg: GRPORunConfig, rm, steps: int) -> dict:
+def grpo_step_split(cfg: GRPORunConfig, rm) -> dict:
     from transformers import TrainerCallback
 
     from policy.grpo import build_trainer
@@ -145,7 +145,9 @@ def main() -> None:
         overrides["prompts"] = args.prompts
     cfg = load_config(GRPORunConfig, args.config, overrides)
     tokenizer = load_tokenizer(cfg.policy)
-    chats = [row["prompt"] for row in load_prompt_rows(cfg.prompts, cfg.system_prompt)]
+    # The same prompts the GRPO run trains on (its length filter included), so both parts see the same lengths.
+    chats = [row["prompt"] for row in load_prompt_rows(cfg.prompts, cfg.system_prompt, None, tokenizer,
+                                                        cfg.max_prompt_tokens)]
     big = args.large_batch
     chats = (chats * (big // len(chats) + 1))[:big]
     model = load_causal_lm(cfg.policy).eval()
@@ -183,9 +185,13 @@ def main() -> None:
     fast = {"rollout_dtype": "bfloat16", "rollout_sampler": "inverse_cdf"}
     for name, update in (("TRL default rollouts (fp32, torch.multinomial)", trl_default),
                          ("bf16 rollout copy + inverse CDF (demo)", fast),
-                         ("demo + generation batch x4 (steps_per_generation 4)", {**fast, "steps_per_generation": 4})):
-        run_cfg = cfg.model_copy(update={**update, "out": str(out / "grpo_tmp"), "weights": None})
-        steps[name] = grpo_step_split(run_cfg, rm, args.steps)
+                         ("demo + generation batch x4 (steps_per_generation 4)", {**fast, "steps_per_generation": 4}),
+                         ("demo + bf16 autocast in the update (bf16: true)", {**fast, "bf16": True})):
+        # Whole generation cycles only: with steps_per_generation k, every k-th step generates.
+        steps_here = args.steps * update.get("steps_per_generation", 1)
+        run_cfg = cfg.model_copy(update={**update, "out": str(out / "grpo_tmp"), "weights": None,
+                                         "max_steps": steps_here})
+        steps[name] = grpo_step_split(run_cfg, rm)
         print(name, json.dumps({k: round(v, 3) for k, v in steps[name].items()}), flush=True)
     result = {"policy": cfg.policy, "bound": bound, "rollouts": rollouts, "sampler_ms": sampler, "steps": steps,
               "config": args.config, "new_tokens": args.new_tokens}
