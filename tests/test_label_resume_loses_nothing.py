@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -30,6 +31,16 @@ def crash_after(monkeypatch, appends: int) -> None:
     monkeypatch.setattr(AppendLog, "append", append)
 
 
+def settled_request_count(server, quiet_s: float = 0.3) -> int:
+    """The server's request count once no request has arrived for quiet_s: calls the crashed run had already sent
+    can still land just after the crash, and must not be counted as the second run's."""
+    count = -1
+    while count != len(server.requests):
+        count = len(server.requests)
+        time.sleep(quiet_s)
+    return count
+
+
 def raw_keys(out) -> list[tuple[str, int]]:
     lines = (out / "raw.jsonl").read_text().splitlines()
     return [(r["item_id"], r["sample"]) for r in map(json.loads, lines)]
@@ -47,7 +58,7 @@ def test_openai_judge_resume_repeats_no_finished_call(tmp_path, monkeypatch):
         monkeypatch.undo()
         first = raw_keys(out)
         assert len(first) == 9 and not (out / "labels.jsonl").exists()
-        first_run_requests = len(server.requests)
+        first_run_requests = settled_request_count(server)
         label_main(argv)
         second_run = server.requests[first_run_requests:]
 
