@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{header} -- up to date, skipped", flush=True)
             continue
         print(f"\n{header}\n  $ {shlex.join(plan.argv)}", flush=True)
-        info = run_stage(plan, manifest)
+        info = run_stage(plan, manifest, redo=plan.name in args.redo)
         if info["status"] != "done":
             raise SystemExit(f"stage {plan.name} failed: {info.get('error')} (command above; manifest: "
                              f"{manifest.path})")

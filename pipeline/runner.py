@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +30,9 @@ class StagePlan:
     argv: list[str]
     outputs: list[Path]
     needs: list[str] = field(default_factory=list)
+    # A folder the stage resumes from (checkpoints, finished sweep runs): kept only to finish an interrupted run of
+    # the same command, removed before a redo or a changed command, so old training state never leaks in.
+    state_dir: Path | None = None
 
 
 def _hash_path(path: Path, digest) -> None:
@@ -106,9 +110,14 @@ def is_done(plan: StagePlan, manifest: Manifest) -> bool:
     )
 
 
-def run_stage(plan: StagePlan, manifest: Manifest, env: dict | None = None) -> dict:
+def run_stage(plan: StagePlan, manifest: Manifest, env: dict | None = None, redo: bool = False) -> dict:
     """Run one stage's command; record its time and peak memory (the child's own max RSS, via wait4)."""
     key = fingerprint(plan)
+    last = manifest.stage(plan.name)
+    resuming = not redo and last.get("status") == "running" and last.get("fingerprint") == key
+    if plan.state_dir is not None and plan.state_dir.exists() and not resuming:
+        shutil.rmtree(plan.state_dir)
+    manifest.record(plan.name, status="running", fingerprint=key, command=shlex.join(plan.argv))
     started = time.perf_counter()
     process = subprocess.Popen(plan.argv, env={**os.environ, **(env or {})})
     _, status, usage = os.wait4(process.pid, 0)

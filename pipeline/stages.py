@@ -95,7 +95,7 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
         StagePlan("grpo", "GRPO on the weighted RM reward with a KL penalty",
                   python_module("policy", "grpo", *flags("grpo"), "--reward-model", run / "rm",
                                 "--prompts", data / "rl.jsonl", "--out", run / "policy"),
-                  [run / "policy" / "run.json"], ["rm", "data"]),
+                  [run / "policy" / "run.json"], ["rm", "data"], state_dir=run / "policy"),
         StagePlan("eval", "base vs tuned policy on held-out eval prompts",
                   python_module("policy", "eval", *flags("eval"), "--run", run / "policy",
                                 "--prompts", data / "eval.jsonl", "--out", reports / "policy_eval"),
@@ -104,7 +104,7 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
                   python_module("policy", "sweep", *flags("sweep"), "--reward-model", run / "rm",
                                 "--prompts", data / "rl.jsonl", "--eval.prompts", data / "eval.jsonl",
                                 "--out", run / "sweep"),
-                  [run / "sweep" / "sweep.json"], ["rm", "data"]),
+                  [run / "sweep" / "sweep.json"], ["rm", "data"], state_dir=run / "sweep"),
     ]
     return {plan.name: plan for plan in plans}
 

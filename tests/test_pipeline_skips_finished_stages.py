@@ -42,3 +42,36 @@ def test_second_run_skips_and_changes_rerun(tmp_path):
 
     (run_dir / "data" / "rl.jsonl").unlink()  # a lost output re-runs the stage
     assert "up to date, skipped" not in run_pipeline(config, run_dir)
+
+
+def test_training_state_is_kept_only_to_resume_the_same_interrupted_command(tmp_path):
+    """A redone or changed stage starts from scratch (old checkpoints would leak into it); an interrupted run of
+    the same command keeps its folder so it can resume."""
+    from pipeline.runner import Manifest, StagePlan, run_stage
+
+    state = tmp_path / "policy"
+
+    def plan(option: str) -> StagePlan:
+        # The stage checks whether the marker of an earlier run is there, then writes its output and a new marker.
+        script = ("import pathlib, sys; d = pathlib.Path(sys.argv[1]); d.mkdir(exist_ok=True); "
+                  "(d / 'saw_old_state').write_text(str((d / 'checkpoint').exists())); "
+                  "(d / 'checkpoint').write_text('x'); (d / 'run.json').write_text('{}')")
+        return StagePlan("grpo", "test", [sys.executable, "-c", script, str(state), option], [state / "run.json"],
+                         state_dir=state)
+
+    manifest = Manifest(tmp_path, {})
+    assert run_stage(plan("a"), manifest)["status"] == "done"
+    assert (state / "saw_old_state").read_text() == "False"
+
+    run_stage(plan("a"), manifest, redo=True)  # --redo: from scratch
+    assert (state / "saw_old_state").read_text() == "False"
+
+    run_stage(plan("b"), manifest)  # changed option: from scratch
+    assert (state / "saw_old_state").read_text() == "False"
+
+    # Killed mid-run: the manifest still says running with this command's fingerprint, so the state is resumed.
+    (state / "checkpoint").write_text("x")
+    key = manifest.stage("grpo")["fingerprint"]
+    manifest.record("grpo", status="running", fingerprint=key)
+    run_stage(plan("b"), manifest)
+    assert (state / "saw_old_state").read_text() == "True"
