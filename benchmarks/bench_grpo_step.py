@@ -30,17 +30,9 @@ from annotation.config import load_config  # noqa: E402
 from annotation.models import load_causal_lm, load_tokenizer, set_offline  # noqa: E402
 from annotation.sampling import inverse_cdf_sampling, sample_inverse_cdf  # noqa: E402
 from annotation.schema import write_json, write_text  # noqa: E402
+from benchmarks.compute_bound import matmul_gflops  # noqa: E402
 from policy.config import GRPORunConfig  # noqa: E402
 from policy.prompts import load_prompt_rows  # noqa: E402
-
-
-def matmul_gflops(dtype: torch.dtype, size: int = 1024, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9
 
 
 def sampler_ms(batch: int, vocab: int) -> dict:

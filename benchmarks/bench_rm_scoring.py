@@ -15,12 +15,17 @@ import platform
 import time
 from pathlib import Path
 
+import sys
+
 import numpy as np
 import torch
 
-from annotation.models import set_offline
-from annotation.rubric import load_rubric
-from annotation.schema import write_json, write_text
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from annotation.models import set_offline  # noqa: E402
+from annotation.rubric import load_rubric  # noqa: E402
+from annotation.schema import write_json, write_text  # noqa: E402
+from benchmarks.compute_bound import matmul_gflops  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,15 +33,6 @@ REPO = Path(__file__).resolve().parent.parent
 def non_embedding_params(rm) -> int:
     embeddings = sum(p.numel() for p in rm.backbone.get_input_embeddings().parameters())
     return sum(p.numel() for p in rm.parameters()) - embeddings
-
-
-def matmul_gflops(size: int = 1024, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size ** 3 * repeats / (time.perf_counter() - started) / 1e9
 
 
 def timed(fn) -> float:
