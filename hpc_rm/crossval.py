@@ -18,7 +18,7 @@ from pydantic import Field
 
 from annotation.config import Config, add_arguments, build_config
 from annotation.rubric import Rubric, load_rubric
-from annotation.schema import LabeledItem, write_json, write_text
+from annotation.schema import LabeledItem, save_figure, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline
 from hpc_rm.data import grouped_folds, label_matrix, read_labels
 from hpc_rm.metrics import all_metrics
@@ -159,8 +159,6 @@ def plot_cv(results: dict, rubric: Rubric, path: Path, bar: float | None = None)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from annotation.schema import save_figure
 
     systems = [k for k in results if k == "tfidf" or k.startswith("rm_")]
     names = rubric.names + ["mean"]
