@@ -54,7 +54,13 @@ class TimedGRPOTrainer(GRPOTrainer):
         """The low-precision copy of the policy, refreshed from the trained weights when a step changed them."""
         policy = self.accelerator.unwrap_model(self.model_wrapped)
         if self._rollout_model is None:
-            self._rollout_model = copy.deepcopy(policy).to(self.rollout_dtype).eval().requires_grad_(False)
+            rollout = copy.deepcopy(policy)
+            # Accelerate's mixed precision replaces `forward` on the instance with a wrapper whose closure holds the
+            # *policy's* bound forward; deepcopy keeps that closure, so the copy would run the fp32 policy under
+            # autocast. Drop it: the copy's weights are already in the rollout dtype and need no autocast.
+            rollout.__dict__.pop("forward", None)
+            rollout.__dict__.pop("_original_forward", None)
+            self._rollout_model = rollout.to(self.rollout_dtype).eval().requires_grad_(False)
         elif self._rollout_synced_step != self.state.global_step:
             with torch.no_grad():
                 for target, source in zip(self._rollout_model.parameters(), policy.parameters(), strict=True):

@@ -116,7 +116,7 @@ def test_bf16_rollout_copy_samples_and_follows_the_trained_weights(tiny_causal_l
         "policy": tiny_causal_lm, "reward_model": tiny_rm, "prompts": str(prompt_files / "rl.jsonl"),
         "out": str(tmp_path), "beta": 0.04, "loss_type": "grpo", "max_steps": 2, "prompts_per_step": 2,
         "num_generations": 2, "max_completion_length": 8, "save_steps": 10, "learning_rate": 1e-2,
-        "rollout_dtype": "bfloat16", "rollout_sampler": "inverse_cdf",
+        "rollout_dtype": "bfloat16", "rollout_sampler": "inverse_cdf", "bf16": True,
     })
     trainer, _ = build_trainer(cfg)
     policy = trainer.accelerator.unwrap_model(trainer.model)
@@ -131,6 +131,13 @@ def test_bf16_rollout_copy_samples_and_follows_the_trained_weights(tiny_causal_l
     trainer.rollout_model()  # the policy changed in step 2: the copy takes its new weights
     for (name, source), target in zip(policy.named_parameters(), copy.parameters(), strict=True):
         assert torch.equal(target, source.detach().to(torch.bfloat16)), name
+    # The copy computes with its own bf16 weights: Accelerate's bf16 autocast wrapper on the policy's `forward`
+    # (whose closure holds the policy) must not come along with the deepcopy.
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        assert copy(ids).logits.dtype == torch.bfloat16
+        copy.lm_head.weight.zero_()
+        assert torch.count_nonzero(copy(ids).logits) == 0
 
 
 def test_rollout_copy_is_refused_with_vllm():
