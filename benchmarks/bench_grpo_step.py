@@ -6,8 +6,9 @@
    fp32 `generate` at TRL's default batch, inverse-CDF sampling instead of torch.multinomial, bf16 weights, a
    larger batch. Ratio to plain and to the fp32 bound. The sampler's own cost is timed on its own too.
 3. A few real GRPO steps (TRL GRPOTrainer via policy.grpo) split into generation, reward scoring and policy
-   update: TRL's default rollouts (fp32, torch.multinomial) vs the demo's (bf16 rollout copy, inverse CDF),
-   the demo's with a 4x larger generation batch (steps_per_generation 4), and with bf16 autocast in the update.
+   update: TRL's defaults (fp32 rollouts with torch.multinomial, fp32 update), then + the bf16 rollout copy with
+   inverse CDF, then + bf16 autocast in the update (the demo), then the demo with a 4x larger generation batch
+   (steps_per_generation 4). The rollout tokens/s of each row are measured inside the trainer.
 
 Absolute times vary on a shared machine; compare the ratios measured in one run.
     python benchmarks/bench_grpo_step.py --out runs/bench --steps 3
@@ -173,12 +174,14 @@ def main() -> None:
           else HPCRewardModel.from_backbone("minilm-l6", "hpc"))
     out = Path(args.out)
     steps = {}
-    trl_default = {"rollout_dtype": "float32", "rollout_sampler": "torch"}
-    fast = {"rollout_dtype": "bfloat16", "rollout_sampler": "inverse_cdf"}
-    for name, update in (("TRL default rollouts (fp32, torch.multinomial)", trl_default),
-                         ("bf16 rollout copy + inverse CDF (demo)", fast),
-                         ("demo + generation batch x4 (steps_per_generation 4)", {**fast, "steps_per_generation": 4}),
-                         ("demo + bf16 autocast in the update (bf16: true)", {**fast, "bf16": True})):
+    # One lever at a time, each row adding to the previous one; the config's own values for everything else.
+    trl_default = {"rollout_dtype": "float32", "rollout_sampler": "torch", "bf16": False, "steps_per_generation": 1}
+    fast_rollouts = {**trl_default, "rollout_dtype": "bfloat16", "rollout_sampler": "inverse_cdf"}
+    demo = {**fast_rollouts, "bf16": True}
+    for name, update in (("TRL defaults (fp32 rollouts with torch.multinomial, fp32 update)", trl_default),
+                         ("+ bf16 rollout copy + inverse CDF", fast_rollouts),
+                         ("+ bf16 autocast in the update (demo)", demo),
+                         ("demo + generation batch x4 (steps_per_generation 4)", {**demo, "steps_per_generation": 4})):
         # Whole generation cycles only: with steps_per_generation k, every k-th step generates.
         steps_here = args.steps * update.get("steps_per_generation", 1)
         run_cfg = cfg.model_copy(update={**update, "out": str(out / "grpo_tmp"), "weights": None,

@@ -55,18 +55,27 @@ class TfidfBaseline:
             self.models[name] = model.fit(frame[mask], y) if mask.any() else None
         return self
 
-    def predict(self, items: list[LabeledItem]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """(scores, levels) per dimension, like HPCRewardModel.predict."""
+    def predict_proba(self, items: list[LabeledItem]) -> dict[str, np.ndarray]:
+        """Probability of each level 0..max_score per dimension, shape (len(items), max_score + 1)."""
         frame = _frame(items)
-        scores, levels = {}, {}
+        probas = {}
         for d in self.rubric.dimensions:
             model = self.models.get(d.name)
+            proba = np.zeros((len(items), d.max_score + 1))
             if model is None:
-                scores[d.name] = np.full(len(items), d.max_score / 2)
-                levels[d.name] = np.full(len(items), d.max_score // 2)
-                continue
-            proba = model.predict_proba(frame)
-            classes = np.asarray(model.classes_)
-            scores[d.name] = proba @ classes.astype(float)
-            levels[d.name] = classes[proba.argmax(1)]
-        return scores, levels
+                proba[:, d.max_score // 2] = 1.0
+            else:  # a level missing from the training labels keeps probability 0
+                proba[:, np.asarray(model.classes_, dtype=np.int64)] = model.predict_proba(frame)
+            probas[d.name] = proba
+        return probas
+
+    def predict(self, items: list[LabeledItem]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(scores, levels) per dimension, like HPCRewardModel.predict: expected level and most probable level."""
+        return scores_and_levels(self.predict_proba(items))
+
+
+def scores_and_levels(probas: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(expected level, most probable level) per dimension from per-level probabilities."""
+    scores = {name: p @ np.arange(p.shape[1], dtype=float) for name, p in probas.items()}
+    levels = {name: p.argmax(1) for name, p in probas.items()}
+    return scores, levels

@@ -19,7 +19,7 @@ from pydantic import Field
 from annotation.config import Config, add_arguments, build_config
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import LabeledItem, save_figure, write_json, write_text
-from hpc_rm.baseline import TfidfBaseline
+from hpc_rm.baseline import TfidfBaseline, scores_and_levels
 from hpc_rm.data import grouped_folds, label_matrix, read_labels
 from hpc_rm.metrics import all_metrics
 from hpc_rm.model import HeadKind
@@ -86,16 +86,22 @@ def shared_pooled(train_cfg: TrainConfig, rubric: Rubric, items: list[LabeledIte
 
 
 def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric, work_dir: Path) -> dict:
-    """{'tfidf': report, 'rm_<head>': report, ...} on the same grouped folds."""
+    """{'tfidf': report, 'rm_<head>': report, 'rm_ordinal+tfidf': report, ...} on the same grouped folds.
+
+    'rm_ordinal+tfidf' averages the two models' per-level probabilities (equal weights, nothing tuned): it shows
+    how much of what TF-IDF gets right the RM misses."""
     truth = label_matrix(items, rubric)
     folds = grouped_folds(items, cfg.folds, cfg.split_seed)
     results = {}
     start = time.time()
     baseline = OutOfFold(rubric, len(items))
+    tfidf_proba = {d.name: np.zeros((len(items), d.max_score + 1)) for d in rubric.dimensions}
     for train_idx, test_idx in folds:
         model = TfidfBaseline(rubric, seed=cfg.train.seed).fit([items[i] for i in train_idx])
-        scores, levels = model.predict([items[i] for i in test_idx])
-        baseline.add(rubric, test_idx, truth, scores, levels)
+        proba = model.predict_proba([items[i] for i in test_idx])
+        for d in rubric.names:
+            tfidf_proba[d][test_idx] = proba[d]
+        baseline.add(rubric, test_idx, truth, *scores_and_levels(proba))
     results["tfidf"] = baseline.report(rubric, truth, time.time() - start)
 
     pooled = None
@@ -106,18 +112,23 @@ def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric
     for head in cfg.heads:
         start = time.time()
         train_cfg = cfg.train.model_copy(update={"head": head, "resume": False, "checkpoints": False})
-        oof = OutOfFold(rubric, len(items))
+        oof, blend = OutOfFold(rubric, len(items)), OutOfFold(rubric, len(items))
         for k, (train_idx, test_idx) in enumerate(folds):
             fold_items = [items[i] for i in train_idx]
             fold_pooled = pooled[train_idx] if pooled is not None else None
             rm = train_reward_model(train_cfg, fold_items, rubric, work_dir / f"ckpt-{head}-fold{k}", fold_pooled)
             if pooled is not None:
-                scores, levels = rm.predict_pooled(pooled[test_idx])
+                outputs = rm.pooled_outputs(pooled[test_idx])
             else:
                 test = [items[i] for i in test_idx]
-                scores, levels = rm.predict([i.context for i in test], [i.response for i in test])
-            oof.add(rubric, test_idx, truth, scores, levels)
+                outputs = rm.predict_outputs([i.context for i in test], [i.response for i in test])
+            oof.add(rubric, test_idx, truth, *rm.readout(outputs))
+            if head == "ordinal":
+                mixed = {d: (outputs[d].softmax(-1).numpy() + tfidf_proba[d][test_idx]) / 2 for d in rubric.names}
+                blend.add(rubric, test_idx, truth, *scores_and_levels(mixed))
         results[f"rm_{head}"] = oof.report(rubric, truth, time.time() - start)
+        if head == "ordinal":
+            results["rm_ordinal+tfidf"] = blend.report(rubric, truth, time.time() - start)
     return results
 
 

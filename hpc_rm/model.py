@@ -261,31 +261,42 @@ class HPCRewardModel(nn.Module):
         return pooled
 
     @torch.no_grad()
-    def predict(self, contexts: list[str], responses: list[str], batch_size: int = 32,
-                progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """(scores, levels) per dimension in input order; length-sorted dynamic batches."""
+    def predict_outputs(self, contexts: list[str], responses: list[str], batch_size: int = 32,
+                        progress: bool = False) -> dict[str, torch.Tensor]:
+        """Raw head outputs per dimension in input order (ordinal: logits over levels); length-sorted batches."""
         features = self.encode(contexts, responses)
-        scores = {d: np.zeros(len(features), dtype=np.float32) for d in self.dimensions}
-        levels = {d: np.zeros(len(features), dtype=np.int64) for d in self.dimensions}
+        widths = {name: [m for m in head.modules() if isinstance(m, nn.Linear)][-1].out_features
+                  for name, head in self.heads.items()}
+        outputs = {name: torch.zeros(len(features), width) for name, width in widths.items()}
         was_training = self.training
         self.eval()
         for idx, batch in self._batches(features, batch_size, progress, "scoring"):
-            outputs = self(**batch)
-            for name, value in self.scores_from_outputs(outputs).items():
-                scores[name][idx] = value.float().cpu().numpy()
-            for name, value in self.levels_from_outputs(outputs).items():
-                levels[name][idx] = value.cpu().numpy()
+            for name, value in self(**batch).items():
+                outputs[name][idx] = value.float().cpu()
         self.train(was_training)
-        return scores, levels
+        return outputs
+
+    def predict(self, contexts: list[str], responses: list[str], batch_size: int = 32,
+                progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(scores, levels) per dimension in input order; length-sorted dynamic batches."""
+        return self.readout(self.predict_outputs(contexts, responses, batch_size, progress))
 
     @torch.no_grad()
-    def predict_pooled(self, pooled: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """(scores, levels) from vectors made by `embed_pairs` (only the heads run)."""
+    def pooled_outputs(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw head outputs from vectors made by `embed_pairs` (only the heads run)."""
         was_training = self.training
         self.eval()
         device = next(self.heads.parameters()).device
-        outputs = self(pooled=pooled.to(device))
+        outputs = {k: v.float().cpu() for k, v in self(pooled=pooled.to(device)).items()}
         self.train(was_training)
+        return outputs
+
+    def predict_pooled(self, pooled: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(scores, levels) from vectors made by `embed_pairs`."""
+        return self.readout(self.pooled_outputs(pooled))
+
+    def readout(self, outputs: dict[str, torch.Tensor]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(scores, levels) per dimension as numpy arrays from raw head outputs."""
         scores = {k: v.float().cpu().numpy() for k, v in self.scores_from_outputs(outputs).items()}
         levels = {k: v.cpu().numpy() for k, v in self.levels_from_outputs(outputs).items()}
         return scores, levels
