@@ -4,13 +4,13 @@
 
 Reports pairs/s and tokens/s of both modes, their ratio (target >= 5x), and the fp32 compute bound of this
 machine for the backbone: FLOPs per token ~ 2 x (non-embedding parameters), at the fp32 matmul GFLOP/s measured
-at the start of the run (or --gflops). Both modes run in fp32 and under bf16 autocast. Pairs come from MRBench V3 dev (real dialogue lengths)
+at the start of the run (or --gflops). Both modes run in fp32 and with the backbone in bf16. Pairs come from MRBench V3 dev (real dialogue lengths)
 or, with --labels, from any interchange file. Writes JSON + Markdown to --out.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
+import copy
 import platform
 import time
 from pathlib import Path
@@ -79,15 +79,13 @@ def main(argv: list[str] | None = None) -> None:
     mean_tokens = float(tokens.mean())
     single_tokens = float(tokens[:n_single].mean())
     modes, reference = [], None
-    for precision in ("fp32", "bf16"):
-        # bf16 autocast runs the matmuls on the CPU's bf16 units (AMX / AVX512-BF16 where present).
-        context = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-        with context:
-            rm.score(contexts[:8], responses[:8], batch_size=8)  # warm-up (allocator, kernels)
-            scores = {}
-            batched_s = timed(lambda: scores.update(rm.score(contexts, responses, batch_size=args.batch_size)))
-            single_s = timed(lambda: [rm.score([c], [r], batch_size=1) for c, r in zip(contexts[:n_single],
-                                                                                        responses[:n_single])])
+    # bf16: the backbone's weights cast as `hpc_rm score --bf16 true` does (the CPU's bf16 units, AMX/AVX512-BF16).
+    for precision, model in (("fp32", rm), ("bf16", copy.deepcopy(rm).cast_backbone(torch.bfloat16))):
+        model.score(contexts[:8], responses[:8], batch_size=8)  # warm-up (allocator, kernels)
+        scores = {}
+        batched_s = timed(lambda: scores.update(model.score(contexts, responses, batch_size=args.batch_size)))
+        single_s = timed(lambda: [model.score([c], [r], batch_size=1) for c, r in zip(contexts[:n_single],
+                                                                                       responses[:n_single])])
         if reference is None:
             reference = scores
         drift = max(float(np.abs(scores[d] - reference[d]).max()) for d in reference)

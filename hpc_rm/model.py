@@ -198,8 +198,14 @@ class HPCRewardModel(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        hidden = self.backbone(**inputs).last_hidden_state
-        return self.pool(hidden, attention_mask, response_mask).float()
+        hidden = self.backbone(**inputs).last_hidden_state.float()  # pool and run the heads in fp32
+        return self.pool(hidden, attention_mask, response_mask)
+
+    def cast_backbone(self, dtype: torch.dtype) -> "HPCRewardModel":
+        """For inference: cast the backbone's weights (bf16 halves weight traffic and runs on the CPU's bf16 units
+        where present); pooling and heads stay fp32. Returns self."""
+        self.backbone.to(dtype)
+        return self
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, response_mask=None,
                 pooled=None) -> dict[str, torch.Tensor]:
