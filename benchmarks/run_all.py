@@ -45,7 +45,7 @@ def plans(out: Path, quick: bool) -> list[StagePlan]:
                    "--progress", "false", "--out", str(out / "rm_training")],
                   [out / "rm_training" / "train_summary.json"]),
         StagePlan("grpo_step", "GRPO step split and rollout tokens/s",
-                  [py, str(REPO / "benchmarks/bench_grpo_step.py"), "--steps", "1" if quick else "2",
+                  [py, str(REPO / "benchmarks/bench_grpo_step.py"), "--steps", "1" if quick else "3",
                    "--prompts", str(out / "prompts" / "rl.jsonl"), "--out", str(out / "grpo_step")],
                   [out / "grpo_step" / "grpo_step.json"]),
         StagePlan("annotation_throughput", "LLM-judge labeling vs concurrency (fake endpoint, 100 ms latency)",
