@@ -200,6 +200,9 @@ def run_grpo(cfg: GRPORunConfig, rm=None) -> dict:
         return {}
     policy_dir = save_policy(trainer, out)
     write_jsonl(out / "train_log.jsonl", trainer.state.log_history)
+    if not cfg.keep_checkpoints:  # only needed to resume; the finished policy is saved above
+        for checkpoint in out.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
     summary = {
         "policy": str(policy_dir), "base_policy": resolve_model(cfg.policy), "base_policy_name": cfg.policy,
         "reward_model": cfg.reward_model, "weights": reward_weights_for(cfg, cache.rm),

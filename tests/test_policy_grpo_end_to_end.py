@@ -47,6 +47,7 @@ def grpo_run(tiny_causal_lm, tiny_rm, prompt_files, tmp_path_factory):
         "out": str(out), "beta": 0.04, "loss_type": "grpo", "max_steps": 2, "prompts_per_step": 2,
         "num_generations": 2, "max_completion_length": 8, "save_steps": 1, "learning_rate": 1e-3,
         "extra_rewards": {"answer_leak": {"penalty": 1.0, "mode": "soft"}, "length_penalty": {}},
+        "keep_checkpoints": True,
     })
     return cfg, run_grpo(cfg)
 
@@ -76,6 +77,18 @@ def test_resume_continues_from_checkpoint(grpo_run, tiny_rm):
     summary = run_grpo(cfg.model_copy(update={"max_steps": 3}))
     assert summary["resumed_from"].endswith("checkpoint-2")
     assert summary["steps"] == 3
+
+
+def test_finished_run_drops_its_resume_checkpoints_by_default(grpo_run, tmp_path):
+    from pathlib import Path
+
+    from policy.grpo import run_grpo
+
+    cfg, _ = grpo_run
+    assert sorted(p.name for p in Path(cfg.out).glob("checkpoint-*"))  # kept when asked
+    summary = run_grpo(cfg.model_copy(update={"out": str(tmp_path), "max_steps": 1, "keep_checkpoints": False}))
+    assert summary["steps"] == 1 and Path(summary["policy"], "config.json").exists()
+    assert not list(tmp_path.glob("checkpoint-*"))
 
 
 def test_eval_reports_on_tiny_run(grpo_run, prompt_files, tmp_path):
