@@ -96,8 +96,11 @@ class HPCRewardModel(nn.Module):
         # Stored with the weights so a checkpoint is complete; read by the loss.
         self.max_levels = {d.name: d.max_score for d in spec.rubric.dimensions}
 
+    def _head_width(self, n_levels: int) -> int:
+        return n_levels if self.spec.head == "ordinal" else 1
+
     def _make_head(self, n_levels: int) -> nn.Module:
-        n_out = n_levels if self.spec.head == "ordinal" else 1
+        n_out = self._head_width(n_levels)
         if self.spec.head_hidden <= 0:
             return nn.Linear(self.pooled_size, n_out)
         return nn.Sequential(nn.Linear(self.pooled_size, self.spec.head_hidden), nn.GELU(),
@@ -271,9 +274,8 @@ class HPCRewardModel(nn.Module):
                         progress: bool = False) -> dict[str, torch.Tensor]:
         """Raw head outputs per dimension in input order (ordinal: logits over levels); length-sorted batches."""
         features = self.encode(contexts, responses)
-        widths = {name: [m for m in head.modules() if isinstance(m, nn.Linear)][-1].out_features
-                  for name, head in self.heads.items()}
-        outputs = {name: torch.zeros(len(features), width) for name, width in widths.items()}
+        outputs = {d.name: torch.zeros(len(features), self._head_width(len(d.levels)))
+                   for d in self.spec.rubric.dimensions}
         was_training = self.training
         self.eval()
         for idx, batch in self._batches(features, batch_size, progress, "scoring"):
