@@ -183,7 +183,7 @@ def main() -> None:
                          ("+ bf16 autocast in the update (demo)", demo),
                          ("demo + generation batch x4 (steps_per_generation 4)", {**demo, "steps_per_generation": 4})):
         # Whole generation cycles only: with steps_per_generation k, every k-th step generates.
-        steps_here = args.steps * update.get("steps_per_generation", 1)
+        steps_here = args.steps * update["steps_per_generation"]
         run_cfg = cfg.model_copy(update={**update, "out": str(out / "grpo_tmp"), "weights": None,
                                          "max_steps": steps_here})
         steps[name] = grpo_step_split(run_cfg, rm)

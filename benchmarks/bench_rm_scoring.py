@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
+import sys
 import time
 from pathlib import Path
-
-import sys
 
 import numpy as np
 import torch
