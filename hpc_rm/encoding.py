@@ -8,6 +8,8 @@ text with a response marker and a final EOS token, whose hidden state is the poo
 """
 from __future__ import annotations
 
+import bisect
+
 from annotation.schema import PROFILE_HEADER
 
 RESPONSE_MARKER = "\n\n## Tutor response\n"
@@ -24,70 +26,73 @@ def _split_profile(context: str) -> tuple[str, str]:
     return head + "\n\n", "## " + rest
 
 
-def _keep_last_tokens(tokenizer, text: str, budget: int) -> str:
-    """The shortest suffix of `text` that holds its last `budget` tokens (cut at a token boundary)."""
-    if budget <= 0:
-        return ""
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    offsets = enc["offset_mapping"]
-    if len(offsets) <= budget:
-        return text
-    return ELLIPSIS + text[offsets[len(offsets) - budget][0]:]
-
-
-def _keep_first_tokens(tokenizer, text: str, budget: int) -> str:
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    offsets = enc["offset_mapping"]
-    if len(offsets) <= budget:
-        return text
-    return text[: offsets[budget - 1][1]] if budget > 0 else ""
-
-
 def _n_tokens(tokenizer, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]) if text else 0
 
 
-def fit_pair(tokenizer, context: str, response: str, max_length: int, max_response_tokens: int) -> tuple[str, str]:
-    """Shorten context (from the left, profile kept) and response (from the right) to fit max_length tokens."""
-    response = _keep_first_tokens(tokenizer, response, max_response_tokens)
+def _offsets(tokenizer, texts: list[str]) -> list[list[tuple[int, int]]]:
+    """Character span of every token of each text, from one batched call (the Rust tokenizer's threads)."""
+    return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+
+
+def _cut_context(context: str, offsets: list[tuple[int, int]], budget: int, n_ellipsis: int) -> str:
+    """The profile block (up to half of `budget`) + ELLIPSIS + as many of the last tokens as still fit."""
+    profile, _ = _split_profile(context)
+    n_profile = bisect.bisect_right([end for _, end in offsets], len(profile))  # tokens inside the profile
+    keep = min(n_profile, max(budget // 2, 0))
+    head = profile if keep == n_profile else (context[:offsets[keep - 1][1]] if keep > 0 else "")
+    rest_budget = budget - keep - n_ellipsis
+    n_rest = len(offsets) - n_profile
+    if rest_budget <= 0:
+        return head
+    if n_rest <= rest_budget:
+        return head + context[len(profile):]
+    return head + ELLIPSIS + context[offsets[len(offsets) - rest_budget][0]:]
+
+
+def fit_pairs(tokenizer, contexts: list[str], responses: list[str], max_length: int,
+              max_response_tokens: int) -> tuple[list[str], list[str]]:
+    """Shorten each context (from the left, profile kept) and response (from the right) to fit max_length tokens."""
     # Room for special tokens / the response marker, measured rather than guessed per tokenizer.
     overhead = len(tokenizer("a", "b")["input_ids"]) - 2 + _n_tokens(tokenizer, RESPONSE_MARKER) + 2
-    budget = max_length - _n_tokens(tokenizer, response) - overhead
-    if _n_tokens(tokenizer, context) <= budget:
-        return context, response
-    profile, rest = _split_profile(context)
-    profile = _keep_first_tokens(tokenizer, profile, max(budget // 2, 0))
-    rest_budget = budget - _n_tokens(tokenizer, profile) - _n_tokens(tokenizer, ELLIPSIS)
-    return profile + _keep_last_tokens(tokenizer, rest, rest_budget), response
-
-
-def encode_pair(tokenizer, context: str, response: str, *, decoder: bool, max_length: int,
-                max_response_tokens: int) -> dict[str, list[int]]:
-    """Token ids (and attention mask, token types if any) for one pair; never longer than max_length."""
-    context, response = fit_pair(tokenizer, context, response, max_length, max_response_tokens)
-    if decoder:
-        enc = tokenizer(context + RESPONSE_MARKER + response, truncation=True, max_length=max_length - 1)
-        enc = {k: list(v) for k, v in enc.items()}
-        enc["input_ids"].append(tokenizer.eos_token_id)
-        enc["attention_mask"].append(1)
-        enc.pop("token_type_ids", None)
-        return enc
-    # "only_first" + left truncation is a safety net: fit_pair already made it fit in nearly every case.
-    enc = tokenizer(context, response, truncation="only_first", max_length=max_length)
-    features = {k: list(v) for k, v in enc.items()}
-    # Which tokens belong to the response, for pooling the response on its own (tokenizer-independent).
-    features["response_mask"] = [1 if s == 1 else 0 for s in enc.sequence_ids()]
-    return features
+    n_ellipsis = _n_tokens(tokenizer, ELLIPSIS)
+    fitted_contexts, fitted_responses = [], []
+    for context, response, c_off, r_off in zip(contexts, responses, _offsets(tokenizer, contexts),
+                                                _offsets(tokenizer, responses)):
+        if len(r_off) > max_response_tokens:
+            response = response[:r_off[max_response_tokens - 1][1]] if max_response_tokens > 0 else ""
+        budget = max_length - min(len(r_off), max_response_tokens) - overhead
+        fitted_contexts.append(context if len(c_off) <= budget else _cut_context(context, c_off, budget, n_ellipsis))
+        fitted_responses.append(response)
+    return fitted_contexts, fitted_responses
 
 
 def encode_pairs(tokenizer, contexts: list[str], responses: list[str], *, decoder: bool, max_length: int,
                  max_response_tokens: int) -> list[dict[str, list[int]]]:
+    """Token ids (and attention mask, token types if any) per pair; never longer than max_length.
+
+    Tokenizes in batched calls: tokenizing pair by pair took 15% of the time of batched bf16 scoring."""
     if len(contexts) != len(responses):
         raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
-    return [
-        encode_pair(tokenizer, c, r, decoder=decoder, max_length=max_length, max_response_tokens=max_response_tokens)
-        for c, r in zip(contexts, responses)
-    ]
+    if not contexts:
+        return []
+    contexts, responses = fit_pairs(tokenizer, contexts, responses, max_length, max_response_tokens)
+    if decoder:
+        enc = tokenizer([c + RESPONSE_MARKER + r for c, r in zip(contexts, responses)], truncation=True,
+                        max_length=max_length - 1)
+        features = []
+        for ids, mask in zip(enc["input_ids"], enc["attention_mask"]):
+            features.append({"input_ids": list(ids) + [tokenizer.eos_token_id], "attention_mask": list(mask) + [1]})
+        return features
+    # "only_first" + left truncation is a safety net: fit_pairs already made it fit in nearly every case.
+    enc = tokenizer(contexts, responses, truncation="only_first", max_length=max_length)
+    features = []
+    for k in range(len(contexts)):
+        feature = {key: list(values[k]) for key, values in enc.items()}
+        # Which tokens belong to the response, for pooling the response on its own (tokenizer-independent).
+        feature["response_mask"] = [1 if s == 1 else 0 for s in enc.sequence_ids(k)]
+        features.append(feature)
+    return features
 
 
 def pad_batch(tokenizer, features: list[dict[str, list[int]]]) -> dict:
