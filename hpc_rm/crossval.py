@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from annotation.config import Config, add_arguments, build_config
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import LabeledItem, save_figure, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline, scores_and_levels
-from hpc_rm.data import grouped_folds, label_matrix, read_labels
+from hpc_rm.data import MISSING, grouped_folds, label_matrix, read_labels
 from hpc_rm.metrics import all_metrics
 from hpc_rm.model import HeadKind
 from hpc_rm.train import TrainConfig, build_model, train_reward_model
@@ -46,11 +47,14 @@ class OutOfFold:
         self.levels = {d: np.zeros(n, dtype=np.int64) for d in rubric.names}
         self.fold_f1: list[float] = []
         self.fold_dimension_f1: list[dict[str, float]] = []
+        self.proba: dict[str, np.ndarray] = {}  # per-level probabilities, for systems that have them
 
-    def add(self, rubric: Rubric, test_idx, truth, scores, levels) -> None:
+    def add(self, rubric: Rubric, test_idx, truth, scores, levels, proba=None) -> None:
         for d in rubric.names:
             self.scores[d][test_idx] = scores[d]
             self.levels[d][test_idx] = levels[d]
+            if proba is not None:
+                self.proba.setdefault(d, np.zeros((len(self.levels[d]), proba[d].shape[1])))[test_idx] = proba[d]
         fold = all_metrics(rubric, truth[test_idx], levels, scores)
         self.fold_f1.append(fold["mean"]["macro_f1"])
         self.fold_dimension_f1.append({d: fold["dimensions"][d]["macro_f1"] for d in rubric.names})
@@ -85,14 +89,15 @@ def shared_pooled(train_cfg: TrainConfig, rubric: Rubric, items: list[LabeledIte
     return pooled
 
 
-def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric, work_dir: Path) -> dict:
+def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric, work_dir: Path,
+                   predictions_path: Path | None = None) -> dict:
     """{'tfidf': report, 'rm_<head>': report, 'rm_ordinal+tfidf': report, ...} on the same grouped folds.
 
     'rm_ordinal+tfidf' averages the two models' per-level probabilities (equal weights, nothing tuned): it shows
     how much of what TF-IDF gets right the RM misses."""
     truth = label_matrix(items, rubric)
     folds = grouped_folds(items, cfg.folds, cfg.split_seed)
-    results = {}
+    results, oofs = {}, {}
     start = time.time()
     baseline = OutOfFold(rubric, len(items))
     tfidf_proba = {d.name: np.zeros((len(items), d.max_score + 1)) for d in rubric.dimensions}
@@ -101,7 +106,8 @@ def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric
         proba = model.predict_proba([items[i] for i in test_idx])
         for d in rubric.names:
             tfidf_proba[d][test_idx] = proba[d]
-        baseline.add(rubric, test_idx, truth, *scores_and_levels(proba))
+        baseline.add(rubric, test_idx, truth, *scores_and_levels(proba), proba)
+    oofs["tfidf"] = baseline
     results["tfidf"] = baseline.report(rubric, truth, time.time() - start)
 
     pooled = None
@@ -122,14 +128,38 @@ def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric
             else:
                 test = [items[i] for i in test_idx]
                 outputs = rm.predict_outputs([i.context for i in test], [i.response for i in test])
-            oof.add(rubric, test_idx, truth, *rm.readout(outputs))
+            rm_proba = {d: outputs[d].softmax(-1).numpy() for d in rubric.names} if head == "ordinal" else None
+            oof.add(rubric, test_idx, truth, *rm.readout(outputs), rm_proba)
             if head == "ordinal":
-                mixed = {d: (outputs[d].softmax(-1).numpy() + tfidf_proba[d][test_idx]) / 2 for d in rubric.names}
-                blend.add(rubric, test_idx, truth, *scores_and_levels(mixed))
+                mixed = {d: (rm_proba[d] + tfidf_proba[d][test_idx]) / 2 for d in rubric.names}
+                blend.add(rubric, test_idx, truth, *scores_and_levels(mixed), mixed)
+        oofs[f"rm_{head}"] = oof
         results[f"rm_{head}"] = oof.report(rubric, truth, time.time() - start)
         if head == "ordinal":
+            oofs["rm_ordinal+tfidf"] = blend
             results["rm_ordinal+tfidf"] = blend.report(rubric, truth, time.time() - start)
+    if predictions_path is not None:
+        write_oof_predictions(predictions_path, items, folds, oofs, rubric)
     return results
+
+
+def write_oof_predictions(path: Path, items: list[LabeledItem], folds, oofs: dict[str, OutOfFold],
+                          rubric: Rubric) -> Path:
+    """One JSON line per item: its fold, human levels, and each system's out-of-fold level, score and
+    per-level probabilities, so readouts and blends can be studied without retraining."""
+    fold_of = {int(i): k for k, (_, test_idx) in enumerate(folds) for i in test_idx}
+    truth = label_matrix(items, rubric)
+    lines = []
+    for n, item in enumerate(items):
+        line = {"id": item.id, "fold": fold_of[n],
+                "human": {d: (None if truth[n, j] == MISSING else int(truth[n, j])) for j, d in enumerate(rubric.names)}}
+        for system, oof in oofs.items():
+            line[system] = {d: {"level": int(oof.levels[d][n]), "score": round(float(oof.scores[d][n]), 5),
+                                **({"proba": [round(float(p), 5) for p in oof.proba[d][n]]} if d in oof.proba else {})}
+                            for d in rubric.names}
+        lines.append(json.dumps(line))
+    write_text(path, "\n".join(lines) + "\n")
+    return path
 
 
 def cv_markdown(results: dict, rubric: Rubric, cfg: CrossValConfig, n_items: int) -> str:
@@ -201,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--labels and --out are required")
     rubric = load_rubric(cfg.train.rubric)
     items = read_labels(cfg.labels, rubric, cfg.annotator)
-    results = cross_validate(cfg, items, rubric, cfg.out / "work")
+    results = cross_validate(cfg, items, rubric, cfg.out / "work", cfg.out / "oof_predictions.jsonl")
     results["config"] = cfg.model_dump(mode="json")
     write_json(cfg.out / "crossval.json", results)
     text = cv_markdown(results, rubric, cfg, len(items))

@@ -3,6 +3,7 @@ RM + TF-IDF blend averages the two models' level probabilities, and the report, 
 import json
 
 import numpy as np
+import pytest
 
 from annotation.rubric import load_rubric
 from annotation.schema import write_jsonl
@@ -31,6 +32,16 @@ def test_crossval_reports_rm_tfidf_and_their_blend(tiny_encoder, tmp_path):
     text = (out / "crossval.md").read_text()
     assert "rm_ordinal+tfidf" in text and "| **mean** |" in text
     assert (out / "crossval.png").stat().st_size > 1000
+    # Out-of-fold predictions, one line per item, match the report and hold each system's level probabilities.
+    lines = [json.loads(x) for x in (out / "oof_predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 60 and {x["fold"] for x in lines} == {0, 1, 2}
+    for x in lines:
+        rm, tfidf, mixed = (x[s]["Helpfulness"]["proba"] for s in ("rm_ordinal", "tfidf", "rm_ordinal+tfidf"))
+        assert np.allclose(mixed, (np.array(rm) + np.array(tfidf)) / 2, atol=1e-4)
+        assert x["tfidf"]["Helpfulness"]["level"] == int(np.argmax(tfidf))
+    labeled = [x for x in lines if x["human"]["Creativity"] is not None]
+    accuracy = np.mean([x["tfidf"]["Creativity"]["level"] == x["human"]["Creativity"] for x in labeled])
+    assert accuracy == pytest.approx(report["tfidf"]["dimensions"]["Creativity"]["accuracy"])
 
 
 def test_tfidf_level_probabilities_cover_every_level_and_give_its_predictions():
