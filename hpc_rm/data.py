@@ -96,6 +96,24 @@ def class_weights(labels: np.ndarray, n_levels: int, scheme: str) -> np.ndarray:
     return weights
 
 
+CLASS_WEIGHT_POWER = {"balanced": 1.0, "sqrt": 0.5, "none": 0.0}  # weight of a level ~ frequency ** -power
+
+
+def level_logit_shift(labels: np.ndarray, n_levels: int, scheme: str, rare_level_boost: float) -> list[float]:
+    """What to add to an ordinal head's logits before the argmax that picks a level.
+
+    A head trained with weights ~ frequency**-a has logits shifted by -a*log(frequency) from calibrated ones.
+    Picking levels from calibrated logits shifted by -b*log(frequency) instead (b = rare_level_boost) means
+    adding (a - b)*log(frequency): b = a leaves the argmax as trained, b = 0 is the calibrated (most probable)
+    level, which rarely names a rare level; macro-F1 is best in between (the F1-optimal threshold of a class
+    is below 0.5: Lipton et al. 2014). Frequencies are add-one smoothed so an unseen level stays possible.
+    """
+    present = labels[labels != MISSING]
+    counts = np.bincount(present, minlength=n_levels).astype(np.float64) + 1.0
+    shift = (CLASS_WEIGHT_POWER[scheme] - rare_level_boost) * np.log(counts / counts.sum())
+    return [round(float(x), 6) for x in shift - shift.mean()]
+
+
 class PairDataset:
     """Encoded pairs (or pooled vectors of a frozen backbone) + label rows, as the transformers Trainer wants them."""
 

@@ -58,6 +58,10 @@ class RMSpec(BaseModel):
     dropout: float = 0.1
     lora: LoraSpec = Field(default_factory=LoraSpec)
     training: dict = Field(default_factory=dict, description="the training config used, for the record")
+    level_logit_shift: dict[str, list[float]] = Field(
+        default_factory=dict, description="per dimension, added to the ordinal head's logits before the argmax that "
+        "picks a level (set by training from the label frequencies; see hpc_rm.data.level_logit_shift); scores "
+        "are not affected")
 
 
 def _check_weights(rubric: Rubric, weights: dict[str, float]) -> dict[str, float]:
@@ -237,7 +241,9 @@ class HPCRewardModel(nn.Module):
     def levels_from_outputs(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Discrete predicted level per dimension."""
         if self.spec.head == "ordinal":
-            return {name: out.argmax(-1) for name, out in outputs.items()}
+            shift = self.spec.level_logit_shift
+            return {name: (out + out.new_tensor(shift[name]) if name in shift else out).argmax(-1)
+                    for name, out in outputs.items()}
         return {name: s.round().long() for name, s in self.scores_from_outputs(outputs).items()}
 
     # -- inference -----------------------------------------------------------------------------------------------

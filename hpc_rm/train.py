@@ -15,13 +15,16 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
 from annotation.config import Config, add_arguments, build_config, dump_config
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import LabeledItem, write_json
-from hpc_rm.data import MISSING, PairDataset, class_weights, label_matrix, make_collator, read_labels
+from hpc_rm.averaging import EpochWeightAverage
+from hpc_rm.data import (MISSING, PairDataset, class_weights, label_matrix, level_logit_shift, make_collator,
+                         read_labels)
 from hpc_rm.model import HeadKind, HPCRewardModel, LoraSpec, Pooling
 
 
@@ -38,6 +41,8 @@ class TrainConfig(Config):
     freeze_backbone: bool = Field(False, description="train the heads only on pooled vectors computed once (fast)")
     weights: dict[str, float] | None = Field(None, description="aggregation weights per dimension (rubric default)")
     epochs: float = Field(4.0, description="training epochs")
+    average_epochs: int = Field(1, ge=1, description="average the weights at the ends of the last N epochs "
+                                "(1: keep the final weights; see hpc_rm/averaging.py)")
     learning_rate: float = Field(5e-5, description="peak learning rate of the backbone")
     head_learning_rate: float = Field(1e-3, description="learning rate of the freshly initialised heads")
     batch_size: int = Field(16, description="pairs per device per step")
@@ -49,6 +54,10 @@ class TrainConfig(Config):
     dropout: float = Field(0.1, description="dropout before the heads")
     class_weighting: Literal["balanced", "sqrt", "none"] = Field(
         "balanced", description="per-level loss weights against class imbalance")
+    rare_level_boost: float = Field(
+        0.7, ge=0, le=1, description="how far the predicted level leans to rare levels: 0 = the most probable level, "
+        "1 = as balanced weighting trains it; 0.7 was picked on each fold of the MRBench cross-validation from the "
+        "other folds (see hpc_rm.data.level_logit_shift)")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (r=0: full fine-tuning)")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="backbone weights dtype")
     seed: int = Field(0, description="random seed (init, shuffling, dropout)")
@@ -59,6 +68,16 @@ class TrainConfig(Config):
     deepspeed: str | None = Field(None, description="DeepSpeed JSON config (GPU runs under accelerate/deepspeed)")
     progress: bool = Field(True, description="show progress bars")
     logging_steps: int = Field(10, description="log the loss every N steps")
+
+    @model_validator(mode="after")
+    def _averaging_needs_whole_weights(self):
+        # ZeRO-3 shards every parameter across ranks, so no rank holds the weights to average.
+        if self.average_epochs > 1 and self.deepspeed:
+            stage = json.loads(Path(self.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0)
+            if stage == 3:
+                raise ValueError(f"average_epochs > 1 does not work with DeepSpeed ZeRO-3 ({self.deepspeed}); "
+                                 "use ZeRO-2 or average_epochs: 1")
+        return self
 
 
 def head_loss(model: HPCRewardModel, outputs: dict[str, torch.Tensor], labels: torch.Tensor,
@@ -156,6 +175,10 @@ def train_reward_model(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubri
         d.name: torch.tensor(class_weights(labels[:, j], len(d.levels), cfg.class_weighting), dtype=torch.float32)
         for j, d in enumerate(rubric.dimensions)
     }
+    if cfg.head == "ordinal":
+        rm.spec.level_logit_shift = {
+            d.name: level_logit_shift(labels[:, j], len(d.levels), cfg.class_weighting, cfg.rare_level_boost)
+            for j, d in enumerate(rubric.dimensions)}
     contexts, responses = [i.context for i in items], [i.response for i in items]
     if cfg.freeze_backbone:
         if pooled is None:
@@ -168,8 +191,16 @@ def train_reward_model(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubri
         data_collator=make_collator(rm.tokenizer), level_weights=level_weights,
         head_learning_rate=cfg.head_learning_rate,
     )
-    resume = cfg.resume and any(checkpoint_dir.glob("checkpoint-*"))
-    output = trainer.train(resume_from_checkpoint=True if resume else None)
+    last_checkpoint = get_last_checkpoint(str(checkpoint_dir)) if cfg.resume and checkpoint_dir.is_dir() else None
+    averaging = None
+    if cfg.average_epochs > 1:
+        averaging = EpochWeightAverage(rm, cfg.average_epochs, cfg.epochs)
+        if last_checkpoint:
+            averaging.load(last_checkpoint)
+        trainer.add_callback(averaging)
+    output = trainer.train(resume_from_checkpoint=last_checkpoint)
+    if averaging is not None:
+        output.metrics["averaged_epochs"] = averaging.apply()
     rm.train_metrics = output.metrics  # runtime, samples/s, loss: kept in train_summary.json
     rm.eval()
     rm.is_main_process = trainer.is_world_process_zero()
