@@ -56,7 +56,7 @@ class TrainConfig(Config):
         "balanced", description="per-level loss weights against class imbalance")
     rare_level_boost: float = Field(
         0.7, ge=0, le=1, description="how far the predicted level leans to rare levels: 0 = the most probable level, "
-        "1 = as balanced weighting trains it; 0.7 was picked on each fold of the MRBench cross-validation from the "
+        "1 = the argmax of a head trained with balanced weights; 0.7 was picked on each fold of the MRBench cross-validation from the "
         "other folds (see hpc_rm.data.level_logit_shift)")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (r=0: full fine-tuning)")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="backbone weights dtype")
@@ -72,7 +72,7 @@ class TrainConfig(Config):
     @model_validator(mode="after")
     def _averaging_needs_whole_weights(self):
         # ZeRO-3 shards every parameter across ranks, so no rank holds the weights to average.
-        if self.average_epochs > 1 and self.deepspeed:
+        if self.average_epochs > 1 and self.deepspeed and Path(self.deepspeed).is_file():
             stage = json.loads(Path(self.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0)
             if stage == 3:
                 raise ValueError(f"average_epochs > 1 does not work with DeepSpeed ZeRO-3 ({self.deepspeed}); "
