@@ -139,16 +139,15 @@ def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric
             oofs["rm_ordinal+tfidf"] = blend
             results["rm_ordinal+tfidf"] = blend.report(rubric, truth, time.time() - start)
     if predictions_path is not None:
-        write_oof_predictions(predictions_path, items, folds, oofs, rubric)
+        write_oof_predictions(predictions_path, items, truth, folds, oofs, rubric)
     return results
 
 
-def write_oof_predictions(path: Path, items: list[LabeledItem], folds, oofs: dict[str, OutOfFold],
-                          rubric: Rubric) -> Path:
+def write_oof_predictions(path: Path, items: list[LabeledItem], truth: np.ndarray, folds,
+                          oofs: dict[str, OutOfFold], rubric: Rubric) -> Path:
     """One JSON line per item: its fold, human levels, and each system's out-of-fold level, score and
     per-level probabilities, so readouts and blends can be studied without retraining."""
     fold_of = {int(i): k for k, (_, test_idx) in enumerate(folds) for i in test_idx}
-    truth = label_matrix(items, rubric)
     lines = []
     for n, item in enumerate(items):
         line = {"id": item.id, "fold": fold_of[n],
