@@ -78,6 +78,11 @@ def grouped_split(items: list[LabeledItem], test_fraction: float, seed: int) -> 
     return next(split.split(np.zeros(len(items)), groups=groups))
 
 
+# A level's loss weight is (inverse frequency) ** power: the one definition of each class_weighting scheme,
+# read by the loss weights and by the readout shift that undoes them.
+CLASS_WEIGHT_POWER = {"balanced": 1.0, "sqrt": 0.5, "none": 0.0}
+
+
 def class_weights(labels: np.ndarray, n_levels: int, scheme: str) -> np.ndarray:
     """Per-level loss weights for one dimension: 'balanced' (inverse frequency), 'sqrt' (its square root), 'none'.
 
@@ -85,18 +90,13 @@ def class_weights(labels: np.ndarray, n_levels: int, scheme: str) -> np.ndarray:
     """
     present = labels[labels != MISSING]
     weights = np.ones(n_levels, dtype=np.float64)
-    if scheme == "none" or present.size == 0:
+    if CLASS_WEIGHT_POWER[scheme] == 0 or present.size == 0:
         return weights
     counts = np.bincount(present, minlength=n_levels).astype(np.float64)
     seen = counts > 0
-    weights[seen] = present.size / (seen.sum() * counts[seen])
-    if scheme == "sqrt":
-        weights = np.sqrt(weights)
+    weights[seen] = (present.size / (seen.sum() * counts[seen])) ** CLASS_WEIGHT_POWER[scheme]
     weights /= weights[present].mean()
     return weights
-
-
-CLASS_WEIGHT_POWER = {"balanced": 1.0, "sqrt": 0.5, "none": 0.0}  # weight of a level ~ frequency ** -power
 
 
 def level_logit_shift(labels: np.ndarray, n_levels: int, scheme: str, rare_level_boost: float) -> list[float]:
