@@ -1,0 +1,169 @@
+"""`python -m hpc_rm.crossval_seeds --runs DIR DIR ... --out DIR`: how far a cross-validation result moves with
+the training seed, and what averaging the seeds' reward models gives.
+
+Each DIR is the output of `python -m hpc_rm.crossval` on the same labels and folds with the same training config
+except `train.seed`. From each run's crossval.json and oof_predictions.jsonl this writes seeds.md, seeds.json and
+seeds.png: every seed's macro-F1 per dimension, their mean and standard deviation, and the ensemble that averages
+the seeds' out-of-fold level probabilities. The ensemble's levels are read like a single RM's: the argmax of the
+log-probabilities plus the per-level shift that training sets from each fold's training labels.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from annotation.rubric import Rubric, load_rubric
+from annotation.schema import save_figure, write_json, write_text
+from hpc_rm.data import MISSING, level_logit_shift
+from hpc_rm.metrics import all_metrics
+
+SYSTEM = "rm_ordinal"  # the head kind that has level probabilities
+
+
+def _read_run(run: Path) -> tuple[dict, list[dict]]:
+    for name in ("crossval.json", "oof_predictions.jsonl"):
+        if not (run / name).exists():
+            raise FileNotFoundError(f"{run / name}: missing; is {run} an output folder of python -m hpc_rm.crossval?")
+    report = json.loads((run / "crossval.json").read_text())
+    if SYSTEM not in report:
+        raise ValueError(f"{run / 'crossval.json'}: no '{SYSTEM}' system (run crossval with the ordinal head)")
+    lines = []
+    with open(run / "oof_predictions.jsonl", encoding="utf-8") as handle:
+        for n, line in enumerate(handle, 1):
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{run / 'oof_predictions.jsonl'}:{n}: not JSON ({err})") from None
+    return report, lines
+
+
+def _comparable(config: dict) -> dict:
+    """The config with what may differ between seed runs (the seed and the output folder) removed, flattened."""
+    flat = {f"train.{k}": v for k, v in config.get("train", {}).items() if k != "seed"}
+    flat.update({k: v for k, v in config.items() if k not in ("train", "out")})
+    return flat
+
+
+def check_same_experiment(runs: list[Path], reports: list[dict], oofs: list[list[dict]]) -> None:
+    """Raise if two runs differ in anything but the training seed: config, items or fold assignment."""
+    first = _comparable(reports[0]["config"])
+    seeds = [r["config"]["train"]["seed"] for r in reports]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"runs share a training seed ({seeds}); give runs made with different --train.seed")
+    for run, report, oof in zip(runs[1:], reports[1:], oofs[1:]):
+        other = _comparable(report["config"])
+        differ = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+        if differ:
+            raise ValueError(f"{run}: config differs from {runs[0]} in {', '.join(differ)} (only train.seed may)")
+        if [(x["id"], x["fold"]) for x in oof] != [(x["id"], x["fold"]) for x in oofs[0]]:
+            raise ValueError(f"{run / 'oof_predictions.jsonl'}: items or folds differ from {runs[0]}")
+
+
+def ensemble_report(rubric: Rubric, oofs: list[list[dict]], class_weighting: str, rare_level_boost: float) -> dict:
+    """Metrics of the seeds' averaged level probabilities, levels read with each fold's training-label shift."""
+    lines = oofs[0]
+    truth = np.array([[MISSING if x["human"][d] is None else x["human"][d] for d in rubric.names] for x in lines])
+    fold = np.array([x["fold"] for x in lines])
+    scores, levels = {}, {}
+    for j, dim in enumerate(rubric.dimensions):
+        proba = np.mean([[x[SYSTEM][dim.name]["proba"] for x in oof] for oof in oofs], axis=0)
+        logp = np.log(np.clip(proba, 1e-12, None))
+        levels[dim.name] = np.zeros(len(lines), dtype=np.int64)
+        for k in np.unique(fold):
+            shift = level_logit_shift(truth[fold != k, j], len(dim.levels), class_weighting, rare_level_boost)
+            levels[dim.name][fold == k] = (logp[fold == k] + np.array(shift)).argmax(1)
+        scores[dim.name] = proba @ np.arange(len(dim.levels), dtype=float)
+    return all_metrics(rubric, truth, levels, scores)
+
+
+def summarize_seeds(runs: list[Path]) -> dict:
+    reports, oofs = zip(*(_read_run(Path(r)) for r in runs))
+    check_same_experiment([Path(r) for r in runs], list(reports), list(oofs))
+    train = reports[0]["config"]["train"]
+    rubric = load_rubric(train["rubric"])
+    per_seed = [{"seed": r["config"]["train"]["seed"], "run": str(run), "macro_f1": r[SYSTEM]["mean"]["macro_f1"],
+                 "dimensions": {d: r[SYSTEM]["dimensions"][d]["macro_f1"] for d in rubric.names}}
+                for run, r in zip(runs, reports)]
+    f1 = np.array([s["macro_f1"] for s in per_seed])
+    ensemble = ensemble_report(rubric, list(oofs), train["class_weighting"], train["rare_level_boost"])
+    return {
+        "rubric": rubric.name, "backbone": train["backbone"], "per_seed": per_seed,
+        "mean_macro_f1": float(f1.mean()), "sd_macro_f1": float(f1.std(ddof=1)) if len(f1) > 1 else 0.0,
+        "dimension_mean": {d: float(np.mean([s["dimensions"][d] for s in per_seed])) for d in rubric.names},
+        "ensemble": ensemble,
+        "tfidf": {"macro_f1": reports[0]["tfidf"]["mean"]["macro_f1"],
+                  "dimensions": {d: reports[0]["tfidf"]["dimensions"][d]["macro_f1"] for d in rubric.names}},
+        "quality_bar": reports[0]["config"].get("quality_bar"),
+    }
+
+
+def seeds_markdown(summary: dict) -> str:
+    dims = list(summary["dimension_mean"])
+    n = len(summary["per_seed"])
+    row = lambda name, values, mean: f"| {name} | " + " | ".join(f"{values[d]:.3f}" for d in dims) + f" | {mean} |"
+    lines = [f"# Cross-validation over {n} training seeds: `{summary['backbone']}` reward model", "",
+             "Pooled out-of-fold macro-F1; each seed is a full cross-validation run on the same folds.", "",
+             "| system | " + " | ".join(dims) + " | mean |", "|---|" + "---|" * (len(dims) + 1)]
+    for s in summary["per_seed"]:
+        lines.append(row(f"seed {s['seed']}", s["dimensions"], f"{s['macro_f1']:.3f}"))
+    lines.append(row(f"mean of {n} seeds", summary["dimension_mean"],
+                     f"**{summary['mean_macro_f1']:.3f} ± {summary['sd_macro_f1']:.3f}** (sd)"))
+    ens = summary["ensemble"]
+    lines.append(row(f"ensemble of {n} (probabilities averaged)",
+                     {d: ens["dimensions"][d]["macro_f1"] for d in dims}, f"**{ens['mean']['macro_f1']:.3f}**"))
+    lines.append(row("TF-IDF + LR", summary["tfidf"]["dimensions"], f"{summary['tfidf']['macro_f1']:.3f}"))
+    if summary.get("quality_bar") is not None:
+        lines += ["", f"Quality bar: {summary['quality_bar']}."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_seeds(summary: dict, path: Path) -> Path:
+    """Macro-F1 per dimension and mean: one dot per seed, a bar for the ensemble, a tick for TF-IDF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = list(summary["dimension_mean"])
+    names = dims + ["mean"]
+    x = np.arange(len(names))
+    ens = summary["ensemble"]
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 4))
+    ax.bar(x, [ens["dimensions"][d]["macro_f1"] for d in dims] + [ens["mean"]["macro_f1"]], 0.6, alpha=0.35,
+           label=f"ensemble of {len(summary['per_seed'])} seeds")
+    for k, s in enumerate(summary["per_seed"]):
+        ax.plot(x + (k - (len(summary["per_seed"]) - 1) / 2) * 0.08,
+                [s["dimensions"][d] for d in dims] + [s["macro_f1"]], "o", label=f"seed {s['seed']}")
+    ax.plot(x, [summary["tfidf"]["dimensions"][d] for d in dims] + [summary["tfidf"]["macro_f1"]], "k_",
+            markersize=22, label="TF-IDF + LR")
+    if summary.get("quality_bar") is not None:
+        ax.axhline(summary["quality_bar"], color="black", linestyle="--", linewidth=1, label="quality bar")
+    ax.set_xticks(x, [n.replace("_", "\n") for n in names])
+    ax.set_ylabel("macro-F1 (pooled out-of-fold)")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title("Seed spread of the cross-validated reward model")
+    return save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m hpc_rm.crossval_seeds", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", nargs="+", required=True, type=Path,
+                        help="output folders of python -m hpc_rm.crossval that differ only in --train.seed")
+    parser.add_argument("--out", required=True, type=Path, help="folder for seeds.md, seeds.json and seeds.png")
+    args = parser.parse_args(argv)
+    if len(args.runs) < 2:
+        parser.error("--runs needs at least two cross-validation folders")
+    summary = summarize_seeds(args.runs)
+    write_json(args.out / "seeds.json", summary)
+    plot_seeds(summary, args.out / "seeds.png")
+    text = seeds_markdown(summary)
+    write_text(args.out / "seeds.md", text + "\n![macro-F1 per seed](seeds.png)\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
