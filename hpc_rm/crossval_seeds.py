@@ -121,7 +121,7 @@ def seeds_markdown(summary: dict) -> str:
 
 
 def plot_seeds(summary: dict, path: Path) -> Path:
-    """Macro-F1 per dimension and mean: one dot per seed, a bar for the ensemble, a tick for TF-IDF."""
+    """Macro-F1 per dimension and mean: one dot per seed, a wide tick for the ensemble and one for TF-IDF."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,8 +132,8 @@ def plot_seeds(summary: dict, path: Path) -> Path:
     x = np.arange(len(names))
     ens = summary["ensemble"]
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 4))
-    ax.bar(x, [ens["dimensions"][d]["macro_f1"] for d in dims] + [ens["mean"]["macro_f1"]], 0.6, alpha=0.35,
-           label=f"ensemble of {len(summary['per_seed'])} seeds")
+    ax.plot(x, [ens["dimensions"][d]["macro_f1"] for d in dims] + [ens["mean"]["macro_f1"]], "_", color="tab:purple",
+            markersize=30, markeredgewidth=3, label=f"ensemble of {len(summary['per_seed'])} seeds")
     for k, s in enumerate(summary["per_seed"]):
         ax.plot(x + (k - (len(summary["per_seed"]) - 1) / 2) * 0.08,
                 [s["dimensions"][d] for d in dims] + [s["macro_f1"]], "o", label=f"seed {s['seed']}")
@@ -143,7 +143,9 @@ def plot_seeds(summary: dict, path: Path) -> Path:
         ax.axhline(summary["quality_bar"], color="black", linestyle="--", linewidth=1, label="quality bar")
     ax.set_xticks(x, [n.replace("_", "\n") for n in names])
     ax.set_ylabel("macro-F1 (pooled out-of-fold)")
-    ax.set_ylim(0, 1)
+    shown = np.concatenate([line.get_ydata() for line in ax.lines])
+    low, high = float(shown.min()), float(shown.max())
+    ax.set_ylim(max(0.0, low - 0.1), min(1.0, high + 0.1))  # zoomed: the seed spread is a few hundredths
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("Seed spread of the cross-validated reward model")
     return save_figure(fig, path)
