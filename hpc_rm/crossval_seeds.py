@@ -40,15 +40,20 @@ def _read_run(run: Path) -> tuple[dict, list[dict]]:
     return report, lines
 
 
+# What may differ between seed runs: the seed, how training is logged, where the labels and the report live (the
+# labels themselves are compared item by item).
+FREE_FIELDS = {"train.seed", "train.progress", "train.logging_steps", "out", "labels"}
+
+
 def _comparable(config: dict) -> dict:
-    """The config with what may differ between seed runs (the seed and the output folder) removed, flattened."""
-    flat = {f"train.{k}": v for k, v in config.get("train", {}).items() if k != "seed"}
-    flat.update({k: v for k, v in config.items() if k not in ("train", "out")})
-    return flat
+    """The config flattened to 'train.x' / 'x' keys, without FREE_FIELDS."""
+    flat = {f"train.{k}": v for k, v in config.get("train", {}).items()}
+    flat.update({k: v for k, v in config.items() if k != "train"})
+    return {k: v for k, v in flat.items() if k not in FREE_FIELDS}
 
 
 def check_same_experiment(runs: list[Path], reports: list[dict], oofs: list[list[dict]]) -> None:
-    """Raise if two runs differ in anything but the training seed: config, items or fold assignment."""
+    """Raise if two runs differ in anything but the training seed: config, items, human labels or folds."""
     first = _comparable(reports[0]["config"])
     seeds = [r["config"]["train"]["seed"] for r in reports]
     if len(set(seeds)) < len(seeds):
@@ -58,8 +63,8 @@ def check_same_experiment(runs: list[Path], reports: list[dict], oofs: list[list
         differ = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
         if differ:
             raise ValueError(f"{run}: config differs from {runs[0]} in {', '.join(differ)} (only train.seed may)")
-        if [(x["id"], x["fold"]) for x in oof] != [(x["id"], x["fold"]) for x in oofs[0]]:
-            raise ValueError(f"{run / 'oof_predictions.jsonl'}: items or folds differ from {runs[0]}")
+        if [(x["id"], x["fold"], x["human"]) for x in oof] != [(x["id"], x["fold"], x["human"]) for x in oofs[0]]:
+            raise ValueError(f"{run / 'oof_predictions.jsonl'}: items, human labels or folds differ from {runs[0]}")
 
 
 def ensemble_report(rubric: Rubric, oofs: list[list[dict]], class_weighting: str, rare_level_boost: float) -> dict:
@@ -103,7 +108,10 @@ def summarize_seeds(runs: list[Path]) -> dict:
 def seeds_markdown(summary: dict) -> str:
     dims = list(summary["dimension_mean"])
     n = len(summary["per_seed"])
-    row = lambda name, values, mean: f"| {name} | " + " | ".join(f"{values[d]:.3f}" for d in dims) + f" | {mean} |"
+
+    def row(name: str, values: dict[str, float], mean: str) -> str:
+        return f"| {name} | " + " | ".join(f"{values[d]:.3f}" for d in dims) + f" | {mean} |"
+
     lines = [f"# Cross-validation over {n} training seeds: `{summary['backbone']}` reward model", "",
              "Pooled out-of-fold macro-F1; each seed is a full cross-validation run on the same folds.", "",
              "| system | " + " | ".join(dims) + " | mean |", "|---|" + "---|" * (len(dims) + 1)]

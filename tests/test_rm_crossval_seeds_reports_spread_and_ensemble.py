@@ -68,6 +68,18 @@ def test_runs_that_differ_in_more_than_the_seed_are_refused(tiny_encoder, tmp_pa
         crossval_seeds.main(["--runs", str(base), str(other), "--out", str(tmp_path / "seeds")])
     with pytest.raises(ValueError, match="share a training seed"):
         crossval_seeds.main(["--runs", str(base), str(base), "--out", str(tmp_path / "seeds")])
+    # Same config and seed-only difference, but one human label changed: refused.
+    relabeled = tmp_path / "relabeled"
+    relabeled.mkdir()
+    report = json.loads((base / "crossval.json").read_text())
+    report["config"]["train"]["seed"] = 7
+    (relabeled / "crossval.json").write_text(json.dumps(report))
+    lines = [json.loads(x) for x in (base / "oof_predictions.jsonl").read_text().splitlines()]
+    old = lines[0]["human"]["Helpfulness"]
+    lines[0]["human"]["Helpfulness"] = 0 if old is None else (old + 1) % 3
+    (relabeled / "oof_predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with pytest.raises(ValueError, match="human labels"):
+        crossval_seeds.main(["--runs", str(base), str(relabeled), "--out", str(tmp_path / "seeds")])
     assert not (tmp_path / "seeds").exists()
     with pytest.raises(FileNotFoundError, match="oof_predictions.jsonl"):
         (base / "oof_predictions.jsonl").unlink()
