@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from annotation.rubric import Rubric, load_rubric
-from annotation.schema import save_figure, write_json, write_text
+from annotation.schema import parse_json_lines, save_figure, write_json, write_text
 from hpc_rm.data import MISSING, level_logit_shift
 from hpc_rm.metrics import all_metrics
 
@@ -30,13 +30,8 @@ def _read_run(run: Path) -> tuple[dict, list[dict]]:
     report = json.loads((run / "crossval.json").read_text())
     if SYSTEM not in report:
         raise ValueError(f"{run / 'crossval.json'}: no '{SYSTEM}' system (run crossval with the ordinal head)")
-    lines = []
     with open(run / "oof_predictions.jsonl", encoding="utf-8") as handle:
-        for n, line in enumerate(handle, 1):
-            try:
-                lines.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{run / 'oof_predictions.jsonl'}:{n}: not JSON ({err})") from None
+        lines = [line for _, line in parse_json_lines(run / "oof_predictions.jsonl", handle)]
     return report, lines
 
 
