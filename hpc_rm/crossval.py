@@ -150,8 +150,8 @@ def write_oof_predictions(path: Path, items: list[LabeledItem], truth: np.ndarra
     fold_of = {int(i): k for k, (_, test_idx) in enumerate(folds) for i in test_idx}
     lines = []
     for n, item in enumerate(items):
-        line = {"id": item.id, "fold": fold_of[n],
-                "human": {d: (None if truth[n, j] == MISSING else int(truth[n, j])) for j, d in enumerate(rubric.names)}}
+        human = {d: (None if truth[n, j] == MISSING else int(truth[n, j])) for j, d in enumerate(rubric.names)}
+        line = {"id": item.id, "fold": fold_of[n], "human": human}
         for system, oof in oofs.items():
             line[system] = {d: {"level": int(oof.levels[d][n]), "score": round(float(oof.scores[d][n]), 5),
                                 **({"proba": [round(float(p), 5) for p in oof.proba[d][n]]} if d in oof.proba else {})}

@@ -80,8 +80,9 @@ def ensemble_report(rubric: Rubric, oofs: list[list[dict]], class_weighting: str
 
 
 def summarize_seeds(runs: list[Path]) -> dict:
-    reports, oofs = zip(*(_read_run(Path(r)) for r in runs))
-    check_same_experiment([Path(r) for r in runs], list(reports), list(oofs))
+    runs = [Path(r) for r in runs]
+    reports, oofs = zip(*(_read_run(r) for r in runs))
+    check_same_experiment(runs, list(reports), list(oofs))
     train = reports[0]["config"]["train"]
     rubric = load_rubric(train["rubric"])
     per_seed = [{"seed": r["config"]["train"]["seed"], "run": str(run), "macro_f1": r[SYSTEM]["mean"]["macro_f1"],

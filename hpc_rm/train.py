@@ -56,8 +56,8 @@ class TrainConfig(Config):
         "balanced", description="per-level loss weights against class imbalance")
     rare_level_boost: float = Field(
         0.7, ge=0, le=1, description="how far the predicted level leans to rare levels: 0 = the most probable level, "
-        "1 = the argmax of a head trained with balanced weights; 0.7 was picked on each fold of the MRBench cross-validation from the "
-        "other folds (see hpc_rm.data.level_logit_shift)")
+        "1 = the argmax of a head trained with balanced weights; 0.7 was picked on each fold of the MRBench "
+        "cross-validation from the other folds (see hpc_rm.data.level_logit_shift)")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (r=0: full fine-tuning)")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="backbone weights dtype")
     seed: int = Field(0, description="random seed (init, shuffling, dropout)")
