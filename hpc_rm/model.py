@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -202,7 +203,10 @@ class HPCRewardModel(nn.Module):
 
     def embed(self, input_ids, attention_mask, token_type_ids=None, response_mask=None) -> torch.Tensor:
         """The pooled vector the heads read."""
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        # Scoring a batch without padding passes no mask: eager transformers drops an all-ones mask itself, a
+        # compiled graph cannot, and CPU attention without a mask is ~1.4x faster (micro-benchmark, 111 tokens).
+        unpadded = not torch.is_grad_enabled() and bool(attention_mask.all())
+        inputs = {"input_ids": input_ids, "attention_mask": None if unpadded else attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**inputs).last_hidden_state.float()  # pool and run the heads in fp32
@@ -212,6 +216,21 @@ class HPCRewardModel(nn.Module):
         """For inference: cast the backbone's weights (bf16 halves weight traffic and runs on the CPU's bf16 units
         where present); pooling and heads stay fp32. Returns self."""
         self.backbone.to(dtype)
+        return self
+
+    def compile_backbone(self) -> "HPCRewardModel":
+        """For inference: compile the backbone with TorchInductor (`torch.compile`), its weights frozen as
+        constants under no-grad. That fuses the element-wise work (GELU, layer norms, residual adds: a third of
+        eager bf16 time) and pre-packs the matmul weights. Shapes are dynamic: batches of 2+ pairs of any length
+        compile once with padding and once without, a single pair once more (~10-20 s each for MiniLM on
+        2 cores). Needs a C++ compiler on CPU. Call it last, after `cast_backbone` and any training. Parameter
+        names are unchanged, so the folder still saves and loads. Returns self."""
+        import torch._inductor.config as inductor_config
+
+        # Set globally: passing options={"freezing": True} to torch.compile was slower than eager in torch 2.13
+        # (118 vs 147 pairs/s), the global flag 1.3x faster. Freezing only touches no-grad graphs.
+        inductor_config.freezing = True
+        self.backbone.compile(dynamic=True)
         return self
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, response_mask=None,
@@ -251,6 +270,19 @@ class HPCRewardModel(nn.Module):
         return encode_pairs(self.tokenizer, contexts, responses, decoder=self.spec.decoder,
                             max_length=self.spec.max_length, max_response_tokens=self.spec.max_response_tokens)
 
+    @contextmanager
+    def _eval_mode(self):
+        """Eval mode inside, the previous mode after. Toggles only a model in training mode: walking every
+        submodule costs ~2 ms, 8% of scoring one pair at a time."""
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            yield
+        finally:
+            if was_training:
+                self.train()
+
     def _batches(self, features: list[dict[str, list[int]]], batch_size: int, progress: bool, desc: str):
         """(indices, padded batch on the model's device), longest pairs first so each batch has little padding."""
         from tqdm.auto import tqdm
@@ -268,11 +300,9 @@ class HPCRewardModel(nn.Module):
         """Pooled vectors in input order (eval mode), e.g. to train heads on a frozen backbone."""
         features = self.encode(contexts, responses)
         pooled = torch.zeros(len(features), self.pooled_size)
-        was_training = self.training
-        self.eval()
-        for idx, batch in self._batches(features, batch_size, progress, "embedding"):
-            pooled[idx] = self.embed(**batch).cpu()
-        self.train(was_training)
+        with self._eval_mode():
+            for idx, batch in self._batches(features, batch_size, progress, "embedding"):
+                pooled[idx] = self.embed(**batch).cpu()
         return pooled
 
     @torch.no_grad()
@@ -282,12 +312,10 @@ class HPCRewardModel(nn.Module):
         features = self.encode(contexts, responses)
         outputs = {d.name: torch.zeros(len(features), self._head_width(len(d.levels)))
                    for d in self.spec.rubric.dimensions}
-        was_training = self.training
-        self.eval()
-        for idx, batch in self._batches(features, batch_size, progress, "scoring"):
-            for name, value in self(**batch).items():
-                outputs[name][idx] = value.float().cpu()
-        self.train(was_training)
+        with self._eval_mode():
+            for idx, batch in self._batches(features, batch_size, progress, "scoring"):
+                for name, value in self(**batch).items():
+                    outputs[name][idx] = value.float().cpu()
         return outputs
 
     def predict(self, contexts: list[str], responses: list[str], batch_size: int = 32,
@@ -298,12 +326,9 @@ class HPCRewardModel(nn.Module):
     @torch.no_grad()
     def pooled_outputs(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw head outputs from vectors made by `embed_pairs` (only the heads run)."""
-        was_training = self.training
-        self.eval()
         device = next(self.heads.parameters()).device
-        outputs = {k: v.float().cpu() for k, v in self(pooled=pooled.to(device)).items()}
-        self.train(was_training)
-        return outputs
+        with self._eval_mode():
+            return {k: v.float().cpu() for k, v in self(pooled=pooled.to(device)).items()}
 
     def predict_pooled(self, pooled: torch.Tensor) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(scores, levels) from vectors made by `embed_pairs`."""
