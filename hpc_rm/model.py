@@ -226,7 +226,16 @@ class HPCRewardModel(nn.Module):
         2 cores). Needs a C++ compiler on CPU. Call it last, after `cast_backbone` and any training. Parameter
         names are unchanged, so the folder still saves and loads. Returns self."""
         import torch._inductor.config as inductor_config
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        from torch._inductor.exc import InvalidCxxCompiler
 
+        if next(self.backbone.parameters()).device.type == "cpu":
+            try:  # fail here with a plain message, not inside the first scored batch
+                get_cpp_compiler()
+            except InvalidCxxCompiler as err:
+                raise RuntimeError(f"compiling the backbone (hpc_rm score --compile true) needs a C++ compiler for "
+                                   f"TorchInductor on CPU; none found among {inductor_config.cpp.cxx}. Install one "
+                                   "(e.g. apt install g++) or score without --compile.") from err
         # Set globally: passing options={"freezing": True} to torch.compile was slower than eager in torch 2.13
         # (118 vs 147 pairs/s), the global flag 1.3x faster. Freezing only touches no-grad graphs.
         inductor_config.freezing = True

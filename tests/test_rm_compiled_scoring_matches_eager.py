@@ -1,6 +1,7 @@
 """`HPCRewardModel.compile_backbone` and `hpc_rm score --compile true`: the backbone really runs as compiled graphs,
 scores equal eager scores (batches with and without padding, single pairs), and the folder still saves and loads.
-Also: a batch without padding is scored without an attention mask, with the same scores as one pair at a time."""
+Also: a batch without padding is scored without an attention mask, with the same scores as one pair at a time; with no
+C++ compiler, compiling fails at once with a plain message.
 from __future__ import annotations
 
 import json
@@ -80,3 +81,12 @@ def test_score_cli_compile_flag(rm, tmp_path):
     for k, line in enumerate(lines):
         for name in rm.dimensions:
             assert line["pred"][name] == pytest.approx(float(eager[name][k]), abs=1e-4)
+
+
+def test_compile_without_cpp_compiler_fails_with_a_plain_message(rm, monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-compiler-for-this-test",))
+    with pytest.raises(RuntimeError, match="needs a C[+][+] compiler"):
+        rm.compile_backbone()
+    assert rm.backbone._compiled_call_impl is None  # nothing was half set up
