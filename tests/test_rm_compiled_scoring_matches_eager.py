@@ -1,7 +1,7 @@
 """`HPCRewardModel.compile_backbone` and `hpc_rm score --compile true`: the backbone really runs as compiled graphs,
 scores equal eager scores (batches with and without padding, single pairs), and the folder still saves and loads.
 Also: a batch without padding is scored without an attention mask, with the same scores as one pair at a time; with no
-C++ compiler, compiling fails at once with a plain message.
+C++ compiler, compiling fails at once with a plain message."""
 from __future__ import annotations
 
 import json
