@@ -19,7 +19,7 @@ class ScoreConfig(Config):
     out: Path | None = Field(None, description="output JSONL (the input lines plus pred and reward)")
     batch_size: int = Field(32, description="pairs per scoring batch")
     weights: dict[str, float] | None = Field(None, description="aggregation weights (default: the model's)")
-    bf16: bool = Field(False, description="score with the backbone's weights in bf16: about 3x faster on CPUs "
+    bf16: bool = Field(False, description="score with the backbone's weights in bf16: 2.5-3x faster on CPUs "
                                           "with AMX/AVX512-BF16 (and on GPUs); scores moved by <0.01 on a 0-2 "
                                           "scale in benchmarks/")
     compile: bool = Field(False, description="compile the backbone (torch.compile, weights frozen): a one-off 35-50 s "
