@@ -79,10 +79,11 @@ def bench_length(rm, contexts, responses, n_single: int, batch_size: int, rounds
              for (precision, mode), v in speeds.items()]
     base = np.array(speeds["fp32", SINGLE])
 
-    def ratio(precision, mode=BATCHED, over=base):
-        per_round = np.array(speeds[precision, mode]) / over
-        return {"median_ratio": round(float(np.median(speeds[precision, mode]) / np.median(over)), 2),
-                "per_round": [round(float(x), 2) for x in per_round]}
+    def ratio(precision, over=base):
+        """Batched speed of `precision` over `over` (per-round one-pair speeds): ratio of medians, and per round."""
+        batched = np.array(speeds[precision, BATCHED])
+        return {"median_ratio": round(float(np.median(batched) / np.median(over)), 2),
+                "per_round": [round(float(x), 2) for x in batched / over]}
 
     return {
         "max_length": rm.spec.max_length, "max_response_tokens": rm.spec.max_response_tokens,
@@ -116,7 +117,8 @@ def markdown(result: dict) -> str:
                       f"{run['speedup_vs_fp32_single']['bf16']['median_ratio']:.1f}x. Batching alone, same "
                       f"precision: fp32 {same['fp32']['median_ratio']:.1f}x, bf16 {same['bf16']['median_ratio']:.1f}x, "
                       f"bf16 compiled {same['bf16 compiled']['median_ratio']:.1f}x. First compiled pass "
-                      f"(compiles): {run['compile_seconds']:.0f} s. Largest score change (0-2 scale) vs fp32: {drift:.4f}.", ""]
+                      f"(compiles): {run['compile_seconds']:.0f} s. Largest score change (0-2 scale) vs fp32: "
+                      f"{drift:.4f}.", ""]
     return "\n".join(lines)
 
 
