@@ -17,6 +17,7 @@ import numpy as np
 
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import parse_json_lines, save_figure, write_json, write_text
+from hpc_rm.baseline import scores_and_levels
 from hpc_rm.data import MISSING, level_logit_shift
 from hpc_rm.metrics import all_metrics
 
@@ -67,15 +68,15 @@ def ensemble_report(rubric: Rubric, oofs: list[list[dict]], class_weighting: str
     lines = oofs[0]
     truth = np.array([[MISSING if x["human"][d] is None else x["human"][d] for d in rubric.names] for x in lines])
     fold = np.array([x["fold"] for x in lines])
-    scores, levels = {}, {}
+    probas = {d: np.mean([[x[SYSTEM][d]["proba"] for x in oof] for oof in oofs], axis=0) for d in rubric.names}
+    scores, _ = scores_and_levels(probas)
+    levels = {}
     for j, dim in enumerate(rubric.dimensions):
-        proba = np.mean([[x[SYSTEM][dim.name]["proba"] for x in oof] for oof in oofs], axis=0)
-        logp = np.log(np.clip(proba, 1e-12, None))
+        logp = np.log(np.clip(probas[dim.name], 1e-12, None))
         levels[dim.name] = np.zeros(len(lines), dtype=np.int64)
         for k in np.unique(fold):
             shift = level_logit_shift(truth[fold != k, j], len(dim.levels), class_weighting, rare_level_boost)
             levels[dim.name][fold == k] = (logp[fold == k] + np.array(shift)).argmax(1)
-        scores[dim.name] = proba @ np.arange(len(dim.levels), dtype=float)
     return all_metrics(rubric, truth, levels, scores)
 
 
