@@ -95,11 +95,12 @@ def encode_pairs(tokenizer, contexts: list[str], responses: list[str], *, decode
     return features
 
 
-def pad_batch(tokenizer, features: list[dict[str, list[int]]]) -> dict:
-    """Right-pad a list of encodings to the longest one (the pooling reads the attention mask)."""
+def pad_batch(tokenizer, features: list[dict[str, list[int]]], multiple_of: int = 1) -> dict:
+    """Right-pad a list of encodings to the longest one, rounded up to `multiple_of` tokens (the pooling reads
+    the attention mask)."""
     import torch
 
-    longest = max(len(f["input_ids"]) for f in features)
+    longest = -(-max(len(f["input_ids"]) for f in features) // multiple_of) * multiple_of
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batch = {}
     for key in features[0]:

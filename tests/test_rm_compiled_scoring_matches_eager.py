@@ -1,6 +1,7 @@
 """`HPCRewardModel.compile_backbone` and `hpc_rm score --compile true`: the backbone really runs as compiled graphs,
 scores equal eager scores (batches with and without padding, single pairs), and the folder still saves and loads.
-Also: a batch without padding is scored without an attention mask, with the same scores as one pair at a time; with no
+Also: a batch without padding is scored without an attention mask, a padded batch is padded to a multiple of
+SCORING_LENGTH_MULTIPLE tokens and a single pair not at all, all with the same scores as one pair at a time; with no
 C++ compiler, compiling fails at once with a plain message."""
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from annotation.schema import LabeledItem, write_jsonl
-from hpc_rm.model import HPCRewardModel
+from hpc_rm.model import SCORING_LENGTH_MULTIPLE, HPCRewardModel
 
 LONG = "Student: I added 17 and 25 and got 32 because 7 plus 5 is 12, so I wrote 2. " * 8
 
@@ -29,19 +30,26 @@ def rm(tiny_encoder):
     return HPCRewardModel.from_backbone(tiny_encoder, "hpc", max_length=48, max_response_tokens=16).eval()
 
 
-def test_unpadded_batch_scores_equal_single_pairs(rm):
+def test_batch_padding_and_mask_keep_single_pair_scores(rm):
     contexts, responses = pairs()
+    # Long pairs fill max_length less a fixed slack; raise max_length so that they fill a multiple of 16 tokens.
+    rm.spec.max_length += 3 * SCORING_LENGTH_MULTIPLE - len(rm.encode(contexts[:1], responses[:1])[0]["input_ids"])
     lengths = [len(f["input_ids"]) for f in rm.encode(contexts, responses)]
-    assert len(set(lengths[:4])) == 1 and len(set(lengths[4:])) > 1  # one batch without padding, one with
-    masks = []
-    rm.backbone.register_forward_pre_hook(lambda _, args, kwargs: masks.append(kwargs["attention_mask"]),
-                                          with_kwargs=True)
+    assert lengths[0] % SCORING_LENGTH_MULTIPLE == 0 and len(set(lengths[:4])) == 1  # a batch needing no padding
+    assert max(lengths[4:]) % SCORING_LENGTH_MULTIPLE and lengths[-1] % SCORING_LENGTH_MULTIPLE
+    calls = []
+    rm.backbone.register_forward_pre_hook(
+        lambda _, args, kwargs: calls.append((kwargs["input_ids"].shape, kwargs["attention_mask"])), with_kwargs=True)
     batched = rm.score(contexts, responses, batch_size=4)
-    assert masks[0] is None and masks[1] is not None
+    (unpadded_shape, unpadded_mask), (padded_shape, padded_mask) = calls
+    assert unpadded_mask is None and unpadded_shape == (4, lengths[0])
+    assert padded_mask is not None and padded_shape[1] % SCORING_LENGTH_MULTIPLE == 0
+    assert padded_shape[1] > max(lengths[4:])
     for k in range(len(contexts)):
         single = rm.score(contexts[k:k + 1], responses[k:k + 1], batch_size=1)
         for name in rm.dimensions:
             assert batched[name][k] == pytest.approx(single[name][0], abs=1e-5)
+    assert calls[-1][0] == (1, lengths[-1])  # a single pair is not padded
 
 
 def test_compiled_scores_equal_eager_and_folder_round_trips(rm, tmp_path):
