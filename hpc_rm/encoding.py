@@ -65,6 +65,8 @@ def _window_offsets(tokenizer, texts: list[str], windows: list[tuple[int, int]],
                     enough: Callable[[int, list[tuple[int, int]]], bool]) -> list[list[tuple[int, int]]]:
     """Token spans (in characters of the whole text) of text[:a] + text[b:] for each window (a, b). Where the
     window cuts the text but not enough(i, spans) holds, the whole text is tokenized instead."""
+    windows = list(windows)
+
     def tokenize(rows: list[int]) -> dict[int, list[tuple[int, int]]]:
         if not rows:
             return {}
