@@ -85,16 +85,17 @@ def _window_offsets(tokenizer, texts: list[str], windows: list[tuple[int, int]],
     return [spans[i] for i in range(len(texts))]
 
 
-def _n_profile_tokens(context: str, offsets: list[tuple[int, int]]) -> int:
-    return bisect.bisect_right([end for _, end in offsets], len(_split_profile(context)[0]))
+def _n_profile_tokens(offsets: list[tuple[int, int]], profile_end: int) -> int:
+    return bisect.bisect_right([end for _, end in offsets], profile_end)
 
 
-def _cut_context(context: str, offsets: list[tuple[int, int]], budget: int, n_ellipsis: int) -> str:
-    """The profile block (up to half of `budget`) + ELLIPSIS + as many of the last tokens as still fit.
-    `offsets` may skip the middle of the context (see _window_offsets) if the part after the gap has more
-    than `budget` tokens."""
-    profile, _ = _split_profile(context)
-    n_profile = _n_profile_tokens(context, offsets)
+def _cut_context(context: str, profile_end: int, offsets: list[tuple[int, int]], budget: int,
+                 n_ellipsis: int) -> str:
+    """The profile block context[:profile_end] (up to half of `budget`) + ELLIPSIS + as many of the last tokens as
+    still fit. `offsets` may skip the middle of the context (see _window_offsets) if the part after the gap has
+    more than `budget` tokens."""
+    profile = context[:profile_end]
+    n_profile = _n_profile_tokens(offsets, profile_end)
     keep = min(n_profile, max(budget // 2, 0))
     head = profile if keep == n_profile else (context[:offsets[keep - 1][1]] if keep > 0 else "")
     rest_budget = budget - keep - n_ellipsis
@@ -116,17 +117,18 @@ def fit_pairs(tokenizer, contexts: list[str], responses: list[str], max_length: 
     r_windows = [(_head_end(r, keep_response), len(r)) for r in responses]
     r_offsets = _window_offsets(tokenizer, responses, r_windows, lambda i, spans: len(spans) > keep_response)
     budgets = [max_length - min(len(r_off), keep_response) - overhead for r_off in r_offsets]
-    c_windows = []
-    for context, budget in zip(contexts, budgets):
-        profile_end = len(_split_profile(context)[0])
-        c_windows.append((profile_end, _tail_start(context, profile_end, max(budget, 0))))
+    profile_ends = [len(_split_profile(context)[0]) for context in contexts]
+    c_windows = [(end, _tail_start(context, end, max(budget, 0)))
+                 for context, end, budget in zip(contexts, profile_ends, budgets)]
     c_offsets = _window_offsets(tokenizer, contexts, c_windows, lambda i, spans: len(spans) - _n_profile_tokens(
-        contexts[i], spans) >= max(budgets[i], 0) + SPARE_TOKENS)
+        spans, profile_ends[i]) >= max(budgets[i], 0) + SPARE_TOKENS)
     fitted_contexts, fitted_responses = [], []
-    for context, response, c_off, r_off, budget in zip(contexts, responses, c_offsets, r_offsets, budgets):
+    for context, response, profile_end, c_off, r_off, budget in zip(contexts, responses, profile_ends, c_offsets,
+                                                                    r_offsets, budgets):
         if len(r_off) > keep_response:
             response = response[:r_off[keep_response - 1][1]] if keep_response > 0 else ""
-        fitted_contexts.append(context if len(c_off) <= budget else _cut_context(context, c_off, budget, n_ellipsis))
+        fitted_contexts.append(context if len(c_off) <= budget
+                               else _cut_context(context, profile_end, c_off, budget, n_ellipsis))
         fitted_responses.append(response)
     return fitted_contexts, fitted_responses
 

@@ -31,11 +31,11 @@ from annotation.schema import write_json
 from hpc_rm.encoding import encode_pairs, pad_batch
 
 HeadKind = Literal["ordinal", "regression"]
+Pooling = Literal["mean_pair", "mean", "last"]
 # Scoring pads a batch of 2+ pairs to a multiple of this many tokens: PyTorch's CPU flash attention runs odd
 # lengths ~1.5x slower (bf16, 32 x 12 heads: 7-10 ms at 100-125 tokens, ~5 ms padded to a multiple of 16).
 # A single pair is not padded: its attention is ~1% of its time, and padding would add work to every layer.
 SCORING_LENGTH_MULTIPLE = 16
-Pooling = Literal["mean_pair", "mean", "last"]
 
 
 class LoraSpec(BaseModel):
