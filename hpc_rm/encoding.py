@@ -41,7 +41,6 @@ def _offsets(tokenizer, texts: list[str]) -> list[list[tuple[int, int]]]:
 # per token that may be kept (English averages ~4), plus SPARE_TOKENS, cut at a whitespace so that no word is
 # split. A window holding too few tokens is tokenized again in full, so what is kept never depends on the window.
 CHARS_PER_TOKEN = 6
-CUT_SPARE_TOKENS = 1  # a context cut inside a word can take a token more when it is tokenized again
 SPARE_TOKENS = 8  # the first tokens of a tail window may differ from the full text's (e.g. a split space)
 
 
@@ -109,13 +108,10 @@ def _cut_context(context: str, profile_end: int, offsets: list[tuple[int, int]],
 
 
 def fit_pairs(tokenizer, contexts: list[str], responses: list[str], max_length: int,
-              max_response_tokens: int, *, decoder: bool) -> tuple[list[str], list[str]]:
+              max_response_tokens: int) -> tuple[list[str], list[str]]:
     """Shorten each context (from the left, profile kept) and response (from the right) to fit max_length tokens."""
-    # Room for special tokens (measured rather than guessed per tokenizer) and CUT_SPARE_TOKENS; a decoder also
-    # reads the response marker and an EOS token.
-    overhead = len(tokenizer("a", "b")["input_ids"]) - 2 + CUT_SPARE_TOKENS
-    if decoder:
-        overhead += _n_tokens(tokenizer, RESPONSE_MARKER) + 1
+    # Room for special tokens / the response marker, measured rather than guessed per tokenizer.
+    overhead = len(tokenizer("a", "b")["input_ids"]) - 2 + _n_tokens(tokenizer, RESPONSE_MARKER) + 2
     n_ellipsis = _n_tokens(tokenizer, ELLIPSIS)
     keep_response = max(max_response_tokens, 0)
     r_windows = [(_head_end(r, keep_response), len(r)) for r in responses]
@@ -146,8 +142,7 @@ def encode_pairs(tokenizer, contexts: list[str], responses: list[str], *, decode
         raise ValueError(f"{len(contexts)} contexts but {len(responses)} responses")
     if not contexts:
         return []
-    contexts, responses = fit_pairs(tokenizer, contexts, responses, max_length, max_response_tokens,
-                                    decoder=decoder)
+    contexts, responses = fit_pairs(tokenizer, contexts, responses, max_length, max_response_tokens)
     if decoder:
         enc = tokenizer([c + RESPONSE_MARKER + r for c, r in zip(contexts, responses)], truncation=True,
                         max_length=max_length - 1)
