@@ -23,7 +23,7 @@ from hpc_rm.baseline import TfidfBaseline
 from hpc_rm.bias import length_correlation, profile_shift, swapped_contexts
 from hpc_rm.consistency_report import consistency_markdown, plot_consistency, summarise_seeds
 from hpc_rm.crossval import shared_pooled
-from hpc_rm.data import MISSING, grouped_split, label_matrix, read_labels
+from hpc_rm.data import MISSING, group_ids, grouped_split, label_matrix, read_labels
 from hpc_rm.metrics import all_metrics
 from hpc_rm.train import TrainConfig, train_reward_model
 
@@ -93,7 +93,7 @@ def run_seed(cfg: ConsistencyConfig, seed: int, human: list[LabeledItem], llm: l
              rubric: Rubric, shared: SharedInputs, work: Path) -> dict:
     train_idx, test_idx = grouped_split(human, cfg.test_fraction, seed)
     test = [human[i] for i in test_idx]
-    truth = label_matrix(test, rubric)
+    truth, groups = label_matrix(test, rubric), group_ids(test)
     train_cfg = cfg.train.model_copy(update={"seed": seed, "resume": False, "checkpoints": False})
     result: dict = {"seed": seed, "train_items": len(train_idx), "test_items": len(test_idx), "systems": {}}
     predictions = {}
@@ -105,13 +105,13 @@ def run_seed(cfg: ConsistencyConfig, seed: int, human: list[LabeledItem], llm: l
         shifted = shared.predict(rm, human, test_idx, swapped=True)[0]
         predictions[label_source] = preds
         result["systems"][f"rm_{label_source}"] = {
-            **all_metrics(rubric, truth, preds[1], preds[0]),
+            **all_metrics(rubric, truth, preds[1], preds[0], groups),
             "length_correlation": length_correlation(test, preds[0]),
             "profile_shift": profile_shift(preds[0], shifted),
         }
         baseline = TfidfBaseline(rubric, seed=seed).fit(train_items)
         scores, levels = baseline.predict(test)
-        result["systems"][f"tfidf_{label_source}"] = all_metrics(rubric, truth, levels, scores)
+        result["systems"][f"tfidf_{label_source}"] = all_metrics(rubric, truth, levels, scores, groups)
     llm_test = label_matrix([llm[i] for i in test_idx], rubric)
     llm_levels = {d: np.where(llm_test[:, j] == MISSING, 0, llm_test[:, j]) for j, d in enumerate(rubric.names)}
     result["llm_labels_vs_human"] = all_metrics(rubric, truth, llm_levels,

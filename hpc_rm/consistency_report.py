@@ -32,6 +32,8 @@ def summarise_seeds(seeds: list[dict], rubric: Rubric) -> dict:
             "dimensions": per_dim,
             "mean_macro_f1": _mean_sd([s["systems"][system]["mean"]["macro_f1"] for s in seeds]),
             "mean_qwk": _mean_sd([s["systems"][system]["mean"]["qwk"] for s in seeds]),
+            "mean_group_pair_accuracy": _mean_sd([s["systems"][system]["mean"].get("group_pair_accuracy")
+                                                  for s in seeds]),
         }
     for d in rubric.names:
         out["rm_agreement"][d] = {k: _mean_sd([s["rm_agreement"][d][k] for s in seeds])
@@ -81,13 +83,17 @@ def consistency_markdown(report: dict, rubric: Rubric) -> str:
                      + f" | {_fmt(s['llm_labels_vs_human'][d]['macro_f1'])} |")
     lines.append("| **mean** | " + " | ".join(f"**{_fmt(s['systems'][x]['mean_macro_f1'])}**" for x in SYSTEMS) + " | |")
     lines.append("| mean QWK | " + " | ".join(_fmt(s["systems"][x]["mean_qwk"]) for x in SYSTEMS) + " | |")
+    lines.append("| mean pairs ordered within a context | " + " | ".join(
+        _fmt(s["systems"][x]["mean_group_pair_accuracy"]) for x in SYSTEMS) + " | |")
     gain_h = s["systems"]["rm_human"]["mean_macro_f1"]["mean"] - s["systems"]["tfidf_human"]["mean_macro_f1"]["mean"]
     gain_l = s["systems"]["rm_llm"]["mean_macro_f1"]["mean"] - s["systems"]["tfidf_llm"]["mean_macro_f1"]["mean"]
     diff = s["systems"]["rm_llm"]["mean_macro_f1"]["mean"] - s["systems"]["rm_human"]["mean_macro_f1"]["mean"]
     lines += [
         "",
         f"The RM adds {gain_h:+.3f} mean macro-F1 over TF-IDF when trained on human labels and {gain_l:+.3f} when "
-        f"trained on LLM labels. RM(LLM) minus RM(human): {diff:+.3f}.",
+        f"trained on LLM labels. RM(LLM) minus RM(human): {diff:+.3f}. Pairs ordered within a context: of two "
+        "held-out responses to the same context with different human levels, how often the score ranks them in "
+        "that order (ties half), the order GRPO's group-relative advantages take from the RM.",
         "",
         "## Agreement of the two RMs with each other (test items)",
         "",

@@ -21,7 +21,7 @@ from annotation.config import Config, add_arguments, build_config
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import LabeledItem, save_figure, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline, scores_and_levels
-from hpc_rm.data import MISSING, grouped_folds, label_matrix, read_labels
+from hpc_rm.data import MISSING, group_ids, grouped_folds, label_matrix, read_labels
 from hpc_rm.metrics import all_metrics
 from hpc_rm.model import HeadKind
 from hpc_rm.train import TrainConfig, build_model, train_reward_model
@@ -59,8 +59,8 @@ class OutOfFold:
         self.fold_f1.append(fold["mean"]["macro_f1"])
         self.fold_dimension_f1.append({d: fold["dimensions"][d]["macro_f1"] for d in rubric.names})
 
-    def report(self, rubric: Rubric, truth: np.ndarray, seconds: float) -> dict:
-        report = all_metrics(rubric, truth, self.levels, self.scores)
+    def report(self, rubric: Rubric, truth: np.ndarray, groups: np.ndarray, seconds: float) -> dict:
+        report = all_metrics(rubric, truth, self.levels, self.scores, groups)
         report["fold_mean_macro_f1"] = float(np.mean(self.fold_f1))
         report["fold_std_macro_f1"] = float(np.std(self.fold_f1))
         report["fold_macro_f1"] = self.fold_f1
@@ -95,7 +95,7 @@ def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric
 
     'rm_ordinal+tfidf' averages the two models' per-level probabilities (equal weights, nothing tuned): it shows
     how much of what TF-IDF gets right the RM misses."""
-    truth = label_matrix(items, rubric)
+    truth, groups = label_matrix(items, rubric), group_ids(items)
     folds = grouped_folds(items, cfg.folds, cfg.split_seed)
     results, oofs = {}, {}
     start = time.time()
@@ -108,7 +108,7 @@ def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric
             tfidf_proba[d][test_idx] = proba[d]
         baseline.add(rubric, test_idx, truth, *scores_and_levels(proba), proba)
     oofs["tfidf"] = baseline
-    results["tfidf"] = baseline.report(rubric, truth, time.time() - start)
+    results["tfidf"] = baseline.report(rubric, truth, groups, time.time() - start)
 
     pooled = None
     if cfg.train.freeze_backbone:
@@ -134,10 +134,10 @@ def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric
                 mixed = {d: (rm_proba[d] + tfidf_proba[d][test_idx]) / 2 for d in rubric.names}
                 blend.add(rubric, test_idx, truth, *scores_and_levels(mixed), mixed)
         oofs[f"rm_{head}"] = oof
-        results[f"rm_{head}"] = oof.report(rubric, truth, time.time() - start)
+        results[f"rm_{head}"] = oof.report(rubric, truth, groups, time.time() - start)
         if head == "ordinal":
             oofs["rm_ordinal+tfidf"] = blend
-            results["rm_ordinal+tfidf"] = blend.report(rubric, truth, time.time() - start)
+            results["rm_ordinal+tfidf"] = blend.report(rubric, truth, groups, time.time() - start)
     if predictions_path is not None:
         write_oof_predictions(predictions_path, items, truth, folds, oofs, rubric)
     return results
@@ -182,12 +182,17 @@ def cv_markdown(results: dict, rubric: Rubric, cfg: CrossValConfig, n_items: int
     lines.append("| **mean** | " + " | ".join(f"**{results[s]['mean']['macro_f1']:.3f}**" for s in systems) + " |")
     lines.append("| fold mean ± sd | " + " | ".join(
         f"{results[s]['fold_mean_macro_f1']:.3f} ± {results[s]['fold_std_macro_f1']:.3f}" for s in systems) + " |")
-    lines += ["", "## Mean over dimensions", "", "| system | macro-F1 | QWK | Spearman | accuracy | MAE | seconds |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Mean over dimensions", "",
+              "| system | macro-F1 | QWK | Spearman | accuracy | MAE | pairs ordered within a context | seconds |",
+              "|---|---|---|---|---|---|---|---|"]
     for s in systems:
         m = results[s]["mean"]
+        pairs = f"{m['group_pair_accuracy']:.3f}" if "group_pair_accuracy" in m else "–"
         lines.append(f"| {s} | {m['macro_f1']:.3f} | {m['qwk']:.3f} | {m['spearman']:.3f} | {m['accuracy']:.3f} | "
-                     f"{m['mae']:.3f} | {results[s]['seconds']} |")
+                     f"{m['mae']:.3f} | {pairs} | {results[s]['seconds']} |")
+    lines += ["", "Pairs ordered within a context: of two responses to the same dialogue with different human levels, "
+              "how often the score ranks them in that order (ties count half), averaged over dimensions: the order "
+              "GRPO's group-relative advantages take from the RM."]
     if "embedding_seconds" in results:
         lines += ["", f"Backbone vectors computed once for all folds and heads in {results['embedding_seconds']} s."]
     return "\n".join(lines) + "\n"

@@ -115,22 +115,55 @@ def level_logit_shift(labels: np.ndarray, n_levels: int, scheme: str, rare_level
 
 
 class PairDataset:
-    """Encoded pairs (or pooled vectors of a frozen backbone) + label rows, as the transformers Trainer wants them."""
+    """Encoded pairs (or pooled vectors of a frozen backbone) + label rows, as the transformers Trainer wants them.
+    With `groups` (an int per item: which context it answers), each row also carries its group for the ranking loss."""
 
-    def __init__(self, features: list[dict], labels: np.ndarray):
+    def __init__(self, features: list[dict], labels: np.ndarray, groups: np.ndarray | None = None):
         if len(features) != len(labels):
             raise ValueError(f"{len(features)} inputs but {len(labels)} label rows")
-        self.features, self.labels = features, labels
+        self.features, self.labels, self.groups = features, labels, groups
 
     @classmethod
-    def from_pooled(cls, pooled, labels: np.ndarray) -> "PairDataset":
-        return cls([{"pooled": row} for row in pooled], labels)
+    def from_pooled(cls, pooled, labels: np.ndarray, groups: np.ndarray | None = None) -> "PairDataset":
+        return cls([{"pooled": row} for row in pooled], labels, groups)
 
     def __len__(self) -> int:
         return len(self.features)
 
     def __getitem__(self, i: int) -> dict:
-        return {**self.features[i], "labels": self.labels[i].tolist()}
+        row = {**self.features[i], "labels": self.labels[i].tolist()}
+        if self.groups is not None:
+            row["group"] = int(self.groups[i])
+        return row
+
+
+def group_ids(items: list[LabeledItem]) -> np.ndarray:
+    """An int per item, equal for items that answer the same context (`group_of`)."""
+    index: dict[str, int] = {}
+    return np.array([index.setdefault(group_of(item), len(index)) for item in items], dtype=np.int64)
+
+
+class GroupedShuffleSampler:
+    """Item order for training with the ranking loss: groups in a random order, each group's items together
+    (shuffled), so a batch holds several responses to the same context. Reshuffled per epoch (`set_epoch`,
+    which the Trainer calls), reproducibly from the seed, so a resumed run sees the same order."""
+
+    def __init__(self, groups: np.ndarray, seed: int):
+        self.groups, self.seed, self.epoch = groups, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        members: dict[int, list[int]] = {}
+        for i, g in enumerate(self.groups):
+            members.setdefault(int(g), []).append(i)
+        for g in rng.permutation(list(members)):
+            yield from (int(i) for i in rng.permutation(members[g]))
 
 
 def make_collator(tokenizer):
@@ -139,11 +172,12 @@ def make_collator(tokenizer):
     from hpc_rm.encoding import pad_batch
 
     def collate(rows: list[dict]) -> dict:
-        labels = torch.tensor([row["labels"] for row in rows], dtype=torch.long)
+        extra = {"labels": torch.tensor([row["labels"] for row in rows], dtype=torch.long)}
+        if "group" in rows[0]:
+            extra["groups"] = torch.tensor([row["group"] for row in rows], dtype=torch.long)
         if "pooled" in rows[0]:
-            return {"pooled": torch.stack([row["pooled"] for row in rows]), "labels": labels}
-        batch = pad_batch(tokenizer, [{k: v for k, v in row.items() if k != "labels"} for row in rows])
-        batch["labels"] = labels
-        return batch
+            return {"pooled": torch.stack([row["pooled"] for row in rows]), **extra}
+        batch = pad_batch(tokenizer, [{k: v for k, v in row.items() if k not in ("labels", "group")} for row in rows])
+        return {**batch, **extra}
 
     return collate

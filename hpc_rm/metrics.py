@@ -33,16 +33,42 @@ def dimension_metrics(truth: np.ndarray, levels: np.ndarray, scores: np.ndarray,
     }
 
 
+def within_group_pair_accuracy(truth: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float | None:
+    """Of the pairs of labeled items in the same group (responses to one context) whose labels differ, the
+    fraction the scores put in the labels' order, ties counting half. GRPO turns a group's rewards into advantages
+    relative to the group, so this order is what the policy gets from the RM. None when no such pair exists."""
+    mask = truth != MISSING
+    t, s, g = truth[mask], scores[mask], groups[mask]
+    agree = total = 0.0
+    for group in np.unique(g):
+        ts, ss = t[g == group], s[g == group]
+        better = ts[:, None] > ts[None, :]
+        diff = (ss[:, None] - ss[None, :])[better]
+        agree += (diff > 0).sum() + 0.5 * (diff == 0).sum()
+        total += better.sum()
+    return float(agree / total) if total else None
+
+
 def all_metrics(rubric: Rubric, truth: np.ndarray, levels: dict[str, np.ndarray],
-                scores: dict[str, np.ndarray]) -> dict:
-    """{'dimensions': {name: metrics}, 'mean': {metric: mean over dimensions}}."""
+                scores: dict[str, np.ndarray], groups: np.ndarray | None = None) -> dict:
+    """{'dimensions': {name: metrics}, 'mean': {metric: mean over dimensions}}. With `groups` (which context each
+    item answers, e.g. `hpc_rm.data.group_ids`), also `group_pair_accuracy` per dimension."""
     dims = {
         d.name: dimension_metrics(truth[:, j], levels[d.name], scores[d.name], len(d.levels))
         for j, d in enumerate(rubric.dimensions)
     }
     keys = ["macro_f1", "qwk", "spearman", "accuracy", "mae"]
+    if groups is not None:
+        for j, d in enumerate(rubric.dimensions):
+            if dims[d.name].get("n"):
+                dims[d.name]["group_pair_accuracy"] = within_group_pair_accuracy(truth[:, j], scores[d.name], groups)
+        keys.append("group_pair_accuracy")
     rated = [m for m in dims.values() if m.get("n")]
-    mean = {k: float(np.mean([m[k] for m in rated])) for k in keys} if rated else {}
+    mean = {}
+    for k in keys:
+        values = [m[k] for m in rated if m.get(k) is not None]
+        if values:
+            mean[k] = float(np.mean(values))
     return {"dimensions": dims, "mean": mean}
 
 
@@ -83,13 +109,17 @@ def plot_calibration(curves: dict[str, dict], max_levels: dict[str, int], path: 
 
 
 def metrics_table(rows: dict[str, dict], metric_keys=("macro_f1", "qwk", "spearman", "accuracy", "mae")) -> str:
-    """Markdown table: one row per dimension (and the mean) of a metrics dict from `all_metrics`."""
+    """Markdown table: one row per dimension (and the mean) of a metrics dict from `all_metrics`
+    (plus `group_pair_accuracy` when it was computed)."""
+    if "group_pair_accuracy" in rows.get("mean", {}):
+        metric_keys = (*metric_keys, "group_pair_accuracy")
     lines = ["| dimension | n | " + " | ".join(metric_keys) + " |", "|---|---|" + "---|" * len(metric_keys)]
     for name, m in rows["dimensions"].items():
         if not m.get("n"):
             lines.append(f"| {name} | 0 |" + " – |" * len(metric_keys))
             continue
-        lines.append(f"| {name} | {m['n']} | " + " | ".join(f"{m[k]:.3f}" for k in metric_keys) + " |")
+        lines.append(f"| {name} | {m['n']} | " + " | ".join(
+            "–" if m.get(k) is None else f"{m[k]:.3f}" for k in metric_keys) + " |")
     if rows.get("mean"):
         lines.append("| **mean** | | " + " | ".join(f"**{rows['mean'][k]:.3f}**" for k in metric_keys) + " |")
     return "\n".join(lines)

@@ -23,8 +23,8 @@ from annotation.config import Config, add_arguments, build_config, dump_config
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import LabeledItem, write_json
 from hpc_rm.averaging import EpochWeightAverage
-from hpc_rm.data import (MISSING, PairDataset, class_weights, label_matrix, level_logit_shift, make_collator,
-                         read_labels)
+from hpc_rm.data import (MISSING, GroupedShuffleSampler, PairDataset, class_weights, group_ids, label_matrix,
+                         level_logit_shift, make_collator, read_labels)
 from hpc_rm.model import HeadKind, HPCRewardModel, LoraSpec, Pooling
 
 
@@ -54,6 +54,10 @@ class TrainConfig(Config):
     dropout: float = Field(0.1, description="dropout before the heads")
     class_weighting: Literal["balanced", "sqrt", "none"] = Field(
         "balanced", description="per-level loss weights against class imbalance")
+    rank_loss_weight: float = Field(
+        0.0, ge=0, description="weight of a pairwise (RankNet) loss on the scores of responses to the same context "
+        "whose labels differ: the within-group order GRPO's advantages use. >0 batches each context's responses "
+        "together")
     rare_level_boost: float = Field(
         0.7, ge=0, le=1, description="how far the predicted level leans to rare levels: 0 = the most probable level, "
         "1 = the argmax of a head trained with balanced weights; 0.7 was picked on each fold of the MRBench "
@@ -103,18 +107,49 @@ def head_loss(model: HPCRewardModel, outputs: dict[str, torch.Tensor], labels: t
     return torch.stack(losses).mean()
 
 
+# Scores lie in [0, 2]; dividing their difference by this makes one level of difference a confident order.
+RANK_TEMPERATURE = 0.25
+
+
+def rank_loss(model: HPCRewardModel, outputs: dict[str, torch.Tensor], labels: torch.Tensor,
+              groups: torch.Tensor) -> torch.Tensor:
+    """Mean over dimensions of the RankNet loss -log sigmoid((s_i - s_j) / T) over pairs in the batch that answer
+    the same context and whose labels say i is better than j (both labeled)."""
+    scores = model.scores_from_outputs(outputs)
+    same = groups[:, None] == groups[None, :]
+    losses = []
+    for j, name in enumerate(model.dimensions):
+        y = labels[:, j]
+        better = same & (y[:, None] > y[None, :]) & (y[None, :] != MISSING)
+        diff = (scores[name][:, None] - scores[name][None, :]).float() / RANK_TEMPERATURE
+        # Multiplied by zero when no pair qualifies, so the graph is the same on every rank (DDP).
+        losses.append(-torch.nn.functional.logsigmoid(diff[better]).mean() if better.any() else diff.sum() * 0.0)
+    return torch.stack(losses).mean()
+
+
 class RewardTrainer(Trainer):
     """Trainer with the masked multi-head loss and a higher learning rate for the new heads."""
 
-    def __init__(self, *args, level_weights: dict[str, torch.Tensor], head_learning_rate: float, **kwargs):
+    def __init__(self, *args, level_weights: dict[str, torch.Tensor], head_learning_rate: float,
+                 rank_loss_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.level_weights = level_weights
         self.head_learning_rate = head_learning_rate
+        self.rank_loss_weight = rank_loss_weight
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.rank_loss_weight > 0:
+            return GroupedShuffleSampler(dataset.groups, self.args.data_seed)
+        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
+        groups = inputs.pop("groups", None)
         outputs = model(**inputs)
         loss = head_loss(self._rm, outputs, labels, self.level_weights)
+        if self.rank_loss_weight > 0:
+            loss = loss + self.rank_loss_weight * rank_loss(self._rm, outputs, labels, groups)
         return (loss, outputs) if return_outputs else loss
 
     @property
@@ -180,16 +215,17 @@ def train_reward_model(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubri
             d.name: level_logit_shift(labels[:, j], len(d.levels), cfg.class_weighting, cfg.rare_level_boost)
             for j, d in enumerate(rubric.dimensions)}
     contexts, responses = [i.context for i in items], [i.response for i in items]
+    groups = group_ids(items) if cfg.rank_loss_weight > 0 else None
     if cfg.freeze_backbone:
         if pooled is None:
             pooled = rm.embed_pairs(contexts, responses, batch_size=cfg.batch_size, progress=cfg.progress)
-        dataset = PairDataset.from_pooled(pooled, labels)
+        dataset = PairDataset.from_pooled(pooled, labels, groups)
     else:
-        dataset = PairDataset(rm.encode(contexts, responses), labels)
+        dataset = PairDataset(rm.encode(contexts, responses), labels, groups)
     trainer = RewardTrainer(
         model=rm, args=_training_args(cfg, checkpoint_dir, cfg.freeze_backbone), train_dataset=dataset,
         data_collator=make_collator(rm.tokenizer), level_weights=level_weights,
-        head_learning_rate=cfg.head_learning_rate,
+        head_learning_rate=cfg.head_learning_rate, rank_loss_weight=cfg.rank_loss_weight,
     )
     last_checkpoint = get_last_checkpoint(str(checkpoint_dir)) if cfg.resume and checkpoint_dir.is_dir() else None
     averaging = None

@@ -29,8 +29,10 @@ def test_crossval_reports_rm_tfidf_and_their_blend(tiny_encoder, tmp_path):
     # The level is written in each response, so TF-IDF learns it; the tiny random encoder does not.
     assert report["tfidf"]["mean"]["macro_f1"] > 0.9
     assert report["rm_ordinal"]["mean"]["macro_f1"] < report["tfidf"]["mean"]["macro_f1"]
+    # Groups are pairs of items: TF-IDF reads the level, so it orders each differing pair right.
+    assert report["tfidf"]["mean"]["group_pair_accuracy"] > 0.9
     text = (out / "crossval.md").read_text()
-    assert "rm_ordinal+tfidf" in text and "| **mean** |" in text
+    assert "rm_ordinal+tfidf" in text and "| **mean** |" in text and "pairs ordered within a context" in text
     assert (out / "crossval.png").stat().st_size > 1000
     # Out-of-fold predictions, one line per item, match the report and hold each system's level probabilities.
     lines = [json.loads(x) for x in (out / "oof_predictions.jsonl").read_text().splitlines()]
