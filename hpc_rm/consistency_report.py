@@ -7,6 +7,7 @@ import numpy as np
 
 from annotation.rubric import Rubric
 from annotation.schema import save_figure
+from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE
 
 SYSTEMS = ["rm_human", "rm_llm", "tfidf_human", "tfidf_llm"]
 
@@ -91,9 +92,7 @@ def consistency_markdown(report: dict, rubric: Rubric) -> str:
     lines += [
         "",
         f"The RM adds {gain_h:+.3f} mean macro-F1 over TF-IDF when trained on human labels and {gain_l:+.3f} when "
-        f"trained on LLM labels. RM(LLM) minus RM(human): {diff:+.3f}. Pairs ordered within a context: of two "
-        "held-out responses to the same context with different human levels, how often the score ranks them in "
-        "that order (ties half), the order GRPO's group-relative advantages take from the RM.",
+        f"trained on LLM labels. RM(LLM) minus RM(human): {diff:+.3f}. {GROUP_PAIR_ACCURACY_NOTE}",
         "",
         "## Agreement of the two RMs with each other (test items)",
         "",

@@ -22,7 +22,7 @@ from annotation.rubric import Rubric, load_rubric
 from annotation.schema import LabeledItem, save_figure, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline, scores_and_levels
 from hpc_rm.data import MISSING, group_ids, grouped_folds, label_matrix, read_labels
-from hpc_rm.metrics import all_metrics
+from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE, all_metrics
 from hpc_rm.model import HeadKind
 from hpc_rm.train import TrainConfig, build_model, train_reward_model
 
@@ -190,9 +190,7 @@ def cv_markdown(results: dict, rubric: Rubric, cfg: CrossValConfig, n_items: int
         pairs = f"{m['group_pair_accuracy']:.3f}" if "group_pair_accuracy" in m else "–"
         lines.append(f"| {s} | {m['macro_f1']:.3f} | {m['qwk']:.3f} | {m['spearman']:.3f} | {m['accuracy']:.3f} | "
                      f"{m['mae']:.3f} | {pairs} | {results[s]['seconds']} |")
-    lines += ["", "Pairs ordered within a context: of two responses to the same dialogue with different human levels, "
-              "how often the score ranks them in that order (ties count half), averaged over dimensions: the order "
-              "GRPO's group-relative advantages take from the RM."]
+    lines += ["", GROUP_PAIR_ACCURACY_NOTE]
     if "embedding_seconds" in results:
         lines += ["", f"Backbone vectors computed once for all folds and heads in {results['embedding_seconds']} s."]
     return "\n".join(lines) + "\n"

@@ -10,7 +10,8 @@ from pydantic import Field
 from annotation.config import Config, add_arguments, build_config
 from annotation.schema import LabeledItem, write_json, write_text
 from hpc_rm.data import group_ids, label_matrix, read_labels
-from hpc_rm.metrics import all_metrics, calibration_curve, metrics_table, plot_calibration
+from hpc_rm.metrics import (GROUP_PAIR_ACCURACY_NOTE, all_metrics, calibration_curve, metrics_table,
+                            plot_calibration)
 from hpc_rm.model import HPCRewardModel
 
 
@@ -41,9 +42,8 @@ def evaluate_model(rm: HPCRewardModel, items: list[LabeledItem], out_dir: Path |
         write_text(out_dir / "metrics.md", (
             f"# Evaluation of {title}\n\n{len(items)} labeled items, rubric `{rm.rubric.name}`, head "
             f"`{rm.spec.head}`, backbone `{rm.spec.backbone}`.\n\n{metrics_table(report)}\n\n"
-            "macro-F1, QWK and accuracy use the predicted level; Spearman and MAE use the continuous score; "
-            "group_pair_accuracy is the share of differently labeled responses to the same context that the score "
-            "orders as the labels do (what GRPO's group-relative advantages see).\n\n"
+            "macro-F1, QWK and accuracy use the predicted level; Spearman and MAE use the continuous score. "
+            f"{GROUP_PAIR_ACCURACY_NOTE}\n\n"
             "![calibration](calibration.png)\n"
         ))
     return report

@@ -33,15 +33,21 @@ def dimension_metrics(truth: np.ndarray, levels: np.ndarray, scores: np.ndarray,
     }
 
 
+GROUP_PAIR_ACCURACY_NOTE = (
+    "Pairs ordered within a context (`group_pair_accuracy`): of two responses to the same context with different "
+    "human levels, how often the score ranks them in that order (ties count half). GRPO's group-relative advantages "
+    "take this order from the RM.")
+
+
 def within_group_pair_accuracy(truth: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float | None:
     """Of the pairs of labeled items in the same group (responses to one context) whose labels differ, the
     fraction the scores put in the labels' order, ties counting half. GRPO turns a group's rewards into advantages
     relative to the group, so this order is what the policy gets from the RM. None when no such pair exists."""
     mask = truth != MISSING
-    t, s, g = truth[mask], scores[mask], groups[mask]
+    order = np.argsort(groups[mask], kind="stable")  # one sort, then each group is a slice
+    t, s, g = truth[mask][order], scores[mask][order], groups[mask][order]
     agree = total = 0.0
-    for group in np.unique(g):
-        ts, ss = t[g == group], s[g == group]
+    for ts, ss in zip(np.split(t, np.flatnonzero(np.diff(g)) + 1), np.split(s, np.flatnonzero(np.diff(g)) + 1)):
         better = ts[:, None] > ts[None, :]
         diff = (ss[:, None] - ss[None, :])[better]
         agree += (diff > 0).sum() + 0.5 * (diff == 0).sum()
