@@ -149,21 +149,21 @@ class GroupedShuffleSampler:
     which the Trainer calls), reproducibly from the seed, so a resumed run sees the same order."""
 
     def __init__(self, groups: np.ndarray, seed: int):
-        self.groups, self.seed, self.epoch = groups, seed, 0
+        self.seed, self.epoch, self.size = seed, 0, len(groups)
+        self.members: dict[int, list[int]] = {}
+        for i, g in enumerate(groups):
+            self.members.setdefault(int(g), []).append(i)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.groups)
+        return self.size
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
-        members: dict[int, list[int]] = {}
-        for i, g in enumerate(self.groups):
-            members.setdefault(int(g), []).append(i)
-        for g in rng.permutation(list(members)):
-            yield from (int(i) for i in rng.permutation(members[g]))
+        for g in rng.permutation(list(self.members)):
+            yield from (int(i) for i in rng.permutation(self.members[g]))
 
 
 def make_collator(tokenizer):

@@ -46,8 +46,9 @@ def within_group_pair_accuracy(truth: np.ndarray, scores: np.ndarray, groups: np
     mask = truth != MISSING
     order = np.argsort(groups[mask], kind="stable")  # one sort, then each group is a slice
     t, s, g = truth[mask][order], scores[mask][order], groups[mask][order]
+    starts = np.flatnonzero(np.diff(g)) + 1
     agree = total = 0.0
-    for ts, ss in zip(np.split(t, np.flatnonzero(np.diff(g)) + 1), np.split(s, np.flatnonzero(np.diff(g)) + 1)):
+    for ts, ss in zip(np.split(t, starts), np.split(s, starts)):
         better = ts[:, None] > ts[None, :]
         diff = (ss[:, None] - ss[None, :])[better]
         agree += (diff > 0).sum() + 0.5 * (diff == 0).sum()
