@@ -21,7 +21,7 @@ from annotation.config import Config, add_arguments, build_config
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import LabeledItem, save_figure, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline, scores_and_levels
-from hpc_rm.data import MISSING, group_ids, grouped_folds, label_matrix, read_labels
+from hpc_rm.data import MISSING, group_ids, group_of, grouped_folds, label_matrix, read_labels
 from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE, all_metrics
 from hpc_rm.model import HeadKind
 from hpc_rm.train import TrainConfig, build_model, train_reward_model
@@ -145,13 +145,13 @@ def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric
 
 def write_oof_predictions(path: Path, items: list[LabeledItem], truth: np.ndarray, folds,
                           oofs: dict[str, OutOfFold], rubric: Rubric) -> Path:
-    """One JSON line per item: its fold, human levels, and each system's out-of-fold level, score and
-    per-level probabilities, so readouts and blends can be studied without retraining."""
+    """One JSON line per item: its fold, the context it answers (`group`), human levels, and each system's
+    out-of-fold level, score and per-level probabilities, so readouts and blends can be studied without retraining."""
     fold_of = {int(i): k for k, (_, test_idx) in enumerate(folds) for i in test_idx}
     lines = []
     for n, item in enumerate(items):
         human = {d: (None if truth[n, j] == MISSING else int(truth[n, j])) for j, d in enumerate(rubric.names)}
-        line = {"id": item.id, "fold": fold_of[n], "human": human}
+        line = {"id": item.id, "fold": fold_of[n], "group": group_of(item), "human": human}
         for system, oof in oofs.items():
             line[system] = {d: {"level": int(oof.levels[d][n]), "score": round(float(oof.scores[d][n]), 5),
                                 **({"proba": [round(float(p), 5) for p in oof.proba[d][n]]} if d in oof.proba else {})}

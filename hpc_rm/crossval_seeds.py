@@ -5,7 +5,9 @@ Each DIR is the output of `python -m hpc_rm.crossval` on the same labels and fol
 except `train.seed`. From each run's crossval.json and oof_predictions.jsonl this writes seeds.md, seeds.json and
 seeds.png: every seed's macro-F1 per dimension, their mean and standard deviation, and the ensemble that averages
 the seeds' out-of-fold level probabilities. The ensemble's levels are read like a single RM's: the argmax of the
-log-probabilities plus the per-level shift that training sets from each fold's training labels.
+log-probabilities plus the per-level shift that training sets from each fold's training labels. When the
+predictions name each item's context (`group`, written by crossval), every row also gives the pairs ordered within
+a context (`hpc_rm.metrics.within_group_pair_accuracy`, mean over dimensions).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from annotation.rubric import Rubric, load_rubric
 from annotation.schema import parse_json_lines, save_figure, write_json, write_text
 from hpc_rm.baseline import scores_and_levels
 from hpc_rm.data import MISSING, level_logit_shift
-from hpc_rm.metrics import all_metrics
+from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE, all_metrics
 
 SYSTEM = "rm_ordinal"  # the head kind that has level probabilities
 
@@ -63,10 +65,31 @@ def check_same_experiment(runs: list[Path], reports: list[dict], oofs: list[list
             raise ValueError(f"{run / 'oof_predictions.jsonl'}: items, human labels or folds differ from {runs[0]}")
 
 
+def _truth(rubric: Rubric, lines: list[dict]) -> np.ndarray:
+    return np.array([[MISSING if x["human"][d] is None else x["human"][d] for d in rubric.names] for x in lines])
+
+
+def _groups(lines: list[dict]) -> np.ndarray | None:
+    """Which context each item answers, as ints; None for predictions written before crossval recorded it."""
+    if not all("group" in x for x in lines):
+        return None
+    return np.unique([x["group"] for x in lines], return_inverse=True)[1]
+
+
+def system_pair_accuracy(rubric: Rubric, lines: list[dict], system: str) -> float | None:
+    """Mean over dimensions of a system's within-context pair accuracy, from its out-of-fold scores."""
+    groups = _groups(lines)
+    if groups is None:
+        return None
+    levels = {d: np.array([x[system][d]["level"] for x in lines]) for d in rubric.names}
+    scores = {d: np.array([x[system][d]["score"] for x in lines]) for d in rubric.names}
+    return all_metrics(rubric, _truth(rubric, lines), levels, scores, groups)["mean"].get("group_pair_accuracy")
+
+
 def ensemble_report(rubric: Rubric, oofs: list[list[dict]], class_weighting: str, rare_level_boost: float) -> dict:
     """Metrics of the seeds' averaged level probabilities, levels read with each fold's training-label shift."""
     lines = oofs[0]
-    truth = np.array([[MISSING if x["human"][d] is None else x["human"][d] for d in rubric.names] for x in lines])
+    truth = _truth(rubric, lines)
     fold = np.array([x["fold"] for x in lines])
     probas = {d: np.mean([[x[SYSTEM][d]["proba"] for x in oof] for oof in oofs], axis=0) for d in rubric.names}
     scores, _ = scores_and_levels(probas)
@@ -77,7 +100,7 @@ def ensemble_report(rubric: Rubric, oofs: list[list[dict]], class_weighting: str
         for k in np.unique(fold):
             shift = level_logit_shift(truth[fold != k, j], len(dim.levels), class_weighting, rare_level_boost)
             levels[dim.name][fold == k] = (logp[fold == k] + np.array(shift)).argmax(1)
-    return all_metrics(rubric, truth, levels, scores)
+    return all_metrics(rubric, truth, levels, scores, _groups(lines))
 
 
 def summarize_seeds(runs: list[Path]) -> dict:
@@ -87,17 +110,23 @@ def summarize_seeds(runs: list[Path]) -> dict:
     train = reports[0]["config"]["train"]
     rubric = load_rubric(train["rubric"])
     per_seed = [{"seed": r["config"]["train"]["seed"], "run": str(run), "macro_f1": r[SYSTEM]["mean"]["macro_f1"],
-                 "dimensions": {d: r[SYSTEM]["dimensions"][d]["macro_f1"] for d in rubric.names}}
-                for run, r in zip(runs, reports)]
+                 "dimensions": {d: r[SYSTEM]["dimensions"][d]["macro_f1"] for d in rubric.names},
+                 "group_pair_accuracy": system_pair_accuracy(rubric, oof, SYSTEM)}
+                for run, r, oof in zip(runs, reports, oofs)]
     f1 = np.array([s["macro_f1"] for s in per_seed])
+    pairs = [s["group_pair_accuracy"] for s in per_seed]
+    pairs = pairs if None not in pairs else []  # a mean over some of the seeds would read as over all
     ensemble = ensemble_report(rubric, list(oofs), train["class_weighting"], train["rare_level_boost"])
     return {
         "rubric": rubric.name, "backbone": train["backbone"], "per_seed": per_seed,
         "mean_macro_f1": float(f1.mean()), "sd_macro_f1": float(f1.std(ddof=1)) if len(f1) > 1 else 0.0,
         "dimension_mean": {d: float(np.mean([s["dimensions"][d] for s in per_seed])) for d in rubric.names},
+        "mean_group_pair_accuracy": float(np.mean(pairs)) if pairs else None,
+        "sd_group_pair_accuracy": float(np.std(pairs, ddof=1)) if len(pairs) > 1 else None,
         "ensemble": ensemble,
         "tfidf": {"macro_f1": reports[0]["tfidf"]["mean"]["macro_f1"],
-                  "dimensions": {d: reports[0]["tfidf"]["dimensions"][d]["macro_f1"] for d in rubric.names}},
+                  "dimensions": {d: reports[0]["tfidf"]["dimensions"][d]["macro_f1"] for d in rubric.names},
+                  "group_pair_accuracy": system_pair_accuracy(rubric, oofs[0], "tfidf")},
         "quality_bar": reports[0]["config"].get("quality_bar"),
     }
 
@@ -105,21 +134,30 @@ def summarize_seeds(runs: list[Path]) -> dict:
 def seeds_markdown(summary: dict) -> str:
     dims = list(summary["dimension_mean"])
     n = len(summary["per_seed"])
+    with_pairs = summary.get("mean_group_pair_accuracy") is not None
 
-    def row(name: str, values: dict[str, float], mean: str) -> str:
-        return f"| {name} | " + " | ".join(f"{values[d]:.3f}" for d in dims) + f" | {mean} |"
+    def row(name: str, values: dict[str, float], mean: str, pairs: float | str | None) -> str:
+        pairs = "" if not with_pairs else f" {pairs:.3f} |" if isinstance(pairs, float) else f" {pairs or 'n/a'} |"
+        return f"| {name} | " + " | ".join(f"{values[d]:.3f}" for d in dims) + f" | {mean} |" + pairs
 
+    pairs_header = " pairs ordered within a context |" if with_pairs else ""
     lines = [f"# Cross-validation over {n} training seeds: `{summary['backbone']}` reward model", "",
-             "Pooled out-of-fold macro-F1; each seed is a full cross-validation run on the same folds.", "",
-             "| system | " + " | ".join(dims) + " | mean |", "|---|" + "---|" * (len(dims) + 1)]
+             "Pooled out-of-fold macro-F1 per dimension; each seed is a full cross-validation run on the same folds.",
+             "", "| system | " + " | ".join(dims) + " | mean |" + pairs_header,
+             "|---|" + "---|" * (len(dims) + 1 + with_pairs)]
     for s in summary["per_seed"]:
-        lines.append(row(f"seed {s['seed']}", s["dimensions"], f"{s['macro_f1']:.3f}"))
+        lines.append(row(f"seed {s['seed']}", s["dimensions"], f"{s['macro_f1']:.3f}", s.get("group_pair_accuracy")))
+    spread = (f"**{summary['mean_group_pair_accuracy']:.3f} ± {summary['sd_group_pair_accuracy']:.3f}**"
+              if with_pairs else None)
     lines.append(row(f"mean of {n} seeds", summary["dimension_mean"],
-                     f"**{summary['mean_macro_f1']:.3f} ± {summary['sd_macro_f1']:.3f}** (sd)"))
+                     f"**{summary['mean_macro_f1']:.3f} ± {summary['sd_macro_f1']:.3f}** (sd)", spread))
     ens = summary["ensemble"]
-    lines.append(row(f"ensemble of {n} (probabilities averaged)",
-                     {d: ens["dimensions"][d]["macro_f1"] for d in dims}, f"**{ens['mean']['macro_f1']:.3f}**"))
-    lines.append(row("TF-IDF + LR", summary["tfidf"]["dimensions"], f"{summary['tfidf']['macro_f1']:.3f}"))
+    lines.append(row(f"ensemble of {n} (probabilities averaged)", {d: ens["dimensions"][d]["macro_f1"] for d in dims},
+                     f"**{ens['mean']['macro_f1']:.3f}**", ens["mean"].get("group_pair_accuracy")))
+    lines.append(row("TF-IDF + LR", summary["tfidf"]["dimensions"], f"{summary['tfidf']['macro_f1']:.3f}",
+                     summary["tfidf"].get("group_pair_accuracy")))
+    if with_pairs:
+        lines += ["", GROUP_PAIR_ACCURACY_NOTE]
     if summary.get("quality_bar") is not None:
         lines += ["", f"Quality bar: {summary['quality_bar']}."]
     return "\n".join(lines) + "\n"

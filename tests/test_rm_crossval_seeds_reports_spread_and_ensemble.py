@@ -55,9 +55,28 @@ def test_seed_runs_give_mean_sd_and_an_ensemble_read_like_one_rm(tiny_encoder, t
                            for a, b in zip(oof, oof1) if a["human"][dim] is not None])
     assert both["dimensions"][dim]["mae"] == pytest.approx(np.abs(mean_score - truth).mean(), abs=1e-4)
 
+    # Pairs ordered within a context, recomputed from each run's stored scores, match the run's own report.
+    pairs = [r["rm_ordinal"]["mean"]["group_pair_accuracy"] for r in reports]
+    assert [s["group_pair_accuracy"] for s in summary["per_seed"]] == pytest.approx(pairs, abs=1e-3)
+    assert summary["mean_group_pair_accuracy"] == pytest.approx(np.mean(pairs), abs=1e-3)
+    assert summary["tfidf"]["group_pair_accuracy"] == pytest.approx(
+        reports[0]["tfidf"]["mean"]["group_pair_accuracy"], abs=1e-3)
+    assert 0.0 <= summary["ensemble"]["mean"]["group_pair_accuracy"] <= 1.0
+
     text = (tmp_path / "seeds" / "seeds.md").read_text()
     assert "mean of 2 seeds" in text and "ensemble of 2" in text and "TF-IDF" in text
+    assert "pairs ordered within a context" in text
     assert (tmp_path / "seeds" / "seeds.png").stat().st_size > 1000
+
+    # Predictions written before crossval recorded each item's context: the same report without the pair column.
+    for run in runs:
+        path = run / "oof_predictions.jsonl"
+        lines = [json.loads(x) for x in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({k: v for k, v in x.items() if k != "group"}) + "\n" for x in lines))
+    crossval_seeds.main(["--runs", *map(str, runs), "--out", str(tmp_path / "old")])
+    old = json.loads((tmp_path / "old" / "seeds.json").read_text())
+    assert old["mean_group_pair_accuracy"] is None and old["mean_macro_f1"] == summary["mean_macro_f1"]
+    assert "pairs ordered" not in (tmp_path / "old" / "seeds.md").read_text()
 
 
 def test_runs_that_differ_in_more_than_the_seed_are_refused(tiny_encoder, tmp_path):
