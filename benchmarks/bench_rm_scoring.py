@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from annotation.models import set_offline  # noqa: E402
 from annotation.rubric import load_rubric  # noqa: E402
 from annotation.schema import write_json, write_text  # noqa: E402
-from benchmarks.compute_bound import matmul_gflops  # noqa: E402
+from benchmarks.compute_bound import cpu_description, matmul_gflops  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BATCHED, SINGLE = "length-sorted batches", "one pair at a time"
@@ -101,7 +101,10 @@ def markdown(result: dict) -> str:
              f"{result['pairs']} MRBench pairs in batches of {result['batch_size']}, one at a time on the first "
              f"{result['single_pairs']}; {result['threads']} threads; medians of {result['rounds']} interleaved "
              f"rounds (all modes in each round). fp32 compute bound: {result['gflops']:.0f} GFLOP/s matmul, "
-             f"2 x {result['flops_per_token'] // 2:,} FLOPs/token (attention not counted).", ""]
+             f"2 x {result['flops_per_token'] // 2:,} FLOPs/token (attention not counted). CPU: {result['cpu']}, "
+             f"bf16 matmuls on {result['bf16_matmul_units']} at {result['bf16_gflops']:.0f} GFLOP/s "
+             f"({result['bf16_gflops'] / result['gflops']:.1f}x fp32): the batched bf16 modes' ratios depend on it.",
+             ""]
     for run in result["lengths"]:
         best = run["speedup_vs_fp32_single"]["bf16 compiled"]
         lines += [f"## Max length {run['max_length']} (mean {run['mean_tokens_per_pair']:.0f} tokens per pair)", "",
@@ -157,12 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     n_single = min(args.single_pairs, len(chosen))  # the one-at-a-time mode scores the first n_single pairs
     if args.gflops is None:
         args.gflops = matmul_gflops()
+    bf16_gflops = matmul_gflops(torch.bfloat16)
     flops_per_token = 2 * non_embedding_params(models[0])
     runs = [bench_length(rm.eval(), contexts, responses, n_single, args.batch_size, args.rounds,
                          args.gflops * 1e9 / flops_per_token) for rm in models]
     result = {"backbone": models[0].spec.backbone, "pairs": len(chosen), "single_pairs": n_single,
               "batch_size": args.batch_size, "rounds": args.rounds, "threads": torch.get_num_threads(),
-              "machine": platform.machine(), "gflops": args.gflops, "flops_per_token": flops_per_token,
+              "machine": platform.machine(), **cpu_description(), "gflops": args.gflops, "bf16_gflops": bf16_gflops,
+              "flops_per_token": flops_per_token,
               "lengths": runs}
     write_json(args.out / "bench_rm_scoring.json", result)
     text = markdown(result)

@@ -19,14 +19,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from annotation.schema import write_json, write_text  # noqa: E402
+from benchmarks.compute_bound import cpu_description  # noqa: E402
 from pipeline.runner import Manifest, StagePlan, run_stage  # noqa: E402
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_description()
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gb, 1), "python": platform.python_version()}
+    return {**cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gb, 1), "python": platform.python_version()}
 
 
 def plans(out: Path, quick: bool) -> list[StagePlan]:
@@ -97,7 +97,8 @@ def main() -> None:
                      f"{results['rm_training']['result'].get('train_items')} MRBench pairs, MiniLM, max length 256)", ""]
     m = results["machine"]
     lines = [f"# Benchmarks ({results['date'][:10]})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, no GPU.", "",
+             f"Machine: {m['cpu']} (bf16 matmuls on: {m.get('bf16_matmul_units', 'not recorded')}), {m['cores']} cores, "
+             f"{m['memory_gib']} GiB, Python {m['python']}, no GPU.", "",
              "| benchmark | status | seconds | peak RSS (MB) |", "|---|---|---:|---:|"]
     lines += [f"| {name} | {e['status']} | {e['seconds']:.0f} | {e['peak_rss_mb']:.0f} |"
               for name, e in results.items() if isinstance(e, dict) and "status" in e]

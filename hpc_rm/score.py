@@ -19,8 +19,8 @@ class ScoreConfig(Config):
     out: Path | None = Field(None, description="output JSONL (the input lines plus pred and reward)")
     batch_size: int = Field(32, description="pairs per scoring batch")
     weights: dict[str, float] | None = Field(None, description="aggregation weights (default: the model's)")
-    bf16: bool = Field(False, description="score with the backbone's weights in bf16: batches 2.7-3.6x faster on "
-                                          "CPUs with AMX/AVX512-BF16 (and on GPUs); scores moved by <0.01 on a 0-2 "
+    bf16: bool = Field(False, description="score with the backbone's weights in bf16: batches 2.4-3.6x faster on "
+                                          "CPUs with AMX or AVX512-BF16 (and on GPUs); scores moved by <0.01 on a 0-2 "
                                           "scale in benchmarks/")
     compile: bool = Field(False, description="compile the backbone (torch.compile, weights frozen): a one-off 20-50 s "
                                              "for MiniLM on 2 CPU cores, then batches 1.1-1.5x faster than eager bf16 "
