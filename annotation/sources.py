@@ -311,7 +311,9 @@ def _mrbench_items(path: Path | str, rubric: Rubric | None) -> list[LabeledItem]
             context = render_context(None, None, turns)
             problem = mrbench_problem(raw.conversation_history)
             for tutor, answer in raw.tutor_responses.items():
-                meta = {"group": conv, "tutor": tutor, "source": "mrbench"}
+                # MRBench's dialogues come from MathDial (they quote a GSM8K problem) and Bridge (they do not).
+                meta = {"group": conv, "tutor": tutor, "source": "mrbench",
+                        "origin": "mathdial" if problem else "bridge"}
                 if problem:
                     meta["problem_id"] = problem_id(problem)
                 scores = None

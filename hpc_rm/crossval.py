@@ -2,7 +2,9 @@
 the reward model (each head kind asked for) next to the TF-IDF + logistic regression baseline, on the same folds.
 
 Folds are grouped (`meta.group`, e.g. the dialogue), so no context is in both train and test. Metrics are computed
-on the pooled out-of-fold predictions; the per-fold mean macro-F1 and its spread are reported too. With
+on the pooled out-of-fold predictions; each fold's macro-F1, their mean and spread are reported too. With
+`--leave-out KEY` there is one fold per value of `meta.KEY` instead (e.g. `origin`: train on MRBench's MathDial
+dialogues, test on its Bridge ones, and the reverse), to see whether what the RM learned carries over. With
 `--train.freeze-backbone true` the backbone's vectors are computed once and shared by all folds and heads.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from annotation.config import Config, add_arguments, build_config
 from annotation.rubric import Rubric, load_rubric
 from annotation.schema import LabeledItem, save_figure, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline, scores_and_levels
-from hpc_rm.data import MISSING, group_ids, group_of, grouped_folds, label_matrix, read_labels
+from hpc_rm.data import MISSING, folds_by_meta, group_ids, group_of, grouped_folds, label_matrix, read_labels
 from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE, all_metrics
 from hpc_rm.model import HeadKind
 from hpc_rm.train import TrainConfig, build_model, train_reward_model
@@ -32,6 +34,8 @@ class CrossValConfig(Config):
     annotator: str | None = Field(None, description="use only lines whose annotator starts with this")
     out: Path | None = Field(None, description="report folder")
     folds: int = Field(5, ge=2, description="number of grouped folds")
+    leave_out: str | None = Field(None, description="meta key: one fold per value of it, trained on the other values "
+                                                    "(e.g. 'origin', MRBench's mathdial/bridge), instead of --folds")
     split_seed: int = Field(0, description="seed of the fold assignment")
     heads: list[HeadKind] = Field(["ordinal", "regression"], description="head kinds to compare")
     quality_bar: float | None = Field(None, description="draw this mean macro-F1 target on the plot")
@@ -89,6 +93,15 @@ def shared_pooled(train_cfg: TrainConfig, rubric: Rubric, items: list[LabeledIte
     return pooled
 
 
+def make_folds(cfg: CrossValConfig,
+               items: list[LabeledItem]) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray]]]:
+    """(fold names, (train, test) index pairs): one fold per value of meta[cfg.leave_out], else grouped k-fold."""
+    if cfg.leave_out:
+        return folds_by_meta(items, cfg.leave_out)
+    folds = grouped_folds(items, cfg.folds, cfg.split_seed)
+    return [str(k) for k in range(len(folds))], folds
+
+
 def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric, work_dir: Path,
                    predictions_path: Path | None = None) -> dict:
     """{'tfidf': report, 'rm_<head>': report, 'rm_ordinal+tfidf': report, ...} on the same grouped folds.
@@ -96,8 +109,9 @@ def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric
     'rm_ordinal+tfidf' averages the two models' per-level probabilities (equal weights, nothing tuned): it shows
     how much of what TF-IDF gets right the RM misses."""
     truth, groups = label_matrix(items, rubric), group_ids(items)
-    folds = grouped_folds(items, cfg.folds, cfg.split_seed)
-    results, oofs = {}, {}
+    names, folds = make_folds(cfg, items)
+    results = {"folds": [{"name": name, "test_items": len(test_idx)} for name, (_, test_idx) in zip(names, folds)]}
+    oofs = {}
     start = time.time()
     baseline = OutOfFold(rubric, len(items))
     tfidf_proba = {d.name: np.zeros((len(items), d.max_score + 1)) for d in rubric.dimensions}
@@ -163,8 +177,11 @@ def write_oof_predictions(path: Path, items: list[LabeledItem], truth: np.ndarra
 
 def cv_markdown(results: dict, rubric: Rubric, cfg: CrossValConfig, n_items: int) -> str:
     systems = [k for k in results if k == "tfidf" or k.startswith("rm_")]
+    folds = results["folds"]
+    title = (f"Leave-one-`{cfg.leave_out}`-out cross-validation ({', '.join(f['name'] for f in folds)})"
+             if cfg.leave_out else f"{len(folds)}-fold grouped cross-validation")
     lines = [
-        f"# {cfg.folds}-fold grouped cross-validation: reward model vs TF-IDF",
+        f"# {title}: reward model vs TF-IDF",
         "",
         f"{n_items} items, rubric `{rubric.name}`, backbone `{cfg.train.backbone}`, "
         f"frozen backbone: {cfg.train.freeze_backbone}, head hidden width {cfg.train.head_hidden}, "
@@ -190,7 +207,11 @@ def cv_markdown(results: dict, rubric: Rubric, cfg: CrossValConfig, n_items: int
         pairs = f"{m['group_pair_accuracy']:.3f}" if "group_pair_accuracy" in m else "–"
         lines.append(f"| {s} | {m['macro_f1']:.3f} | {m['qwk']:.3f} | {m['spearman']:.3f} | {m['accuracy']:.3f} | "
                      f"{m['mae']:.3f} | {pairs} | {results[s]['seconds']} |")
-    lines += ["", GROUP_PAIR_ACCURACY_NOTE]
+    lines += ["", GROUP_PAIR_ACCURACY_NOTE, "", "## Mean macro-F1 per test fold", "",
+              f"| {cfg.leave_out or 'fold'} held out | test items | " + " | ".join(systems) + " |",
+              "|---|---|" + "---|" * len(systems)]
+    lines += [f"| {fold['name']} | {fold['test_items']} | " + " | ".join(
+        f"{results[s]['fold_macro_f1'][k]:.3f}" for s in systems) + " |" for k, fold in enumerate(folds)]
     if "embedding_seconds" in results:
         lines += ["", f"Backbone vectors computed once for all folds and heads in {results['embedding_seconds']} s."]
     return "\n".join(lines) + "\n"
@@ -233,6 +254,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--labels and --out are required")
     rubric = load_rubric(cfg.train.rubric)
     items = read_labels(cfg.labels, rubric, cfg.annotator)
+    try:  # a split that cannot be made (a missing meta key, too few groups) fails here, before any training
+        make_folds(cfg, items)
+    except ValueError as err:
+        parser.error(f"{cfg.labels}: {err}")
     results = cross_validate(cfg, items, rubric, cfg.out / "work", cfg.out / "oof_predictions.jsonl")
     results["config"] = cfg.model_dump(mode="json")
     write_json(cfg.out / "crossval.json", results)

@@ -69,6 +69,28 @@ def grouped_folds(items: list[LabeledItem], k: int, seed: int) -> list[tuple[np.
     return list(folds.split(np.zeros(len(items)), groups=groups))
 
 
+def folds_by_meta(items: list[LabeledItem], key: str) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray]]]:
+    """(values, folds): one (train, test) index pair per value of meta[key], testing on that value and training on
+    the others, e.g. 'origin' asks whether an RM carries over to dialogues from another source. Every item needs
+    the key, and no group may hold two values (it would straddle train and test)."""
+    values, value_of_group = [], {}
+    for item in items:
+        if key not in item.meta:
+            raise ValueError(f"item {item.id}: field meta.{key}: missing (leaving out by {key!r} needs it on every "
+                             "item)")
+        value = str(item.meta[key])
+        first = value_of_group.setdefault(group_of(item), value)
+        if first != value:
+            raise ValueError(f"item {item.id}: field meta.{key}: {value!r}, but its group {group_of(item)!r} also has "
+                             f"{first!r}; a group must not straddle train and test")
+        values.append(value)
+    names = sorted(set(values))
+    if len(names) < 2:
+        raise ValueError(f"leaving out by meta.{key} needs at least 2 values, got {names}")
+    column = np.array(values)
+    return names, [(np.flatnonzero(column != name), np.flatnonzero(column == name)) for name in names]
+
+
 def grouped_split(items: list[LabeledItem], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """One (train, test) index split by group."""
     from sklearn.model_selection import GroupShuffleSplit
