@@ -76,7 +76,8 @@ class OutOfFold:
 def shared_pooled(train_cfg: TrainConfig, rubric: Rubric, items: list[LabeledItem], cache_dir: Path) -> torch.Tensor:
     """Frozen-backbone vectors of all items, computed once and cached on disk (keyed by backbone and inputs)."""
     digest = hashlib.sha256(
-        f"{train_cfg.backbone}|{train_cfg.pooling}|{train_cfg.max_length}|{train_cfg.max_response_tokens}".encode())
+        f"{train_cfg.backbone}|{train_cfg.pooling}|{train_cfg.max_length}|{train_cfg.max_response_tokens}|"
+        f"{train_cfg.read_context}".encode())
     for item in items:
         digest.update(f"\0{item.id}\0{item.context}\0{item.response}".encode())
     key = digest.hexdigest()[:16]
