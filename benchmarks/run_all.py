@@ -97,8 +97,8 @@ def main() -> None:
                      f"{results['rm_training']['result'].get('train_items')} MRBench pairs, MiniLM, max length 256)", ""]
     m = results["machine"]
     lines = [f"# Benchmarks ({results['date'][:10]})", "",
-             f"Machine: {m['cpu']} (bf16 matmuls on: {m.get('bf16_matmul_units', 'not recorded')}), {m['cores']} cores, "
-             f"{m['memory_gib']} GiB, Python {m['python']}, no GPU.", "",
+             f"Machine: {m['cpu']} (bf16 matmuls on: {m.get('bf16_matmul_units', 'not recorded')}), "
+             f"{m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, no GPU.", "",
              "| benchmark | status | seconds | peak RSS (MB) |", "|---|---|---:|---:|"]
     lines += [f"| {name} | {e['status']} | {e['seconds']:.0f} | {e['peak_rss_mb']:.0f} |"
               for name, e in results.items() if isinstance(e, dict) and "status" in e]

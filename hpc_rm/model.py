@@ -121,8 +121,8 @@ class HPCRewardModel(nn.Module):
     def from_backbone(cls, backbone: str, rubric: Rubric | str, weights: dict[str, float] | None = None, *,
                       head: HeadKind = "ordinal", head_hidden: int = 0, pooling: Pooling | None = None,
                       freeze_backbone: bool = False, max_length: int = 512, max_response_tokens: int = 192,
-                      read_context: bool = True, dropout: float = 0.1, lora: LoraSpec | None = None, dtype: str = "float32",
-                      training: dict | None = None) -> "HPCRewardModel":
+                      read_context: bool = True, dropout: float = 0.1, lora: LoraSpec | None = None,
+                      dtype: str = "float32", training: dict | None = None) -> "HPCRewardModel":
         """Untrained heads on a pretrained backbone, for any rubric (pooling defaults to the backbone's kind)."""
         rubric = load_rubric(rubric) if isinstance(rubric, (str, Path)) else rubric
         decoder = not is_encoder(str(backbone))
@@ -130,8 +130,8 @@ class HPCRewardModel(nn.Module):
             backbone=str(backbone), decoder=decoder, pooling=pooling or ("last" if decoder else "mean_pair"),
             rubric=rubric, head=head, head_hidden=head_hidden, freeze_backbone=freeze_backbone,
             weights=_check_weights(rubric, weights or rubric.default_weights()), max_length=max_length,
-            max_response_tokens=max_response_tokens, read_context=read_context, dropout=dropout, lora=lora or LoraSpec(),
-            training=training or {},
+            max_response_tokens=max_response_tokens, read_context=read_context, dropout=dropout,
+            lora=lora or LoraSpec(), training=training or {},
         )
         model = _load_backbone(spec.backbone, spec.lora, getattr(torch, dtype))
         return cls(spec, model, load_tokenizer(spec.backbone))
