@@ -28,8 +28,8 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, size: int = 1024, trials: 
 
 
 def cpu_description() -> dict:
-    """The CPU's model name and the instructions its bf16 matmuls can use: batched bf16 scoring is 5.5x one fp32
-    pair at a time on an Intel host with AMX and 4.0x on an AMD host with AVX512-BF16 only (same benchmark)."""
+    """The CPU's model name and the units its bf16 matmuls can use (AMX, AVX512-BF16 or none): the batched bf16
+    scoring ratios differ most between such hosts (see the README's benchmark section)."""
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     lines = info.splitlines()
     name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),

@@ -104,13 +104,14 @@ def make_folds(cfg: CrossValConfig,
 
 
 def cross_validate(cfg: CrossValConfig, items: list[LabeledItem], rubric: Rubric, work_dir: Path,
-                   predictions_path: Path | None = None) -> dict:
-    """{'tfidf': report, 'rm_<head>': report, 'rm_ordinal+tfidf': report, ...} on the same grouped folds.
+                   predictions_path: Path | None = None, folds: tuple[list[str], list] | None = None) -> dict:
+    """{'tfidf': report, 'rm_<head>': report, 'rm_ordinal+tfidf': report, ...} on the same folds (`folds`: what
+    make_folds returned, made from cfg when None).
 
     'rm_ordinal+tfidf' averages the two models' per-level probabilities (equal weights, nothing tuned): it shows
     how much of what TF-IDF gets right the RM misses."""
     truth, groups = label_matrix(items, rubric), group_ids(items)
-    names, folds = make_folds(cfg, items)
+    names, folds = folds or make_folds(cfg, items)
     results = {"folds": [{"name": name, "test_items": len(test_idx)} for name, (_, test_idx) in zip(names, folds)]}
     oofs = {}
     start = time.time()
@@ -256,10 +257,10 @@ def main(argv: list[str] | None = None) -> None:
     rubric = load_rubric(cfg.train.rubric)
     items = read_labels(cfg.labels, rubric, cfg.annotator)
     try:  # a split that cannot be made (a missing meta key, too few groups) fails here, before any training
-        make_folds(cfg, items)
+        folds = make_folds(cfg, items)
     except ValueError as err:
         parser.error(f"{cfg.labels}: {err}")
-    results = cross_validate(cfg, items, rubric, cfg.out / "work", cfg.out / "oof_predictions.jsonl")
+    results = cross_validate(cfg, items, rubric, cfg.out / "work", cfg.out / "oof_predictions.jsonl", folds)
     results["config"] = cfg.model_dump(mode="json")
     write_json(cfg.out / "crossval.json", results)
     text = cv_markdown(results, rubric, cfg, len(items))
