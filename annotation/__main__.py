@@ -1,4 +1,4 @@
-from annotation.cli import dispatch
+from core.cli import dispatch
 
 COMMANDS = {
     "data": ("annotation.prompts", "build prompt sets with student profiles and rm/rl/eval splits"),

@@ -26,10 +26,10 @@ from pydantic import Field
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
-from annotation.config import Config, ConfigError, add_arguments, build_config
+from core.config import Config, ConfigError, add_arguments, build_config
 from annotation.label import majority
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import DataError, LabeledItem, read_jsonl
+from core.rubric import Rubric, load_rubric
+from core.schema import DataError, LabeledItem, read_jsonl
 
 HUMAN_PREFIX = "human:"
 LLM_PREFIX = "llm:"

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from annotation.schema import save_figure, write_json, write_text  # noqa: E402
+from core.schema import save_figure, write_json, write_text  # noqa: E402
 
 HUMAN_HUMAN = "human-human"
 

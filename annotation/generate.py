@@ -19,9 +19,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from tqdm import tqdm
 
-from annotation.config import Config, ConfigError, load_yaml, run_cli
-from annotation.llm_client import ChatClient, ClientConfig, LLMError
-from annotation.schema import AppendLog, LabeledItem, PromptItem, read_jsonl, write_json, write_jsonl
+from core.config import Config, ConfigError, load_yaml, run_cli
+from core.llm_client import ChatClient, ClientConfig, LLMError
+from core.schema import AppendLog, LabeledItem, PromptItem, read_jsonl, write_json, write_jsonl
 
 STYLES_FILE = Path(__file__).resolve().parent.parent / "configs" / "styles.yaml"
 HUMAN = "human:teacher"
@@ -115,8 +115,8 @@ def to_item(request: Request, response: str, tokens: int) -> LabeledItem:
 def generate_local(model_name: str, requests: list[Request], config: GenerateConfig, record) -> dict:
     import torch
 
-    from annotation.models import load_causal_lm, load_tokenizer
-    from annotation.sampling import inverse_cdf_sampling
+    from core.models import load_causal_lm, load_tokenizer
+    from core.sampling import inverse_cdf_sampling
 
     if config.threads:
         torch.set_num_threads(config.threads)

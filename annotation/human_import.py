@@ -23,11 +23,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from annotation.config import Config, ConfigError, add_arguments, build_config
+from core.config import Config, ConfigError, add_arguments, build_config
 from annotation.labelstudio import iter_export_annotations
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import DataError, LabeledItem, parse_json_lines, read_jsonl, write_jsonl
-from annotation.sources import load_mrbench
+from core.rubric import Rubric, load_rubric
+from core.schema import DataError, LabeledItem, parse_json_lines, read_jsonl, write_jsonl
+from core.sources import load_mrbench
 
 ITEM_FIELDS = ("id", "context", "response", "annotator")
 LONG_FIELDS = ("dimension", "score")

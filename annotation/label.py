@@ -21,10 +21,10 @@ from pydantic import Field, field_validator
 from scipy.stats import rankdata
 from tqdm import tqdm
 
-from annotation.config import Config, ConfigError, run_cli
-from annotation.judges import Judge, JudgeJob, RawLabel, build_judges
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import AppendLog, DataError, LabeledItem, read_jsonl, write_json, write_jsonl
+from core.config import Config, ConfigError, run_cli
+from core.judges import Judge, JudgeJob, RawLabel, build_judges
+from core.rubric import Rubric, load_rubric
+from core.schema import AppendLog, DataError, LabeledItem, read_jsonl, write_json, write_jsonl
 
 ENSEMBLE = "ensemble"
 

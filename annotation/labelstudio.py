@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pydantic import Field
 
-from annotation.config import Config, ConfigError, add_arguments, build_config
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import DataError, LabeledItem, iter_jsonl, write_json, write_text
+from core.config import Config, ConfigError, add_arguments, build_config
+from core.rubric import Rubric, load_rubric
+from core.schema import DataError, LabeledItem, iter_jsonl, write_json, write_text
 
 TASKS_FILE = "tasks.json"
 CONFIG_FILE = "labeling_config.xml"

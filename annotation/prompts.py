@@ -21,9 +21,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from annotation.config import Config, ConfigError, add_arguments, build_config, load_config
-from annotation.schema import DataError, PromptItem, StudentProfile, Turn, write_json, write_jsonl, write_text
-from annotation.sources import (
+from core.config import Config, ConfigError, add_arguments, build_config, load_config
+from core.schema import DataError, PromptItem, StudentProfile, Turn, write_json, write_jsonl, write_text
+from core.sources import (
     GSM8KProblem, MathDialDialogue, load_gsm8k, load_mathdial, load_mathtutorbench, load_mrbench_problems,
     normalise_problem,
 )

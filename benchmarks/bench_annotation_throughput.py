@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from annotation.label import LabelConfig, run_label  # noqa: E402
-from annotation.schema import LabeledItem, write_json, write_jsonl, write_text  # noqa: E402
+from core.schema import LabeledItem, write_json, write_jsonl, write_text  # noqa: E402
 
 
 @contextmanager

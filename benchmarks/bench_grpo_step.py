@@ -27,10 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from annotation.config import load_config  # noqa: E402
-from annotation.models import load_causal_lm, load_tokenizer, set_offline  # noqa: E402
-from annotation.sampling import inverse_cdf_sampling, sample_inverse_cdf  # noqa: E402
-from annotation.schema import write_json, write_text  # noqa: E402
+from core.config import load_config  # noqa: E402
+from core.models import load_causal_lm, load_tokenizer, set_offline  # noqa: E402
+from core.sampling import inverse_cdf_sampling, sample_inverse_cdf  # noqa: E402
+from core.schema import write_json, write_text  # noqa: E402
 from benchmarks.compute_bound import matmul_gflops  # noqa: E402
 from policy.config import GRPORunConfig  # noqa: E402
 from policy.prompts import load_prompt_rows  # noqa: E402

@@ -24,9 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from annotation.models import set_offline  # noqa: E402
-from annotation.rubric import load_rubric  # noqa: E402
-from annotation.schema import write_json, write_text  # noqa: E402
+from core.models import set_offline  # noqa: E402
+from core.rubric import load_rubric  # noqa: E402
+from core.schema import write_json, write_text  # noqa: E402
 from benchmarks.compute_bound import cpu_description, matmul_gflops  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from annotation.schema import write_json, write_text  # noqa: E402
+from core.schema import write_json, write_text  # noqa: E402
 from benchmarks.compute_bound import cpu_description  # noqa: E402
 from pipeline.runner import Manifest, StagePlan, run_stage  # noqa: E402
 
@@ -56,9 +56,9 @@ def plans(out: Path, quick: bool) -> list[StagePlan]:
 
 
 def write_training_items(path: Path, n: int) -> None:
-    from annotation.rubric import load_rubric
-    from annotation.schema import write_jsonl
-    from annotation.sources import load_mrbench
+    from core.rubric import load_rubric
+    from core.schema import write_jsonl
+    from core.sources import load_mrbench
 
     items = load_mrbench(REPO / "data" / "mrbench_v3_dev" / "mrbench_v3_devset.json", load_rubric("mrbench"))
     write_jsonl(path, items[:n])

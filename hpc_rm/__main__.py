@@ -1,4 +1,4 @@
-from annotation.cli import dispatch
+from core.cli import dispatch
 
 COMMANDS = {
     "train": ("hpc_rm.train", "train the multi-head reward model on interchange labels"),

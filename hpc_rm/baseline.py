@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from annotation.rubric import Rubric
-from annotation.schema import LabeledItem
+from core.rubric import Rubric
+from core.schema import LabeledItem
 from hpc_rm.data import MISSING, label_matrix
 
 CONTEXT_TAIL_CHARS = 600

@@ -1,10 +1,10 @@
 """Bias probes for a reward model: does a head follow response length, and does it move when the same
-response is shown with another student's profile (`annotation.schema.swap_profile`)?"""
+response is shown with another student's profile (`core.schema.swap_profile`)?"""
 from __future__ import annotations
 
 import numpy as np
 
-from annotation.schema import PROFILE_HEADER, LabeledItem, StudentProfile, swap_profile
+from core.schema import PROFILE_HEADER, LabeledItem, StudentProfile, swap_profile
 
 # Used when the contexts carry no profiles of their own: students far apart in age, interests and needs.
 CONTRAST_PROFILES = [

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from annotation.config import Config, add_arguments, build_config
+from core.config import Config, add_arguments, build_config
 from annotation.label import majority
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import LabeledItem, write_json, write_text
+from core.rubric import Rubric, load_rubric
+from core.schema import LabeledItem, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline
 from hpc_rm.bias import length_correlation, profile_shift, swapped_contexts
 from hpc_rm.consistency_report import consistency_markdown, plot_consistency, summarise_seeds

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from annotation.rubric import Rubric
-from annotation.schema import save_figure
+from core.rubric import Rubric
+from core.schema import save_figure
 from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE
 
 SYSTEMS = ["rm_human", "rm_llm", "tfidf_human", "tfidf_llm"]

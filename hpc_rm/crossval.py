@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from annotation.config import Config, add_arguments, build_config
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import LabeledItem, save_figure, write_json, write_text
+from core.config import Config, add_arguments, build_config
+from core.rubric import Rubric, load_rubric
+from core.schema import LabeledItem, save_figure, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline, scores_and_levels
 from hpc_rm.data import MISSING, folds_by_meta, group_ids, group_of, grouped_folds, label_matrix, read_labels
 from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE, all_metrics

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import parse_json_lines, save_figure, write_json, write_text
+from core.rubric import Rubric, load_rubric
+from core.schema import parse_json_lines, save_figure, write_json, write_text
 from hpc_rm.baseline import scores_and_levels
 from hpc_rm.data import MISSING, level_logit_shift
 from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE, all_metrics

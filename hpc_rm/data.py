@@ -5,17 +5,17 @@ from pathlib import Path
 
 import numpy as np
 
-from annotation.rubric import Rubric
-from annotation.schema import DataError, LabeledItem, read_jsonl
+from core.rubric import Rubric
+from core.schema import DataError, LabeledItem, read_jsonl
 
 MISSING = -1  # label value of a dimension an annotator did not rate; the loss masks it out
 
 
 def read_labels(path: Path | str, rubric: Rubric, annotator_prefix: str | None = None) -> list[LabeledItem]:
     """Labeled lines of an interchange file (optionally only one annotator family), checked against the rubric.
-    A `.json` file is read as the MRBench release (`annotation.sources.load_mrbench`), so it needs no conversion."""
+    A `.json` file is read as the MRBench release (`core.sources.load_mrbench`), so it needs no conversion."""
     if Path(path).suffix == ".json":
-        from annotation.sources import load_mrbench
+        from core.sources import load_mrbench
 
         source = load_mrbench(path, rubric)
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from typing import Callable
 
-from annotation.schema import PROFILE_HEADER
+from core.schema import PROFILE_HEADER
 
 RESPONSE_MARKER = "\n\n## Tutor response\n"
 ELLIPSIS = "...\n"

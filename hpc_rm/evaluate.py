@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from annotation.config import Config, add_arguments, build_config
-from annotation.schema import LabeledItem, write_json, write_text
+from core.config import Config, add_arguments, build_config
+from core.schema import LabeledItem, write_json, write_text
 from hpc_rm.data import group_ids, label_matrix, read_labels
 from hpc_rm.metrics import (GROUP_PAIR_ACCURACY_NOTE, all_metrics, calibration_curve, metrics_table,
                             plot_calibration)

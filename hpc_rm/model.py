@@ -25,9 +25,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from annotation.models import is_encoder, load_tokenizer, resolve_model
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import write_json
+from core.models import is_encoder, load_tokenizer, resolve_model
+from core.rubric import Rubric, load_rubric
+from core.schema import write_json
 from hpc_rm.encoding import encode_pairs, pad_batch
 
 HeadKind = Literal["ordinal", "regression"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from annotation.config import Config, add_arguments, build_config
-from annotation.schema import LabeledItem, read_jsonl, write_jsonl
+from core.config import Config, add_arguments, build_config
+from core.schema import LabeledItem, read_jsonl, write_jsonl
 from hpc_rm.model import HPCRewardModel
 
 

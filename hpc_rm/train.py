@@ -19,9 +19,9 @@ from pydantic import Field, model_validator
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from annotation.config import Config, add_arguments, build_config, dump_config
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import LabeledItem, write_json
+from core.config import Config, add_arguments, build_config, dump_config
+from core.rubric import Rubric, load_rubric
+from core.schema import LabeledItem, write_json
 from hpc_rm.averaging import EpochWeightAverage
 from hpc_rm.data import (MISSING, GroupedShuffleSampler, PairDataset, class_weights, group_ids, label_matrix,
                          level_logit_shift, make_collator, read_labels)

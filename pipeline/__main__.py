@@ -12,8 +12,8 @@ import shlex
 import sys
 import time
 
-from annotation.config import ConfigError, add_arguments, build_config
-from annotation.models import set_offline
+from core.config import ConfigError, add_arguments, build_config
+from core.models import set_offline
 from pipeline.overview import write_overview
 from pipeline.runner import Manifest, is_done, run_stage
 from pipeline.stages import STAGE_ORDER, PipelineConfig, plan_stages, with_needs

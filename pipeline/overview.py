@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from annotation.schema import write_text
+from core.schema import write_text
 
 SECTIONS = [
     ("Label agreement: human vs LLM judge (MRBench V3 dev)", "reports/agreement", "agreement.md"),

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from annotation.schema import write_json
+from core.schema import write_json
 
 PACKAGES = ["torch", "transformers", "trl", "peft", "accelerate", "datasets", "scikit-learn", "krippendorff", "pydantic"]
 

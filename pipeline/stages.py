@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from annotation.config import Config
+from core.config import Config
 from pipeline.runner import StagePlan, python_module
 
 STAGE_ORDER = [

@@ -1,4 +1,4 @@
-from annotation.cli import dispatch
+from core.cli import dispatch
 
 COMMANDS = {
     "grpo": ("policy.grpo", "GRPO on the weighted HPC reward with a KL penalty"),

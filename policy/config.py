@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from annotation.config import Config
+from core.config import Config
 from policy.prompts import DEFAULT_SYSTEM_PROMPT
 from policy.rewards import validate_extra_params
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from annotation.config import Config, ConfigError, run_cli
-from annotation.models import load_causal_lm, load_tokenizer
-from annotation.schema import write_json, write_jsonl
+from core.config import Config, ConfigError, run_cli
+from core.models import load_causal_lm, load_tokenizer
+from core.schema import write_json, write_jsonl
 from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
 from policy.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
 from policy.rollout import completion_logprobs, reference_perplexity, sample_responses
@@ -146,7 +146,7 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     report.update(compare(base_scores, tuned_scores, cfg))
     report["kl_tuned_base"] = kl_on_tuned_samples(tuned_model, base_model, tuned_out, s, cfg, tokenizer.pad_token_id)
     if cfg.gsm8k:
-        from annotation.sources import load_gsm8k
+        from core.sources import load_gsm8k
 
         problems = load_gsm8k(cfg.gsm8k)[:cfg.gsm8k_items]
         questions, solutions = [p.question for p in problems], [p.plain_solution for p in problems]

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
-from annotation.config import ConfigError, dump_config, run_cli
-from annotation.models import load_tokenizer, resolve_model
-from annotation.sampling import inverse_cdf_sampling
-from annotation.schema import write_json, write_jsonl, write_text
+from core.config import ConfigError, dump_config, run_cli
+from core.models import load_tokenizer, resolve_model
+from core.sampling import inverse_cdf_sampling
+from core.schema import write_json, write_jsonl, write_text
 from policy.config import GRPORunConfig
 from policy.prompts import load_prompt_rows
 from policy.rewards import RewardSetup, build_reward_functions, validate_extra_params

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from annotation.schema import DataError, PromptItem, read_jsonl
+from core.schema import DataError, PromptItem, read_jsonl
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a patient math tutor. Help the student learn to solve the problem themselves: guide them with "

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from annotation.schema import save_figure, write_text  # noqa: E402
+from core.schema import save_figure, write_text  # noqa: E402
 
 DEFAULT_LM_EVAL_TASKS = ["mmlu_pro", "ceval-valid"]  # EduAlign's forgetting checks: MMLU-Pro and CEval
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from annotation.config import Config, validate
+from core.config import Config, validate
 from policy.prompts import numbers_in, parse_number
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from annotation.sampling import inverse_cdf_sampling
+from core.sampling import inverse_cdf_sampling
 
 
 @dataclass

@@ -16,9 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from annotation.config import Config, ConfigError, load_config, run_cli  # noqa: E402
-from annotation.models import load_tokenizer  # noqa: E402
-from annotation.schema import save_figure, write_json, write_text  # noqa: E402
+from core.config import Config, ConfigError, load_config, run_cli  # noqa: E402
+from core.models import load_tokenizer  # noqa: E402
+from core.schema import save_figure, write_json, write_text  # noqa: E402
 from policy.config import GRPORunConfig  # noqa: E402
 from policy.evaluate import EvalConfig, compare, score_policy  # noqa: E402
 from policy.grpo import FINAL_POLICY, load_reward_model, run_grpo  # noqa: E402

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import httpx
 from fastapi.testclient import TestClient
 
-from annotation.schema import StudentProfile, Turn, render_context, write_jsonl
+from core.schema import StudentProfile, Turn, render_context, write_jsonl
 from annotation.serve import ServeConfig, prepare_store
 from annotation.serve.app import create_app
 

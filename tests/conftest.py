@@ -20,7 +20,7 @@ def tiny_causal_lm(tmp_path_factory) -> str:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from annotation.models import load_tokenizer
+    from core.models import load_tokenizer
 
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     config = LlamaConfig(
@@ -43,7 +43,7 @@ def tiny_encoder(tmp_path_factory) -> str:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from annotation.models import resolve_model
+    from core.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
     config = BertConfig(

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from annotation.agreement import main
-from annotation.schema import write_jsonl
+from core.schema import write_jsonl
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -4,8 +4,8 @@ import math
 import pytest
 
 from annotation.agreement import agreement_report, human_agreement, krippendorff_alpha, pairwise_agreement
-from annotation.rubric import load_rubric
-from annotation.schema import DataError, LabeledItem
+from core.rubric import load_rubric
+from core.schema import DataError, LabeledItem
 
 
 def test_missing_values_are_dropped_pairwise():

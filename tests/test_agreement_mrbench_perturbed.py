@@ -4,9 +4,9 @@ from pathlib import Path
 
 
 from annotation.agreement import agreement_report, main
-from annotation.rubric import load_rubric
-from annotation.schema import LabeledItem, write_jsonl
-from annotation.sources import load_mrbench
+from core.rubric import load_rubric
+from core.schema import LabeledItem, write_jsonl
+from core.sources import load_mrbench
 
 ROOT = Path(__file__).resolve().parent.parent
 MRBENCH = ROOT / "data/mrbench_v3_dev/mrbench_v3_devset.json"  # shipped with the repo: no skip if it is missing

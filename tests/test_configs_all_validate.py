@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from annotation.config import load_config
-from annotation.rubric import load_rubric
+from core.config import load_config
+from core.rubric import load_rubric
 from pipeline.stages import PipelineConfig, plan_stages
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def stage_config_classes():
 
 def file_class(path: Path):
     """Which config class a shipped YAML file is for, by its folder and name."""
-    from annotation.judges import load_judge_config
+    from core.judges import load_judge_config
 
     classes = stage_config_classes()
     rel = path.relative_to(CONFIGS).as_posix()

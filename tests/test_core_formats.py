@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from annotation.config import Config, ConfigError, add_arguments, build_config, load_config
-from annotation.rubric import load_rubric
-from annotation.schema import (
+from core.config import Config, ConfigError, add_arguments, build_config, load_config
+from core.rubric import load_rubric
+from core.schema import (
     AppendLog, DataError, LabeledItem, PromptItem, StudentProfile, Turn, read_jsonl, swap_profile, write_jsonl,
 )
 

@@ -9,7 +9,7 @@ import pytest
 
 import annotation.generate as generate
 from annotation.generate import main as generate_main
-from annotation.schema import AppendLog, LabeledItem, PromptItem, StudentProfile, Turn, read_jsonl, write_jsonl
+from core.schema import AppendLog, LabeledItem, PromptItem, StudentProfile, Turn, read_jsonl, write_jsonl
 
 
 def write_prompts(path) -> list[PromptItem]:

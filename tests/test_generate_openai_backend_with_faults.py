@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from annotation.generate import main as generate_main
-from annotation.schema import LabeledItem, read_jsonl
+from core.schema import LabeledItem, read_jsonl
 from tests.fake_openai_server import FakeOpenAI
 from tests.test_generate_local_styles_and_resume import write_prompts
 

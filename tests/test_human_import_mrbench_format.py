@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from annotation.human_import import main
-from annotation.schema import LabeledItem, read_jsonl
+from core.schema import LabeledItem, read_jsonl
 
 MRBENCH = Path(__file__).resolve().parent.parent / "data/mrbench_v3_dev/mrbench_v3_devset.json"
 

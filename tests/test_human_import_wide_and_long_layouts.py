@@ -3,7 +3,7 @@ LabeledItem per (item, annotator), levels mapped through the rubric."""
 import json
 
 from annotation.human_import import main
-from annotation.schema import LabeledItem, read_jsonl, write_jsonl
+from core.schema import LabeledItem, read_jsonl, write_jsonl
 
 WIDE_CSV = """item_id,text,ctx,rater,help_score,pers,Creativity
 a1,"Try 3+4 again, counting on your fingers","Student: 3+4=8",ann,Yes,1,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from annotation.sampling import inverse_cdf_sampling, sample_inverse_cdf
+from core.sampling import inverse_cdf_sampling, sample_inverse_cdf
 
 
 def test_frequencies_match_the_probabilities():

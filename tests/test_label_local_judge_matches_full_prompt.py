@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from annotation.judges import JudgeJob, RawLabel, build_judges
-from annotation.judges.local_judge import PromptPieces
-from annotation.rubric import load_rubric
-from annotation.schema import LabeledItem
+from core.judges import JudgeJob, RawLabel, build_judges
+from core.judges.local_judge import PromptPieces
+from core.rubric import load_rubric
+from core.schema import LabeledItem
 
 
 def _items() -> list[LabeledItem]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from annotation.label import main as label_main
-from annotation.rubric import load_rubric
-from annotation.schema import LabeledItem, read_jsonl, write_jsonl
+from core.rubric import load_rubric
+from core.schema import LabeledItem, read_jsonl, write_jsonl
 
 CONTEXT = ("## Dialogue so far\nTutor: What is 20 divided by 4?\nStudent: 20 divided by 4 is 6, so Tyson needs 6 "
            "sandwiches.")

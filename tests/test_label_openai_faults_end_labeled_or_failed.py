@@ -8,8 +8,8 @@ import yaml
 
 from annotation.label import main as label_main
 from annotation.label import majority
-from annotation.rubric import load_rubric
-from annotation.schema import LabeledItem, read_jsonl, write_jsonl
+from core.rubric import load_rubric
+from core.schema import LabeledItem, read_jsonl, write_jsonl
 from tests.fake_openai_server import FakeOpenAI
 
 

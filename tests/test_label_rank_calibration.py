@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from annotation.label import calibrate_by_rank, rank_levels
-from annotation.rubric import load_rubric
-from annotation.schema import LabeledItem
+from core.rubric import load_rubric
+from core.schema import LabeledItem
 
 
 def test_rank_levels_cut_at_the_shares():

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from annotation.judges.local_judge import LocalJudge
+from core.judges.local_judge import LocalJudge
 from annotation.label import main as label_main
-from annotation.schema import AppendLog, LabeledItem, read_jsonl
+from core.schema import AppendLog, LabeledItem, read_jsonl
 from tests.fake_openai_server import FakeOpenAI
 from tests.test_label_openai_faults_end_labeled_or_failed import write_items, write_judge
 

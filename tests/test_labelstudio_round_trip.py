@@ -8,8 +8,8 @@ import pytest
 
 from annotation.human_import import main as import_main
 from annotation.labelstudio import main as export_main
-from annotation.rubric import load_rubric
-from annotation.schema import LabeledItem, read_jsonl, write_jsonl
+from core.rubric import load_rubric
+from core.schema import LabeledItem, read_jsonl, write_jsonl
 
 
 def _export(tmp_path, rubric="hpc"):

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from annotation.llm_client import ChatClient, ClientConfig, LLMError
+from core.llm_client import ChatClient, ClientConfig, LLMError
 from tests.fake_openai_server import FakeOpenAI
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from annotation.config import ConfigError, load_config
+from core.config import ConfigError, load_config
 from policy.config import GRPORunConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "policy"

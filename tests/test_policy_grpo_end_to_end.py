@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from annotation.schema import PromptItem, StudentProfile, Turn, write_jsonl
+from core.schema import PromptItem, StudentProfile, Turn, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def tiny_rm(tiny_encoder, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def grpo_run(tiny_causal_lm, tiny_rm, prompt_files, tmp_path_factory):
-    from annotation.config import load_config
+    from core.config import load_config
     from policy.config import GRPORunConfig
     from policy.grpo import run_grpo
 
@@ -92,7 +92,7 @@ def test_finished_run_drops_its_resume_checkpoints_by_default(grpo_run, tmp_path
 
 
 def test_eval_reports_on_tiny_run(grpo_run, prompt_files, tmp_path):
-    from annotation.config import load_config
+    from core.config import load_config
     from policy.evaluate import EvalConfig, evaluate_policies
 
     cfg, _ = grpo_run
@@ -121,7 +121,7 @@ def test_eval_reports_on_tiny_run(grpo_run, prompt_files, tmp_path):
 def test_bf16_rollout_copy_samples_and_follows_the_trained_weights(tiny_causal_lm, tiny_rm, prompt_files, tmp_path):
     import torch
 
-    from annotation.config import load_config
+    from core.config import load_config
     from policy.config import GRPORunConfig
     from policy.grpo import build_trainer
 
@@ -154,7 +154,7 @@ def test_bf16_rollout_copy_samples_and_follows_the_trained_weights(tiny_causal_l
 
 
 def test_rollout_copy_is_refused_with_vllm():
-    from annotation.config import ConfigError, load_config
+    from core.config import ConfigError, load_config
     from policy.config import GRPORunConfig
 
     with pytest.raises(ConfigError, match="rollout_dtype"):

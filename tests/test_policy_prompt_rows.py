@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from annotation.models import load_tokenizer
-from annotation.schema import DataError, PromptItem, StudentProfile, Turn, write_jsonl
+from core.models import load_tokenizer
+from core.schema import DataError, PromptItem, StudentProfile, Turn, write_jsonl
 from policy.prompts import load_prompt_rows
 
 

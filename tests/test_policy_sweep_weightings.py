@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotation.config import ConfigError, load_config
+from core.config import ConfigError, load_config
 from policy.sweep import SweepConfig, run_name, weightings
 
 DIMS = ["Helpfulness", "Personalization", "Creativity"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from annotation.prompts import main
-from annotation.schema import PromptItem, read_jsonl
+from core.schema import PromptItem, read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 SPLITS = ("rm", "rl", "eval")

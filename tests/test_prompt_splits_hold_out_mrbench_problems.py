@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from annotation.config import load_config
+from core.config import load_config
 from annotation.prompts import DataConfig, build_prompt_sets
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from annotation.config import ConfigError
+from core.config import ConfigError
 from annotation.prompts import (
     DataConfig, attach_profiles, build_prompt_sets, load_profile_lists, main, mathdial_items, single_turn_items,
 )
-from annotation.sources import load_gsm8k, load_mathdial, load_mathtutorbench
+from core.sources import load_gsm8k, load_mathdial, load_mathtutorbench
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"

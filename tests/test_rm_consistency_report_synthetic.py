@@ -2,7 +2,7 @@
 the "judge" inverts them; the report must see exactly that, over 3 seeds, with every table and the plot."""
 import json
 
-from annotation.schema import write_jsonl
+from core.schema import write_jsonl
 from hpc_rm import consistency
 from tests.test_rm_train_score_resume import synthetic_items
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotation.sources import load_mrbench
-from annotation.schema import write_jsonl
+from core.sources import load_mrbench
+from core.schema import write_jsonl
 from hpc_rm import crossval
 from hpc_rm.data import folds_by_meta, group_of
 from tests.test_rm_train_score_resume import synthetic_items

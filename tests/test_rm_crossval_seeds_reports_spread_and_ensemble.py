@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from annotation.rubric import load_rubric
-from annotation.schema import write_jsonl
+from core.rubric import load_rubric
+from core.schema import write_jsonl
 from hpc_rm import crossval, crossval_seeds
 from tests.test_rm_train_score_resume import synthetic_items
 

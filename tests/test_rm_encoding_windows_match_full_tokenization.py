@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from annotation.models import load_tokenizer
-from annotation.schema import PROFILE_HEADER
+from core.models import load_tokenizer
+from core.schema import PROFILE_HEADER
 from hpc_rm import encoding
 
 WORDS = ["Student:", "Tutor:", "I", "think", "7", "x", "8", "=", "54,", "so", "the", "answer", "is", "$12.50.",

@@ -1,8 +1,8 @@
 """The within-context pair order metric: what GRPO's group-relative advantages take from the RM."""
 import numpy as np
 
-from annotation.rubric import load_rubric
-from annotation.schema import LabeledItem
+from core.rubric import load_rubric
+from core.schema import LabeledItem
 from hpc_rm.data import MISSING, group_ids
 from hpc_rm.metrics import all_metrics, metrics_table, within_group_pair_accuracy
 

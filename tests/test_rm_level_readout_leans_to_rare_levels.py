@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from annotation.rubric import load_rubric
+from core.rubric import load_rubric
 from hpc_rm.data import level_logit_shift
 from hpc_rm.model import HPCRewardModel
 from hpc_rm.train import TrainConfig, train_reward_model

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import PROFILE_HEADER
+from core.rubric import Rubric, load_rubric
+from core.schema import PROFILE_HEADER
 from hpc_rm.data import MISSING, class_weights
 from hpc_rm.model import HPCRewardModel
 from hpc_rm.train import head_loss

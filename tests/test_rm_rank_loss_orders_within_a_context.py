@@ -3,7 +3,7 @@ different labels are compared."""
 import numpy as np
 import torch
 
-from annotation.rubric import load_rubric
+from core.rubric import load_rubric
 from hpc_rm import train as train_module
 from hpc_rm.data import MISSING, GroupedShuffleSampler
 from hpc_rm.train import RANK_TEMPERATURE, TrainConfig, rank_loss, train_reward_model

@@ -2,7 +2,7 @@
 scoring, and a saved model keeps that setting."""
 import numpy as np
 
-from annotation.rubric import load_rubric
+from core.rubric import load_rubric
 from hpc_rm.model import HPCRewardModel
 from hpc_rm.train import TrainConfig, build_model
 

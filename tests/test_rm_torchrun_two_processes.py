@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from annotation.schema import write_jsonl
+from core.schema import write_jsonl
 from tests.test_rm_train_score_resume import synthetic_items
 
 

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from annotation.schema import LabeledItem, read_jsonl, write_jsonl
+from core.schema import LabeledItem, read_jsonl, write_jsonl
 from hpc_rm import evaluate, score, train
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from annotation.rubric import load_rubric
+from core.rubric import load_rubric
 from hpc_rm.averaging import STATE_FILE
 from hpc_rm.train import TrainConfig, train_reward_model
 from tests.test_rm_train_score_resume import synthetic_items

@@ -4,8 +4,8 @@ import json
 
 from annotation.agreement import human_agreement
 from annotation.serve import admin
-from annotation.rubric import load_rubric
-from annotation.schema import LabeledItem
+from core.rubric import load_rubric
+from core.schema import LabeledItem
 from browser_support import bearer, local_app
 
 

@@ -3,7 +3,7 @@ comment), comes back later to the item where they stopped, and an admin download
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from annotation.schema import LabeledItem
+from core.schema import LabeledItem
 from annotation.serve.db import LabelStore
 from browser_support import Server, expect_item_page, launch_chromium, log_in, write_tasks
 

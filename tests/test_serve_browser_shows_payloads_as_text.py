@@ -3,7 +3,7 @@ item's id, context and response, and in a comment, run nothing in Chromium and a
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from annotation.schema import write_jsonl
+from core.schema import write_jsonl
 from annotation.serve.db import LabelStore
 from browser_support import Server, launch_chromium, log_in
 

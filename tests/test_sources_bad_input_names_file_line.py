@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from annotation.schema import DataError
-from annotation.sources import load_gsm8k, load_mathdial, load_mathtutorbench, load_mrbench, load_mrbench_unlabeled
+from core.schema import DataError
+from core.sources import load_gsm8k, load_mathdial, load_mathtutorbench, load_mrbench, load_mrbench_unlabeled
 
 GOOD_GSM8K = {"question": "Ann has 2 apples and buys 3. How many now?", "answer": "2+3=5\n#### 5"}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from annotation.sources import (
+from core.sources import (
     load_gsm8k, load_mathdial, load_mathtutorbench, load_mrbench, load_mrbench_problems, load_mrbench_unlabeled,
 )
 

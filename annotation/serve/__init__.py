@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from annotation.config import Config, ConfigError, add_arguments, build_config
-from annotation.schema import DataError, LabeledItem, iter_jsonl
+from core.config import Config, ConfigError, add_arguments, build_config
+from core.schema import DataError, LabeledItem, iter_jsonl
 
 
 class ServeConfig(Config):
@@ -43,7 +43,7 @@ def read_tasks(path: Path) -> list[LabeledItem]:
 
 def prepare_store(config: ServeConfig):
     """Open the db, fix its rubric and add the tasks; returns (store, rubric)."""
-    from annotation.rubric import load_rubric
+    from core.rubric import load_rubric
     from annotation.serve.db import LabelStore
 
     rubric = load_rubric(config.rubric)

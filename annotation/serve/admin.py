@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from annotation.config import Config, add_arguments, build_config
-from annotation.schema import write_jsonl
+from core.config import Config, add_arguments, build_config
+from core.schema import write_jsonl
 from annotation.serve.db import LabelStore, StoreError
 
 ACTIONS = ("create", "new-token", "list", "revoke", "export")

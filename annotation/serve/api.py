@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from annotation.rubric import Rubric
+from core.rubric import Rubric
 from annotation.serve.auth import current_annotator
 from annotation.serve.db import Annotator, Item, LabelStore, NotAssigned, SlotTaken
 

@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from annotation.rubric import Rubric
+from core.rubric import Rubric
 from annotation.serve import api, pages, summary
 from annotation.serve.db import LabelStore
 

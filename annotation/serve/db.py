@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from annotation.rubric import Rubric
-from annotation.schema import LabeledItem
+from core.rubric import Rubric
+from core.schema import LabeledItem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from annotation.schema import PROFILE_HEADER
+from core.schema import PROFILE_HEADER
 from annotation.serve.api import LabelSubmission, progress_of, save_submission
 from annotation.serve.auth import COOKIE, current_annotator, request_token, require_admin
 from annotation.serve.db import Annotator, LabelStore

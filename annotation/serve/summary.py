@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from annotation.rubric import Rubric
+from core.rubric import Rubric
 from annotation.serve.auth import require_admin
 from annotation.serve.db import Annotator, LabelStore
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from annotation.config import ConfigError, load_yaml, validate
+from core.config import ConfigError, load_yaml, validate
 
 RUBRIC_DIR = Path(__file__).resolve().parent.parent / "configs" / "rubrics"
 

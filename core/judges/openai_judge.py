@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from annotation.judges import Judge, JudgeConfig, JudgeJob, RawLabel, register
-from annotation.llm_client import ChatClient, ClientConfig, LLMError
-from annotation.rubric import Rubric
+from core.judges import Judge, JudgeConfig, JudgeJob, RawLabel, register
+from core.llm_client import ChatClient, ClientConfig, LLMError
+from core.rubric import Rubric
 
 
 class OpenAIJudgeConfig(JudgeConfig, ClientConfig):

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import httpx
 from pydantic import Field
 
-from annotation.config import Config
+from core.config import Config
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 # httpcore's pool rescans every waiting request against every connection on each event, which is quadratic in

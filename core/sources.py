@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from annotation.rubric import Rubric, load_rubric
-from annotation.schema import (
+from core.rubric import Rubric, load_rubric
+from core.schema import (
     DataError, LabeledItem, PromptItem, StudentProfile, Turn, parse_json_lines, render_context,
 )
 

@@ -15,7 +15,7 @@ def dispatch(prog: str, commands: dict[str, tuple[str, str]], argv: list[str] | 
         if argv and argv[0] not in {"-h", "--help"}:
             raise SystemExit(f"\nunknown command {argv[0]!r}")
         raise SystemExit(0 if argv else 2)
-    from annotation.models import set_offline
+    from core.models import set_offline
 
     set_offline()
     module = importlib.import_module(commands[argv[0]][0])

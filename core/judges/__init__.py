@@ -19,12 +19,12 @@ from urllib.parse import parse_qsl
 import yaml
 from pydantic import BaseModel, Field
 
-from annotation.config import Config, ConfigError, load_yaml, validate
-from annotation.rubric import Rubric
-from annotation.schema import LabeledItem
+from core.config import Config, ConfigError, load_yaml, validate
+from core.rubric import Rubric
+from core.schema import LabeledItem
 
 JUDGE_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "judges"
-BACKEND_MODULES = {"openai": "annotation.judges.openai_judge", "local": "annotation.judges.local_judge"}
+BACKEND_MODULES = {"openai": "core.judges.openai_judge", "local": "core.judges.local_judge"}
 
 
 class JudgeConfig(Config):

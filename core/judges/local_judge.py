@@ -23,9 +23,9 @@ from collections.abc import Callable
 import torch
 from pydantic import Field
 
-from annotation.judges import Judge, JudgeConfig, JudgeJob, RawLabel, register
-from annotation.models import load_causal_lm, load_tokenizer
-from annotation.rubric import Dimension, Rubric
+from core.judges import Judge, JudgeConfig, JudgeJob, RawLabel, register
+from core.models import load_causal_lm, load_tokenizer
+from core.rubric import Dimension, Rubric
 
 CUT_MARK = "(earlier dialogue cut) ... "
 _SPLIT_A, _SPLIT_B = "\uE000ITEM\uE000", "\uE000END\uE000"

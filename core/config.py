@@ -122,7 +122,7 @@ def run_cli(cls: type[C], argv: list[str] | None, prog: str, description: str | 
     """A stage command's `main`: flags over the YAML config, validate, `run(cfg)`; bad input (config, data or a
     missing file) ends in one `error: ...` line naming the file and field instead of a traceback.
     Returns (cfg, run's result)."""
-    from annotation.schema import DataError  # schema does not import config; kept local to stay that way
+    from core.schema import DataError  # schema does not import config; kept local to stay that way
 
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -131,10 +131,10 @@ def load_causal_lm(name: str, dtype: str = "float32", **kwargs):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m annotation.models prepare` converts/locates every embedded model once (used by make setup)."""
+    """`python -m core.models prepare` converts/locates every embedded model once (used by make setup)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m annotation.models", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m core.models", description=main.__doc__)
     parser.add_argument("action", choices=["prepare", "list"])
     args = parser.parse_args(argv)
     set_offline()
