@@ -27,8 +27,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from core.config import Config, ConfigError, add_arguments, build_config
-from annotation.label import majority
-from core.rubric import Rubric, load_rubric
+from core.rubric import Rubric, load_rubric, majority
 from core.schema import DataError, LabeledItem, read_jsonl
 
 HUMAN_PREFIX = "human:"

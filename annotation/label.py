@@ -10,7 +10,6 @@ without repeating a call or losing a label. From the raw log it then rebuilds:
 """
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from core.config import Config, ConfigError, run_cli
 from core.judges import Judge, JudgeJob, RawLabel, build_judges
-from core.rubric import Rubric, load_rubric
+from core.rubric import Rubric, load_rubric, majority
 from core.schema import AppendLog, DataError, LabeledItem, read_jsonl, write_json, write_jsonl
 
 ENSEMBLE = "ensemble"
@@ -54,14 +53,6 @@ class LabelConfig(Config):
         if isinstance(value, str):
             return [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
         return value
-
-
-def majority(values: list[int]) -> int:
-    """Most frequent level; a tie between levels goes to the rounded mean (half rounds up)."""
-    counts = Counter(values).most_common()
-    if len(counts) > 1 and counts[0][1] == counts[1][1]:
-        return math.floor(sum(values) / len(values) + 0.5)
-    return counts[0][0]
 
 
 def combine(score_sets: list[dict[str, int]], names: list[str]) -> tuple[dict[str, int], dict[str, float]]:

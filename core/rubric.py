@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections import Counter
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -119,3 +121,11 @@ def load_rubric(path_or_name: str | Path) -> Rubric:
     if not path.exists():
         raise ConfigError(f"{path}: rubric not found (give a YAML path or one of {sorted(p.stem for p in RUBRIC_DIR.glob('*.yaml'))})")
     return validate(Rubric, load_yaml(path), str(path))
+
+
+def majority(values: list[int]) -> int:
+    """Most frequent level; a tie between levels goes to the rounded mean (half rounds up)."""
+    counts = Counter(values).most_common()
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return math.floor(sum(values) / len(values) + 0.5)
+    return counts[0][0]

@@ -16,8 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from core.config import Config, add_arguments, build_config
-from annotation.label import majority
-from core.rubric import Rubric, load_rubric
+from core.rubric import Rubric, load_rubric, majority
 from core.schema import LabeledItem, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline
 from hpc_rm.bias import length_correlation, profile_shift, swapped_contexts

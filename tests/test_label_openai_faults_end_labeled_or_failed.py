@@ -7,8 +7,7 @@ import json
 import yaml
 
 from annotation.label import main as label_main
-from annotation.label import majority
-from core.rubric import load_rubric
+from core.rubric import load_rubric, majority
 from core.schema import LabeledItem, read_jsonl, write_jsonl
 from tests.fake_openai_server import FakeOpenAI
 
