@@ -168,7 +168,7 @@ def main() -> None:
     sampler = {b: sampler_ms(b, model.config.vocab_size) for b in (trl_batch, big)}
     del bf16_model
 
-    from hpc_rm.model import HPCRewardModel
+    from core.reward_model import HPCRewardModel
 
     rm = (HPCRewardModel.from_pretrained(args.reward_model) if args.reward_model
           else HPCRewardModel.from_backbone("minilm-l6", "hpc"))

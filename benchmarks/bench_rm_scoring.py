@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     set_offline()
     from hpc_rm.data import read_labels
-    from hpc_rm.model import HPCRewardModel
+    from core.reward_model import HPCRewardModel
 
     rubric = load_rubric(args.rubric)
     if args.model:

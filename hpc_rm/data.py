@@ -191,7 +191,7 @@ class GroupedShuffleSampler:
 def make_collator(tokenizer):
     import torch
 
-    from hpc_rm.encoding import pad_batch
+    from core.reward_encoding import pad_batch
 
     def collate(rows: list[dict]) -> dict:
         extra = {"labels": torch.tensor([row["labels"] for row in rows], dtype=torch.long)}

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from core.config import Config, add_arguments, build_config
 from core.schema import LabeledItem, read_jsonl, write_jsonl
-from hpc_rm.model import HPCRewardModel
+from core.reward_model import HPCRewardModel
 
 
 class ScoreConfig(Config):

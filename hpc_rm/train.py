@@ -25,7 +25,7 @@ from core.schema import LabeledItem, write_json
 from hpc_rm.averaging import EpochWeightAverage
 from hpc_rm.data import (MISSING, GroupedShuffleSampler, PairDataset, class_weights, group_ids, label_matrix,
                          level_logit_shift, make_collator, read_labels)
-from hpc_rm.model import HeadKind, HPCRewardModel, LoraSpec, Pooling
+from core.reward_model import HeadKind, HPCRewardModel, LoraSpec, Pooling
 
 
 class TrainConfig(Config):

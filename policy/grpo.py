@@ -94,7 +94,7 @@ class TimedGRPOTrainer(GRPOTrainer):
 
 
 def load_reward_model(path: str):
-    from hpc_rm.model import HPCRewardModel
+    from core.reward_model import HPCRewardModel
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return HPCRewardModel.from_pretrained(path, device=device)

@@ -41,7 +41,7 @@ def test_extra_rewards_are_checked():
 
 
 def test_weights_must_match_reward_model_dimensions(tiny_encoder):
-    from hpc_rm.model import HPCRewardModel
+    from core.reward_model import HPCRewardModel
     from policy.grpo import reward_weights_for
     from policy.rewards import RewardSetup, build_reward_functions, validate_extra_params
 

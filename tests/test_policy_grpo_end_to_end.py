@@ -28,7 +28,7 @@ def prompt_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_rm(tiny_encoder, tmp_path_factory):
-    from hpc_rm.model import HPCRewardModel
+    from core.reward_model import HPCRewardModel
 
     path = tmp_path_factory.mktemp("rm")
     HPCRewardModel.from_backbone(tiny_encoder, "hpc").save_pretrained(path)

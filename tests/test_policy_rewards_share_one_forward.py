@@ -19,7 +19,7 @@ def call_all(funcs, completions, **columns):
 
 @pytest.fixture(scope="module")
 def counted_rm(tiny_encoder):
-    from hpc_rm.model import HPCRewardModel
+    from core.reward_model import HPCRewardModel
 
     rm = HPCRewardModel.from_backbone(tiny_encoder, "hpc")
     calls = []

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core.schema import LabeledItem, write_jsonl
-from hpc_rm.model import SCORING_LENGTH_MULTIPLE, HPCRewardModel
+from core.reward_model import SCORING_LENGTH_MULTIPLE, HPCRewardModel
 
 LONG = "Student: I added 17 and 25 and got 32 because 7 plus 5 is 12, so I wrote 2. " * 8
 

@@ -10,7 +10,7 @@ import pytest
 
 from core.models import load_tokenizer
 from core.schema import PROFILE_HEADER
-from hpc_rm import encoding
+from core import reward_encoding as encoding
 
 WORDS = ["Student:", "Tutor:", "I", "think", "7", "x", "8", "=", "54,", "so", "the", "answer", "is", "$12.50.",
          "Let's", "check", "denominators", "again", "\u00a0and", "multiplication", "(3/4)", "of", "half"]

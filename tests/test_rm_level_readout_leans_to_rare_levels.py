@@ -8,7 +8,7 @@ import torch
 
 from core.rubric import load_rubric
 from hpc_rm.data import level_logit_shift
-from hpc_rm.model import HPCRewardModel
+from core.reward_model import HPCRewardModel
 from hpc_rm.train import TrainConfig, train_reward_model
 from tests.test_rm_train_score_resume import synthetic_items
 

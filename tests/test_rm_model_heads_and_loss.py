@@ -7,7 +7,7 @@ import torch
 from core.rubric import Rubric, load_rubric
 from core.schema import PROFILE_HEADER
 from hpc_rm.data import MISSING, class_weights
-from hpc_rm.model import HPCRewardModel
+from core.reward_model import HPCRewardModel
 from hpc_rm.train import head_loss
 
 

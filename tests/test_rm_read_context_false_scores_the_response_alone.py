@@ -3,7 +3,7 @@ scoring, and a saved model keeps that setting."""
 import numpy as np
 
 from core.rubric import load_rubric
-from hpc_rm.model import HPCRewardModel
+from core.reward_model import HPCRewardModel
 from hpc_rm.train import TrainConfig, build_model
 
 DIALOGUES = ["## Dialogue so far\nStudent: 3 x 4 = 12, so the answer is 7.",

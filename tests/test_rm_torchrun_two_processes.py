@@ -27,7 +27,7 @@ def test_two_process_training_saves_a_working_model(tiny_encoder, tmp_path):
     assert summary["world_size"] == 2
     state = json.loads((out / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2  # 16 items / (2 ranks x 4) = 2 steps: the data was split between ranks
-    from hpc_rm.model import HPCRewardModel
+    from core.reward_model import HPCRewardModel
 
     scores = HPCRewardModel.from_pretrained(out).score(["Student: 2+2?"], ["What is 2+1?"])
     assert set(scores) == {"Helpfulness", "Personalization", "Creativity"}

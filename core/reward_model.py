@@ -28,7 +28,7 @@ from torch import nn
 from core.models import is_encoder, load_tokenizer, resolve_model
 from core.rubric import Rubric, load_rubric
 from core.schema import write_json
-from hpc_rm.encoding import encode_pairs, pad_batch
+from core.reward_encoding import encode_pairs, pad_batch
 
 HeadKind = Literal["ordinal", "regression"]
 Pooling = Literal["mean_pair", "mean", "last"]
