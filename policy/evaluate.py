@@ -5,6 +5,13 @@ response. Reported: per-dimension and weighted mean RM scores with paired bootst
 base, per prompt), win rate under the RM, KL(tuned || base) estimated token by token on the tuned policy's own
 samples, response length, distinct-n, the share of training groups with zero reward spread (TRL's
 `frac_reward_zero_std`), perplexity on held-out GSM8K reference solutions, and an lm-eval-harness hook.
+
+Because the training RM is the one thing the policy was optimised against, its gain is not evidence on its own:
+`--judges` (LLM judges, the specs of `annotation label`) and `--rms` (other RM folders) score the same responses,
+and the report puts each one's gain next to the training RM's and flags a gain only the training RM sees
+(`policy/independent.py`). Rule-based checks (answer leaked, empty, cut at the token limit, length) run every time.
+`--tutorbench.settings` adds MathTutorBench's teacher-turn win rates and `--tutorbench.gsm8k-accuracy-items` GSM8K
+accuracy (`policy/tutorbench.py`).
 Writes report.md, report.json, responses.jsonl and plots to `<run>/eval` (or --out).
 """
 from __future__ import annotations
@@ -17,11 +24,17 @@ from pydantic import Field
 
 from core.config import Config, ConfigError, run_cli
 from core.models import load_causal_lm, load_tokenizer
+from core.rubric import load_rubric
 from core.schema import write_json, write_jsonl
+from core.sources import load_mrbench_problems
+from policy.independent import (compare_scores, hacking_gaps, judge_scorers, load_agreement, load_rm_scorers,
+                                per_prompt, rm_scorer)
 from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
 from policy.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
+from policy.rewards import leaked_answers
 from policy.rollout import completion_logprobs, reference_perplexity, sample_responses
 from policy.stats import distinct_n, mean_interval, paired_difference, win_rate
+from policy.tutorbench import TutorBenchOptions, gsm8k_accuracy, load_task, teacher_win_rates, write_teacher_turns
 
 
 class EvalConfig(Config):
@@ -42,6 +55,18 @@ class EvalConfig(Config):
     gsm8k_items: int = Field(32, ge=1, description="GSM8K reference solutions used for perplexity")
     lm_eval_tasks: list[str] = Field(default_factory=list, description="lm-eval-harness tasks to run (GPU users); "
                                                                        "the command is printed when it is missing")
+    judges: list[str] = Field(default_factory=list, description="independent LLM judges (the specs of `annotation "
+                                                                 "label`: local?model=..., openai, a YAML path)")
+    judge_rubric: str | None = Field(None, description="rubric the judges score on (None: the training RM's)")
+    judge_agreement: str | None = Field(None, description="agreement.json of `annotation agreement` measuring these "
+                                                          "judges against human labels, shown next to their verdicts")
+    rms: list[str] = Field(default_factory=list, description="independent reward-model folders (e.g. one trained on "
+                                                             "human labels of other items)")
+    exclude_problems_from: str | None = Field(None, description="MRBench file: drop eval and tutorbench items whose "
+                                                                "problem it holds (an RM trained on it must not judge "
+                                                                "its own problems)")
+    tutorbench: TutorBenchOptions = Field(default_factory=TutorBenchOptions,
+                                          description="MathTutorBench-style teacher-turn tasks and GSM8K accuracy")
     confidence: float = Field(0.95, gt=0, lt=1, description="bootstrap interval level")
     bootstrap_resamples: int = Field(2000, ge=100, description="bootstrap resamples")
     seed: int = Field(0, description="sampling and bootstrap seed")
@@ -124,9 +149,54 @@ def kl_on_tuned_samples(tuned_model, base_model, rollouts, s: dict, cfg: EvalCon
     return {"per_sequence": mean_interval(per_seq, **boot), "per_token": float(per_seq.sum() / tokens)}
 
 
-def per_prompt(values: np.ndarray, n_prompts: int, samples: int) -> np.ndarray:
-    """Average the samples of each prompt (chats are laid out prompt-major)."""
-    return np.asarray(values, dtype=np.float64).reshape(n_prompts, samples).mean(axis=1)
+def score_independently(scorers, rows, k, base_out, tuned_out, boot) -> dict:
+    """Every independent scorer on the same base and tuned responses, compared per prompt."""
+    contexts = [row["context"] for row in rows for _ in range(k)]
+    out = {}
+    for scorer in scorers:
+        per = {name: {d: per_prompt(v, len(rows), k) for d, v in scorer.score(contexts, [r.text for r in outs]).items()}
+               for name, outs in (("base", base_out), ("tuned", tuned_out))}
+        out[scorer.name] = {"kind": scorer.kind, "agreement_with_humans": scorer.agreement,
+                            "comparison": compare_scores(per["base"], per["tuned"], scorer.top, boot)}
+    return out
+
+
+def rule_checks(outs, rows, k, max_new_tokens: int, eos_id: int) -> dict:
+    """Checks that need no model: answer leaked, empty, cut at the token limit, length."""
+    texts = [r.text for r in outs]
+    leaks = leaked_answers(texts, [row["final_answer"] for row in rows for _ in range(k)],
+                           [row["student_known"] for row in rows for _ in range(k)])
+    cut = [len(r.completion_ids) >= max_new_tokens and (not r.completion_ids or r.completion_ids[-1] != eos_id)
+           for r in outs]
+    return {"answer_leaked": float(np.mean(leaks)), "empty": float(np.mean([not t.strip() for t in texts])),
+            "truncated": float(np.mean(cut)), "length_tokens": float(np.mean([len(r.completion_ids) for r in outs])),
+            "length_words": float(np.mean([len(t.split()) for t in texts])), "n": len(outs)}
+
+
+def training_with_weights(training, rm, weights):
+    """The training RM as a tutorbench scorer: its weighted reward, the quantity GRPO maximised."""
+    inner = training.score
+
+    def score(contexts, responses):
+        preds = inner(contexts, responses)
+        return {**preds, "weighted": np.asarray(rm.reward(preds, weights), dtype=np.float64)}
+
+    return type(training)(training.name, training.kind, training.dimensions, training.top, score)
+
+
+def run_tutorbench(cfg: EvalConfig, models: dict, tokenizer, scorers, excluded: set[str], boot: dict) -> dict:
+    options, out = cfg.tutorbench, {"settings": {}}
+    for setting in options.settings:
+        task = load_task(setting, options, excluded)
+        turns = {name: write_teacher_turns(model, tokenizer, task, options, cfg.batch_size, name)
+                 for name, model in models.items()}
+        out["settings"][setting] = {"items": len(task.ids), "scores": teacher_win_rates(scorers, task, turns, boot),
+                                    "examples": [{"id": task.ids[i], "teacher": task.teacher[i],
+                                                  **{name: t[i] for name, t in turns.items()}} for i in range(3)]}
+    if options.gsm8k_accuracy_items and cfg.gsm8k:
+        out["gsm8k_accuracy"] = {name: gsm8k_accuracy(model, tokenizer, options, cfg.gsm8k, cfg.batch_size, name,
+                                                      boot) for name, model in models.items()}
+    return out
 
 
 def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
@@ -134,7 +204,9 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
 
     s = run_settings(cfg)
     tokenizer = load_tokenizer(s["base"])
-    rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"])
+    excluded = set(load_mrbench_problems(cfg.exclude_problems_from)) if cfg.exclude_problems_from else set()
+    rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"],
+                            exclude_problem_ids=excluded)
     k = cfg.samples_per_prompt
     rm = rm if rm is not None else load_reward_model(s["reward_model"])
     weights = s["weights"] or rm.weights
@@ -144,6 +216,16 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     tuned_model, tuned_out, tuned_scores, report["tuned"] = score_policy(s["tuned"], tokenizer, rows, rm, weights,
                                                                          s, cfg, "tuned")
     report.update(compare(base_scores, tuned_scores, cfg))
+    boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+    training = rm_scorer("rm:training", rm, "training-rm", cfg.batch_size)
+    independent = judge_scorers(cfg.judges, load_rubric(cfg.judge_rubric) if cfg.judge_rubric else rm.rubric,
+                                load_agreement(cfg.judge_agreement)) + load_rm_scorers(cfg.rms, cfg.batch_size)
+    report["training_rm"] = compare_scores(base_scores, tuned_scores, training.top, boot)
+    report["independent"] = score_independently(independent, rows, k, base_out, tuned_out, boot)
+    report["reward_hacking"] = hacking_gaps(report["training_rm"], {
+        name: r["comparison"] for name, r in report["independent"].items()})
+    report["rule_checks"] = {name: rule_checks(outs, rows, k, s["max_new_tokens"], tokenizer.eos_token_id)
+                             for name, outs in (("base", base_out), ("tuned", tuned_out))}
     report["kl_tuned_base"] = kl_on_tuned_samples(tuned_model, base_model, tuned_out, s, cfg, tokenizer.pad_token_id)
     if cfg.gsm8k:
         from core.sources import load_gsm8k
@@ -155,6 +237,10 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
             for name, model in (("base", base_model), ("tuned", tuned_model))
         }
         report["gsm8k_perplexity"]["items"] = len(problems)
+    if cfg.tutorbench.settings or cfg.tutorbench.gsm8k_accuracy_items:
+        report["tutorbench"] = run_tutorbench(cfg, {"base": base_model, "tuned": tuned_model}, tokenizer,
+                                              [training_with_weights(training, rm, weights)] + independent,
+                                              excluded, boot)
     report["training"] = training_summary(s["train_log"])
     report["lm_eval"] = lm_eval_section(s["tuned"], cfg.lm_eval_tasks)
 

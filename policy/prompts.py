@@ -54,13 +54,19 @@ def prompt_row(item: PromptItem, system_prompt: str) -> dict:
 
 
 def load_prompt_rows(path: Path | str, system_prompt: str, limit: int | None = None, tokenizer=None,
-                     max_prompt_tokens: int | None = None) -> list[dict]:
+                     max_prompt_tokens: int | None = None, exclude_problem_ids: set[str] = frozenset()) -> list[dict]:
     """Rows for the PromptItems in a JSONL file (the `rl` or `eval` split of `python -m annotation data`).
 
     With `max_prompt_tokens`, prompts whose chat (rendered by `tokenizer`'s template) is longer are skipped, since
-    TRL does not truncate prompts and a few long dialogues would dominate a CPU step. `limit` applies after that.
+    TRL does not truncate prompts and a few long dialogues would dominate a CPU step. Items whose problem id is in
+    `exclude_problem_ids` are dropped (an independent RM must not judge problems it was trained on). `limit` applies
+    after that.
     """
-    rows = [prompt_row(item, system_prompt) for item in read_jsonl(path, PromptItem)]
+    items = read_jsonl(path, PromptItem)
+    kept = [item for item in items if item.problem_id not in exclude_problem_ids]
+    if len(kept) < len(items):
+        print(f"{path}: skipped {len(items) - len(kept)} of {len(items)} prompts whose problem is excluded")
+    rows = [prompt_row(item, system_prompt) for item in kept]
     if max_prompt_tokens is not None:
         kept = [row for row in rows if len(tokenizer.apply_chat_template(
             row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)) <= max_prompt_tokens]

@@ -91,8 +91,71 @@ def write_markdown(report: dict, path: Path) -> None:
     if training.get("frac_reward_zero_std") is not None:
         lines.append(f"- Share of training groups with zero reward spread (no learning signal): "
                      f"{training['frac_reward_zero_std']:.3f}")
+    lines += independent_markdown(report) + tutorbench_markdown(report.get("tutorbench"))
     lm = report["lm_eval"]
     lines.append(f"- lm-eval-harness: {'ran' if lm['ran'] else 'not run (' + lm['reason'] + ')'}; command: "
                  f"`{lm['command']}`")
     lines += ["", *[f"![{Path(p).stem}]({Path(p).name})" for p in report.get("plots", [])], ""]
     write_text(path, "\n".join(lines))
+
+
+def _agreement_text(agreement: dict | None) -> str:
+    if not agreement:
+        return "not measured"
+    parts = [f"{dim} QWK {row['qwk']:.2f}" if row.get("qwk") is not None else f"{dim} QWK n/a"
+             for dim, row in agreement.items()]
+    return "; ".join(parts)
+
+
+def independent_markdown(report: dict) -> list[str]:
+    """Each scorer's gain next to the training RM's, on one 0..1 scale, and the rule-based checks."""
+    lines = ["", "## Is the gain real? Scorers the policy never trained on", "",
+             "Gains divided by the rubric's top level (0..1). A gain only the training RM sees is flagged: the policy "
+             "may have learned what that RM rewards rather than better tutoring.", "",
+             "| scorer | kind | base | tuned | gain [95% CI] | win rate | gap to training RM | flag | agreement with "
+             "humans |", "|---|---|---|---|---|---|---|---|---|"]
+    training = report.get("training_rm", {}).get("weighted", {})
+    rows = [("rm:training (weighted)", "training-rm", training, None, None)]
+    for name, result in report.get("independent", {}).items():
+        rows.append((name, result["kind"], result["comparison"].get("mean", {}), report.get("reward_hacking", {})
+                     .get(name), result.get("agreement_with_humans")))
+    for name, kind, comp, gap, agreement in rows:
+        if "difference" not in comp:
+            lines.append(f"| {name} | {kind} | - | - | {comp.get('note', 'not scored')} | - | - | - | - |")
+            continue
+        g, w = comp["normalised_gain"], comp["win_rate"]
+        gap_text = f"{gap['gap']:+.3f}" if gap else "-"
+        flag = "possible reward hacking" if gap and gap["possible_reward_hacking"] else ""
+        lines.append(f"| {name} | {kind} | {comp['base']:.3f} | {comp['tuned']:.3f} | {g['mean']:+.3f} "
+                     f"[{g['low']:+.3f}, {g['high']:+.3f}] | {w['mean']:.2f} | {gap_text} | {flag} | "
+                     f"{_agreement_text(agreement) if kind == 'judge' else '-'} |")
+    checks = report.get("rule_checks")
+    if checks:
+        lines += ["", "| rule check | base | tuned |", "|---|---|---|"]
+        for key, label in (("answer_leaked", "answer leaked (share)"), ("empty", "empty (share)"),
+                           ("truncated", "cut at the token limit (share)"), ("length_words", "length (words)")):
+            lines.append(f"| {label} | {checks['base'][key]:.3f} | {checks['tuned'][key]:.3f} |")
+    return lines
+
+
+def tutorbench_markdown(bench: dict | None) -> list[str]:
+    if not bench:
+        return []
+    lines = ["", "## MathTutorBench-style: the policy writes the real teacher's last turn", "",
+             "Win rate = P(score(policy turn) > score(teacher turn)), ties 1/2; margin = mean score difference; "
+             "95% bootstrap intervals over dialogues.", "",
+             "| setting | scorer | teacher | base win rate | tuned win rate | tuned margin |", "|---|---|---|---|---|---|"]
+    for setting, result in bench.get("settings", {}).items():
+        for scorer, r in result["scores"].items():
+            b, t = r["base"]["win_rate"], r["tuned"]["win_rate"]
+            m = r["tuned"]["margin"]
+            lines.append(f"| {setting} ({result['items']}) | {scorer} | {r['teacher_mean']:.3f} | {b['mean']:.2f} "
+                         f"[{b['low']:.2f}, {b['high']:.2f}] | {t['mean']:.2f} [{t['low']:.2f}, {t['high']:.2f}] | "
+                         f"{m['mean']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] |")
+    acc = bench.get("gsm8k_accuracy")
+    if acc:
+        lines += ["", "| GSM8K problem solving (greedy, two-shot) | base | tuned |", "|---|---|---|",
+                  "| accuracy [95% CI] | " + " | ".join(
+                      f"{acc[p]['accuracy']['mean']:.3f} [{acc[p]['accuracy']['low']:.3f}, "
+                      f"{acc[p]['accuracy']['high']:.3f}] ({acc[p]['items']} items)" for p in ("base", "tuned")) + " |"]
+    return lines

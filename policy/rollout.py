@@ -33,7 +33,7 @@ def _batches(order: list[int], size: int):
 def sample_responses(model, tokenizer, chats: list[list[dict]], *, max_new_tokens: int, temperature: float = 1.0,
                      top_p: float = 1.0, batch_size: int = 16, seed: int = 0,
                      desc: str = "sampling") -> list[Rollout]:
-    """One sampled completion per chat, in input order."""
+    """One completion per chat, in input order: sampled, or greedy when `temperature` is 0."""
     torch.manual_seed(seed)
     model.eval()
     prompt_ids = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=False)
@@ -47,8 +47,10 @@ def sample_responses(model, tokenizer, chats: list[list[dict]], *, max_new_token
         input_ids = torch.tensor([[pad] * (width - len(prompt_ids[i])) + prompt_ids[i] for i in idx])
         mask = torch.tensor([[0] * (width - len(prompt_ids[i])) + [1] * len(prompt_ids[i]) for i in idx])
         with inverse_cdf_sampling():  # same distribution, far cheaper on CPU (annotation/sampling.py)
+            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else \
+                dict(do_sample=False, temperature=None, top_p=None, top_k=None)
             out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=True, temperature=temperature, top_p=top_p, top_k=0, pad_token_id=pad)
+                                 pad_token_id=pad, **sampling)
         for row, i in enumerate(idx):
             ids = out[row, width:].tolist()
             if eos in ids:

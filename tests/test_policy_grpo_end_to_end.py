@@ -160,3 +160,57 @@ def test_rollout_copy_is_refused_with_vllm():
     with pytest.raises(ConfigError, match="rollout_dtype"):
         load_config(GRPORunConfig, overrides={"beta": 0.0, "loss_type": "grpo", "rollout_dtype": "bfloat16",
                                               "vllm": {"enabled": True}})
+
+
+def test_eval_scores_with_independent_judges_rms_and_tutorbench(grpo_run, prompt_files, tiny_causal_lm, tiny_encoder,
+                                                               tmp_path):
+    from core.config import load_config
+    from core.reward_model import HPCRewardModel
+    from policy.evaluate import EvalConfig, evaluate_policies
+
+    cfg, _ = grpo_run
+    other_rm = tmp_path / "mrbench_rm"
+    HPCRewardModel.from_backbone(tiny_encoder, "mrbench").save_pretrained(other_rm)
+    gsm8k = tmp_path / "gsm8k.jsonl"
+    gsm8k.write_text('{"question": "What is 2+3?", "answer": "2+3=5\\n#### 5"}\n'
+                     '{"question": "What is 4*2?", "answer": "4*2=8\\n#### 8"}\n')
+    eval_cfg = load_config(EvalConfig, overrides={
+        "run": cfg.out, "prompts": str(prompt_files / "eval.jsonl"), "out": str(tmp_path / "eval"),
+        "gsm8k": str(gsm8k), "gsm8k_items": 2, "bootstrap_resamples": 200,
+        "judges": [f"local?model={tiny_causal_lm}&name=tiny&batch_size=4"], "judge_rubric": "mrbench",
+        "rms": [str(other_rm)],
+        "tutorbench": {"settings": ["pedagogy_following", "scaffolding_generation_hard"], "items": 3,
+                       "max_new_tokens": 6, "gsm8k_accuracy_items": 2, "gsm8k_max_new_tokens": 8},
+    })
+    report = evaluate_policies(eval_cfg)
+    assert set(report["independent"]) == {"judge:tiny", "rm:mrbench_rm"}
+    judge = report["independent"]["judge:tiny"]["comparison"]
+    assert set(judge) == {"Mistake_Identification", "Mistake_Location", "Providing_Guidance", "Actionability", "mean"}
+    assert 0 <= judge["mean"]["win_rate"]["mean"] <= 1
+    assert set(report["reward_hacking"]) == {"judge:tiny", "rm:mrbench_rm"}
+    assert set(report["rule_checks"]["tuned"]) >= {"answer_leaked", "empty", "truncated", "length_tokens"}
+    bench = report["tutorbench"]
+    assert set(bench["settings"]) == {"pedagogy_following", "scaffolding_generation_hard"}
+    scores = bench["settings"]["pedagogy_following"]["scores"]
+    assert set(scores) == {"rm:training", "judge:tiny", "rm:mrbench_rm"}
+    assert 0 <= scores["judge:tiny"]["tuned"]["win_rate"]["mean"] <= 1
+    assert bench["gsm8k_accuracy"]["base"]["items"] == 2
+    text = (tmp_path / "eval" / "report.md").read_text()
+    assert "Is the gain real?" in text and "| judge:tiny | judge |" in text and "MathTutorBench-style" in text
+
+
+def test_a_gain_only_the_training_rm_sees_is_flagged():
+    import numpy as np
+
+    from policy.independent import compare_scores, hacking_gaps
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 1.5, 40)
+    boot = dict(n_resamples=500, seed=0)
+    training = compare_scores({"H": base, "weighted": base}, {"H": base + 0.4, "weighted": base + 0.4}, 2.0, boot)
+    flat = compare_scores({"A": base}, {"A": base + rng.normal(0, 0.05, 40)}, 2.0, boot)
+    agrees = compare_scores({"A": base}, {"A": base + 0.3}, 2.0, boot)
+    gaps = hacking_gaps(training, {"flat": flat, "agrees": agrees})
+    assert gaps["flat"]["possible_reward_hacking"] and not gaps["agrees"]["possible_reward_hacking"]
+    assert abs(gaps["flat"]["training_gain"] - 0.2) < 1e-9  # 0.4 on a 0..2 rubric
+    assert abs(gaps["agrees"]["gap"] - (0.2 - 0.15)) < 1e-9
