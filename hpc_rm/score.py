@@ -1,5 +1,7 @@
-"""`python -m hpc_rm score --model DIR --input FILE --out FILE`: add `"pred": {dimension: float}` and
-`"reward": float` to every line of an interchange file (length-sorted batches, input order kept)."""
+"""`python -m hpc_rm score --model DIR --input FILE --out FILE`: add `"pred": {dimension: float}` (the expected
+score), `"level": {dimension: int}` (the level readout the model was tuned for: per-level probabilities with the
+rare-level shift set in training, which scored higher macro-F1 than rounding `pred`) and `"reward": float` to every
+line of an interchange file (length-sorted batches, input order kept)."""
 from __future__ import annotations
 
 import argparse
@@ -36,12 +38,14 @@ def score_items(rm: HPCRewardModel, items: list[LabeledItem], batch_size: int = 
         rm.cast_backbone(torch.bfloat16)
     if compile:
         rm.compile_backbone()
-    preds = rm.score([i.context for i in items], [i.response for i in items], batch_size=batch_size, progress=True)
+    preds, levels = rm.predict([i.context for i in items], [i.response for i in items], batch_size=batch_size,
+                               progress=True)
     rewards = rm.reward(preds, weights)
     records = []
     for k, item in enumerate(items):
         record = item.model_dump(mode="json", exclude_none=True)
         record["pred"] = {name: round(float(preds[name][k]), 5) for name in rm.dimensions}
+        record["level"] = {name: int(levels[name][k]) for name in rm.dimensions}
         record["reward"] = round(float(rewards[k]), 5)
         records.append(record)
     return records

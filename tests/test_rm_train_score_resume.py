@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from core.reward_model import HPCRewardModel
 from core.schema import LabeledItem, read_jsonl, write_jsonl
 from hpc_rm import evaluate, score, train
 
@@ -55,6 +56,10 @@ def test_train_checkpoints_resume_and_score(tiny_encoder, labels_file, tmp_path)
         assert set(row["pred"]) == {"Helpfulness", "Personalization", "Creativity"}
         assert all(0 <= v <= 2 for v in row["pred"].values())
         assert row["reward"] == pytest.approx(sum(weights[d] * v for d, v in row["pred"].items()), abs=1e-4)
+    # The level column is the model's own readout (the one validation measured), not a rounding of pred.
+    rm = HPCRewardModel.from_pretrained(out)
+    _, levels = rm.predict([i.context for i in originals], [i.response for i in originals])
+    assert [r["level"] for r in rows] == [{d: int(levels[d][k]) for d in rm.dimensions} for k in range(len(rows))]
     # bf16 autocast scores the same lines in the same order, close to fp32.
     score.main(["--model", str(out), "--input", str(labels_file), "--out", str(tmp_path / "bf16.jsonl"),
                 "--bf16", "true"])
