@@ -145,6 +145,7 @@ def _unzip(archive: Path, out_dir: Path) -> Path:
     if out_dir.exists():
         return out_dir
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
+    tmp.chmod(0o755)
     try:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(tmp)
