@@ -1,0 +1,181 @@
+"""The classroom's rewards, each its own function in policy/rewards.py's registry, so `reward_weights` combine
+them with the HPC-RM heads and TRL logs each one (`rewards/<name>/mean`). They read the `dialogue` column that
+`Classroom.rollout_func` returns (turns, the student's final solutions, the reference answer).
+
+- `solve_rate` (x `weight`): the share of the student's final solutions whose answer equals the reference
+  (`math-verify` where it parses both, the project's number parser otherwise);
+- `judges`: -`penalty` (lambda) when any pedagogical judge rejects the dialogue. `mode: soft` subtracts lambda
+  from the rest; `mode: hard` makes the sample's whole reward -lambda (every other reward returns 0 for it);
+- `clean_end`: +`bonus` when the tutor closed the dialogue with the end marker;
+- `turn_truncated`: -`penalty` when any tutor turn hit its token limit;
+- `think_format`: -`unbalanced` per tutor turn with unbalanced <think> tags, + `use_bonus` x the share of tutor
+  turns that plan in <think> (PedagogicalRL's thinking term);
+- `TurnHeadReward`: an HPC-RM head scored on every tutor turn in its context, mean over the turns.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from core.config import Config
+from policy.prompts import parse_number
+from policy.rewards import ExtraReward, HeadReward, register
+
+CLASSROOM_REWARDS = ("solve_rate", "judges", "clean_end", "turn_truncated", "think_format")
+BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+LAST_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?!.*\d)", re.S)
+
+
+def answer_is_right(solution: str, reference: str) -> bool:
+    """math-verify when it parses both sides; else the number in the last \\boxed{} (or the last number) against
+    the reference's number."""
+    from math_verify import parse, verify
+
+    gold, guess = parse(reference), parse(solution)
+    if gold and guess:
+        return bool(verify(gold, guess))
+    target = parse_number(reference)
+    boxed = BOXED.findall(solution)
+    found = parse_number(boxed[-1]) if boxed else None
+    if found is None:
+        last = LAST_NUMBER.search(solution)
+        found = parse_number(last.group()) if last else None
+    return target is not None and found is not None and bool(np.isclose(found, target))
+
+
+def solve_rate(record: dict) -> float:
+    solutions = record["solutions"]
+    return float(np.mean([answer_is_right(s, record["answer"]) for s in solutions])) if solutions else 0.0
+
+
+class SolveParams(Config):
+    weight: float = Field(1.0, ge=0, description="weight of the solve rate in TRL's weighted sum")
+
+
+@register
+class SolveRate(ExtraReward):
+    name = "solve_rate"
+    Params = SolveParams
+
+    def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
+        return [solve_rate(record) for record in dialogue]
+
+
+class JudgeParams(Config):
+    penalty: float = Field(1.0, ge=0, description="lambda: the penalty when a judge rejects the dialogue")
+    mode: Literal["soft", "hard"] = Field(
+        "soft", description="soft: subtract lambda; hard: the sample's whole reward becomes -lambda")
+
+
+@register
+class PedagogicalJudges(ExtraReward):
+    """Calls the judge panel once per batch (cached: hard mode asks for the verdicts twice) and logs each
+    rule's rejection rate and the judges' failures."""
+
+    name = "judges"
+    Params = JudgeParams
+
+    def __init__(self, params, setup):
+        super().__init__(params, setup)
+        if "judges" not in setup.services:
+            raise ValueError("the `judges` reward needs the classroom's judge panel (python -m policy classroom)")
+        self.panel = setup.services["judges"]
+        self._key, self._rejected = None, np.zeros(0, dtype=bool)
+
+    def rejected(self, dialogue: list[dict], log_metric=None) -> np.ndarray:
+        key = tuple((record["id"], repr(record["turns"])) for record in dialogue)
+        if key != self._key:
+            started = time.perf_counter()
+            verdicts = self.panel.judge(dialogue)
+            self._rejected = np.array([any(v.rejects for v in per.values()) for per in verdicts], dtype=bool)
+            self._key = key
+            if log_metric is not None:
+                log_metric("time/judges_s", time.perf_counter() - started)
+                for rule in self.panel.templates:
+                    log_metric(f"judges/{rule}/reject_rate", float(np.mean([per[rule].rejects for per in verdicts])))
+                    log_metric(f"judges/{rule}/failed_rate",
+                               float(np.mean([per[rule].status == "failed" for per in verdicts])))
+        return self._rejected
+
+    @property
+    def vetoes(self) -> bool:
+        return self.params.mode == "hard"
+
+    def vetoed(self, completions, *, dialogue, **columns) -> np.ndarray:
+        return self.rejected(dialogue, columns.get("log_metric"))
+
+    def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
+        return [-self.params.penalty if r else 0.0 for r in self.rejected(dialogue, columns.get("log_metric"))]
+
+
+class CleanEndParams(Config):
+    bonus: float = Field(0.1, ge=0, description="reward when the tutor ends the dialogue with the end marker")
+
+
+@register
+class CleanEnd(ExtraReward):
+    name = "clean_end"
+    Params = CleanEndParams
+
+    def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
+        return [self.params.bonus if record["ended_by_tutor"] else 0.0 for record in dialogue]
+
+
+class TruncatedParams(Config):
+    penalty: float = Field(0.5, ge=0, description="penalty when any tutor turn was cut at its token limit")
+
+
+@register
+class TurnTruncated(ExtraReward):
+    name = "turn_truncated"
+    Params = TruncatedParams
+
+    def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
+        return [-self.params.penalty if any(t.get("truncated") for t in record["turns"] if t["role"] == "tutor")
+                else 0.0 for record in dialogue]
+
+
+class ThinkParams(Config):
+    unbalanced: float = Field(0.5, ge=0, description="penalty per tutor turn whose <think> tags do not pair up")
+    use_bonus: float = Field(0.5, ge=0, description="reward x the share of tutor turns that plan in <think>")
+
+
+def think_score(raw_turns: list[str], params: ThinkParams) -> float:
+    if not raw_turns:
+        return 0.0
+    opens = [t.count("<think>") for t in raw_turns]
+    closes = [t.count("</think>") for t in raw_turns]
+    unbalanced = sum(o != c or (o and t.find("</think>") < t.find("<think>"))
+                     for o, c, t in zip(opens, closes, raw_turns, strict=True))
+    used = sum(o > 0 and o == c for o, c in zip(opens, closes, strict=True))
+    return -params.unbalanced * unbalanced + params.use_bonus * used / len(raw_turns)
+
+
+@register
+class ThinkFormat(ExtraReward):
+    name = "think_format"
+    Params = ThinkParams
+
+    def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
+        return [think_score([t["raw"] for t in record["turns"] if t["role"] == "tutor"], self.params)
+                for record in dialogue]
+
+
+class TurnHeadReward(HeadReward):
+    """An RM head on every tutor turn (in the context before it), mean over a dialogue's turns; all heads share
+    one RM forward over all turns of the batch."""
+
+    def __call__(self, prompts, completions, completion_ids=None, *, dialogue, **columns) -> list[float]:
+        contexts = [c for record in dialogue for c in record["tutor_contexts"]]
+        texts = [t for record in dialogue for t in record["tutor_texts"]]
+        scores = self.cache.scores(contexts, texts)[self.dimension]
+        out, start = [], 0
+        for record in dialogue:
+            n = len(record["tutor_texts"])
+            out.append(float(np.mean(scores[start:start + n])) if n else 0.0)
+            start += n
+        return out

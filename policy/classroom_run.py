@@ -1,0 +1,49 @@
+"""`python -m policy classroom --config configs/policy/classroom_tiny.yaml`: GRPO over whole tutoring dialogues.
+
+The GRPO run of policy/grpo.py (same trainer, checkpoints, resume, run.json and train_log.jsonl) with three
+parts swapped in: the rows are the classroom's problems, TRL's `rollout_func` runs the dialogues with the frozen
+student (policy/classroom.py), and the rewards read the dialogues (policy/classroom_rewards.py: solve rate,
+judges, RM heads per tutor turn, small terms), combined by `reward_weights`. The step's time split (tutor,
+student, solve attempts, judges) is logged next to TRL's metrics as `time/*`.
+"""
+from __future__ import annotations
+
+import os
+
+from core.config import run_cli
+from core.models import load_tokenizer
+from policy.classroom import Classroom
+from policy.classroom_config import ClassroomConfig
+from policy.classroom_judges import JudgePanel
+from policy.classroom_rewards import TurnHeadReward
+from policy.grpo import build_trainer, run_grpo
+from policy.student import build_student
+
+
+def build_classroom(cfg: ClassroomConfig, tokenizer, student=None) -> Classroom:
+    student = student if student is not None else build_student(cfg.student)
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return Classroom(tokenizer, student, cfg.dialogue, cfg.student, cfg.system_prompt, eos)
+
+
+def build_classroom_trainer(cfg: ClassroomConfig, rm=None, student=None):
+    """(trainer, RM cache or None) for `run_grpo`; the classroom is `trainer.classroom`."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16: we know
+    tokenizer = load_tokenizer(cfg.policy)
+    classroom = build_classroom(cfg, tokenizer, student)
+    rows = classroom.rows(cfg.prompts, cfg.max_prompts, cfg.max_prompt_tokens)
+    services = {"judges": JudgePanel(cfg.judges)} if "judges" in cfg.extra_rewards else {}
+    trainer, cache = build_trainer(cfg, rm, tokenizer=tokenizer, rows=rows, rollout_func=classroom.rollout_func,
+                                   head_reward=TurnHeadReward, services=services)
+    trainer.classroom = classroom
+    return trainer, cache
+
+
+def run_classroom(cfg: ClassroomConfig, rm=None) -> dict:
+    return run_grpo(cfg, rm, build=build_classroom_trainer)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _, summary = run_cli(ClassroomConfig, argv, "python -m policy classroom", __doc__.split("\n")[0], run_classroom)
+    if summary:
+        print(f"saved policy to {summary['policy']} after {summary['steps']} steps ({summary['train_seconds']} s)")
