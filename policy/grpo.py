@@ -22,9 +22,9 @@ from core.config import ConfigError, dump_config, run_cli
 from core.models import load_tokenizer, resolve_model
 from core.sampling import inverse_cdf_sampling
 from core.schema import write_json, write_jsonl, write_text
-from policy.config import GRPORunConfig
+from policy.config import GRPORunConfig, check_run_inputs
 from policy.prompts import load_prompt_rows
-from policy.rewards import RewardSetup, build_reward_functions, validate_extra_params
+from policy.rewards import HeadReward, RewardSetup, build_reward_functions, validate_extra_params
 
 FINAL_POLICY = "policy"  # subfolder of `out` holding the trained policy
 
@@ -142,26 +142,34 @@ def lora_config(cfg: GRPORunConfig):
                       target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
 
 
-def build_trainer(cfg: GRPORunConfig, rm=None) -> tuple[TimedGRPOTrainer, object]:
-    """(trainer, shared RM cache). `rm` may be passed in (tests, sweeps); by default it is loaded from the config."""
+def build_trainer(cfg: GRPORunConfig, rm=None, *, tokenizer=None, rows: list[dict] | None = None,
+                  rollout_func=None, head_reward=HeadReward, services: dict | None = None,
+                  ) -> tuple[TimedGRPOTrainer, object]:
+    """(trainer, shared RM cache or None). `rm` may be passed in (tests, sweeps); by default it is loaded from the
+    config (no RM when `cfg.reward_model` is None). The classroom passes its own rows, `rollout_func`, per-turn
+    head rewards and the services its rewards call (policy/classroom_run.py)."""
     from datasets import Dataset
 
-    rm = rm if rm is not None else load_reward_model(cfg.reward_model)
-    weights = reward_weights_for(cfg, rm)
-    tokenizer = load_tokenizer(cfg.policy)
+    if rm is None and cfg.reward_model:
+        rm = load_reward_model(cfg.reward_model)
+    weights = reward_weights_for(cfg, rm) if rm is not None else {}
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.policy)
     eos_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     funcs, reward_weights, cache = build_reward_functions(
         rm, weights, validate_extra_params(cfg.extra_rewards),
-        RewardSetup(max_completion_length=cfg.max_completion_length, eos_token_ids=eos_ids),
-        rm_batch_size=cfg.rm_batch_size,
+        RewardSetup(max_completion_length=cfg.max_completion_length, eos_token_ids=eos_ids, services=services or {}),
+        rm_batch_size=cfg.rm_batch_size, head_reward=head_reward,
     )
-    rows = load_prompt_rows(cfg.prompts, cfg.system_prompt, cfg.max_prompts, tokenizer, cfg.max_prompt_tokens)
+    if not funcs:
+        raise ConfigError("no reward: give a reward model or at least one of extra_rewards")
+    if rows is None:
+        rows = load_prompt_rows(cfg.prompts, cfg.system_prompt, cfg.max_prompts, tokenizer, cfg.max_prompt_tokens)
     trainer = TimedGRPOTrainer(
         # A path, not a loaded model: with beta > 0 TRL rebuilds the reference model from it.
         model=resolve_model(cfg.policy), reward_funcs=funcs, args=trl_args(cfg, reward_weights),
         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=lora_config(cfg),
         rollout_dtype=None if cfg.rollout_dtype == "float32" else getattr(torch, cfg.rollout_dtype),
-        inverse_cdf=cfg.rollout_sampler == "inverse_cdf",
+        inverse_cdf=cfg.rollout_sampler == "inverse_cdf", rollout_func=rollout_func,
     )
     return trainer, cache
 
@@ -186,12 +194,13 @@ def last_checkpoint(out: Path) -> str | None:
     return get_last_checkpoint(str(out)) if out.is_dir() else None
 
 
-def run_grpo(cfg: GRPORunConfig, rm=None) -> dict:
-    """Train, save the policy and the logs; returns the run summary (also written as out/run.json)."""
+def run_grpo(cfg: GRPORunConfig, rm=None, build=build_trainer) -> dict:
+    """Train, save the policy and the logs; returns the run summary (also written as out/run.json).
+    `build(cfg, rm) -> (trainer, cache)` makes the trainer (the classroom passes its own)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", dump_config(cfg))
-    trainer, cache = build_trainer(cfg, rm)
+    trainer, cache = build(cfg, rm)
     resume = last_checkpoint(out) if cfg.resume else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
@@ -205,10 +214,10 @@ def run_grpo(cfg: GRPORunConfig, rm=None) -> dict:
             shutil.rmtree(checkpoint)
     summary = {
         "policy": str(policy_dir), "base_policy": resolve_model(cfg.policy), "base_policy_name": cfg.policy,
-        "reward_model": cfg.reward_model, "weights": reward_weights_for(cfg, cache.rm),
+        "reward_model": cfg.reward_model, "weights": reward_weights_for(cfg, cache.rm) if cache else None,
         "reward_functions": list(trainer.reward_func_names), "reward_weights": list(trainer.args.reward_weights),
         "beta": cfg.beta, "loss_type": cfg.loss_type, "steps": trainer.state.global_step,
-        "resumed_from": resume, "train_seconds": round(seconds, 1), "rm_forwards": cache.forwards,
+        "resumed_from": resume, "train_seconds": round(seconds, 1), "rm_forwards": cache.forwards if cache else 0,
         "system_prompt": cfg.system_prompt, "config": json.loads(cfg.model_dump_json()),
     }
     write_json(out / "run.json", summary)
@@ -216,6 +225,7 @@ def run_grpo(cfg: GRPORunConfig, rm=None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _, summary = run_cli(GRPORunConfig, argv, "python -m policy grpo", __doc__.split("\n")[0], run_grpo)
+    _, summary = run_cli(GRPORunConfig, argv, "python -m policy grpo", __doc__.split("\n")[0],
+                         lambda cfg: run_grpo(check_run_inputs(cfg)))
     if summary:
         print(f"saved policy to {summary['policy']} after {summary['steps']} steps ({summary['train_seconds']} s)")

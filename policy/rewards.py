@@ -55,6 +55,7 @@ class RewardSetup:
 
     max_completion_length: int
     eos_token_ids: list[int] = field(default_factory=list)
+    services: dict = field(default_factory=dict)  # objects a reward calls, e.g. the classroom's judge panel
 
 
 class ExtraReward(ABC):
@@ -197,17 +198,21 @@ class Vetoable:
 
 
 def build_reward_functions(rm, weights: dict[str, float], extras: dict[str, Config], setup: RewardSetup,
-                           rm_batch_size: int = 32) -> tuple[list, list[float], RMScoreCache]:
-    """(reward functions, TRL reward_weights, the shared cache): one per RM dimension in the RM's order, then extras."""
-    if set(weights) != set(rm.dimensions):
-        raise ValueError(f"weights must name exactly the reward model's dimensions {rm.dimensions}, "
+                           rm_batch_size: int = 32, head_reward: type[HeadReward] = HeadReward,
+                           ) -> tuple[list, list[float], RMScoreCache | None]:
+    """(reward functions, TRL reward_weights, the shared cache): one per RM dimension in the RM's order, then extras.
+    `rm` None: extras only (cache None). An extra's weight is its `weight` parameter if it has one, else 1."""
+    dimensions = rm.dimensions if rm is not None else []
+    if set(weights) != set(dimensions):
+        raise ValueError(f"weights must name exactly the reward model's dimensions {dimensions}, "
                          f"got {sorted(weights)}")
-    cache = RMScoreCache(rm, batch_size=rm_batch_size)
-    funcs: list = [HeadReward(cache, d) for d in rm.dimensions]
+    cache = RMScoreCache(rm, batch_size=rm_batch_size) if rm is not None else None
+    funcs: list = [head_reward(cache, d) for d in dimensions]
     extra_funcs = [EXTRA_REWARDS[name](params, setup) for name, params in extras.items()]
     vetoers = [f for f in extra_funcs if f.vetoes]
     funcs += extra_funcs
     if vetoers:
         funcs = [f if f in vetoers else Vetoable(f, vetoers) for f in funcs]
-    reward_weights = [float(weights[d]) for d in rm.dimensions] + [1.0] * len(extra_funcs)
+    reward_weights = [float(weights[d]) for d in dimensions]
+    reward_weights += [float(getattr(params, "weight", 1.0)) for params in extras.values()]
     return funcs, reward_weights, cache
