@@ -3,7 +3,9 @@
 Runs GRPO once per weighting: each single-dimension reward (the simplex's corners), equal weights, and, with
 `grid_step`, every point of the simplex grid with that spacing. Each run's policy is evaluated on ALL dimensions
 against the same base samples (paired bootstrap intervals). Writes sweep.md, sweep.json and tradeoff.png (per
-dimension: its score against the weight it was given). Finished runs are kept and skipped on a rerun.
+dimension: its score against the weight it was given). With `--eval.judges` / `--eval.rms`, every run is also
+scored by those independent judges and reward models, so a weighting's trade-offs are read off scorers the policy
+never trained on. Finished runs are kept and skipped on a rerun.
 """
 from __future__ import annotations
 
@@ -19,8 +21,11 @@ from pydantic import Field  # noqa: E402
 from core.config import Config, ConfigError, load_config, run_cli  # noqa: E402
 from core.models import load_tokenizer  # noqa: E402
 from core.schema import save_figure, write_json, write_text  # noqa: E402
-from policy.config import GRPORunConfig  # noqa: E402
+from policy.config import GRPORunConfig, check_run_inputs  # noqa: E402
+from core.rubric import load_rubric  # noqa: E402
 from policy.evaluate import EvalConfig, compare, score_policy  # noqa: E402
+from policy.independent import (compare_scores, judge_scorers, load_agreement, load_rm_scorers,  # noqa: E402
+                                per_prompt)
 from policy.grpo import FINAL_POLICY, load_reward_model, run_grpo  # noqa: E402
 from policy.prompts import load_prompt_rows  # noqa: E402
 
@@ -90,6 +95,18 @@ def write_sweep_markdown(report: dict, path: Path) -> None:
     base = report["base"]
     lines.append("| base (absolute) | " + " | ".join(f"{base['mean'][d]:.3f}" for d in dims)
                  + f" | {base['length_tokens']:.1f} |")
+    scorers = list(report["runs"][0].get("independent", {})) if report["runs"] else []
+    if scorers:
+        lines += ["", "Independent scorers (never trained on): gain on the mean of each scorer's dimensions, divided by "
+                  "its top level [95% interval].", "", "| weights | " + " | ".join(scorers) + " |",
+                  "|---" * (len(scorers) + 1) + "|"]
+        for run in report["runs"]:
+            cells = []
+            for name in scorers:
+                g = run["independent"][name].get("mean", {}).get("normalised_gain")
+                cells.append(f"{g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]" if g else "-")
+            lines.append("| " + ", ".join(f"{d}={w:.2f}" for d, w in run["weights"].items()) + " | "
+                         + " | ".join(cells) + " |")
     lines += ["", "![trade-offs](tradeoff.png)", ""]
     write_text(path, "\n".join(lines))
 
@@ -97,7 +114,7 @@ def write_sweep_markdown(report: dict, path: Path) -> None:
 def run_sweep(cfg: SweepConfig) -> dict:
     overrides = {"max_steps": cfg.max_steps}
     overrides.update({k: v for k, v in (("reward_model", cfg.reward_model), ("prompts", cfg.prompts)) if v})
-    template = load_config(GRPORunConfig, cfg.grpo_config, overrides)
+    template = check_run_inputs(load_config(GRPORunConfig, cfg.grpo_config, overrides))  # before base sampling
     rm = load_reward_model(template.reward_model)
     out = Path(cfg.out)
     tokenizer = load_tokenizer(template.policy)
@@ -105,8 +122,19 @@ def run_sweep(cfg: SweepConfig) -> dict:
                             cfg.eval.max_prompt_tokens or template.max_prompt_tokens)
     settings = {"max_new_tokens": cfg.eval.max_new_tokens or template.max_completion_length,
                 "temperature": cfg.eval.temperature or template.temperature, "top_p": template.top_p}
-    _, _, base_scores, base = score_policy(template.policy, tokenizer, rows, rm, rm.weights, settings, cfg.eval,
-                                           "base")
+    _, base_out, base_scores, base = score_policy(template.policy, tokenizer, rows, rm, rm.weights, settings,
+                                                  cfg.eval, "base")
+    judge_rubric = load_rubric(cfg.eval.judge_rubric) if cfg.eval.judge_rubric else rm.rubric
+    scorers = judge_scorers(cfg.eval.judges, judge_rubric, load_agreement(cfg.eval.judge_agreement)) + \
+        load_rm_scorers(cfg.eval.rms, cfg.eval.batch_size)
+    contexts = [row["context"] for row in rows for _ in range(cfg.eval.samples_per_prompt)]
+    boot = dict(confidence=cfg.eval.confidence, n_resamples=cfg.eval.bootstrap_resamples, seed=cfg.eval.seed)
+
+    def independent_scores(outs) -> dict[str, dict]:
+        return {s.name: {d: per_prompt(v, len(rows), cfg.eval.samples_per_prompt)
+                         for d, v in s.score(contexts, [o.text for o in outs]).items()} for s in scorers}
+
+    base_independent = independent_scores(base_out)
     runs = []
     for weights in weightings(rm.dimensions, cfg.grid_step):
         run_dir = out / run_name(weights)
@@ -114,11 +142,13 @@ def run_sweep(cfg: SweepConfig) -> dict:
         if not (run_dir / FINAL_POLICY / "config.json").exists():
             run_grpo(run_cfg, rm=rm)
         # Every run is scored on all dimensions with its own weighting for the 'weighted' column.
-        _, _, scores, tuned = score_policy(str(run_dir / FINAL_POLICY), tokenizer, rows, rm, weights, settings,
-                                           cfg.eval, run_name(weights))
+        _, outs, scores, tuned = score_policy(str(run_dir / FINAL_POLICY), tokenizer, rows, rm, weights, settings,
+                                              cfg.eval, run_name(weights))
         base_weighted = dict(base_scores, weighted=rm.reward(base_scores, weights))
-        runs.append({"weights": weights, "dir": str(run_dir), "tuned": tuned, **compare(base_weighted, scores,
-                                                                                            cfg.eval)})
+        independent = {name: compare_scores(base_independent[name], tuned_scores, scorer.top, boot)
+                       for scorer, (name, tuned_scores) in zip(scorers, independent_scores(outs).items(), strict=True)}
+        runs.append({"weights": weights, "dir": str(run_dir), "tuned": tuned, "independent": independent,
+                     **compare(base_weighted, scores, cfg.eval)})
     report = {"dimensions": rm.dimensions, "max_steps": cfg.max_steps, "prompts": len(rows), "base": base,
               "runs": runs, "grpo_config": cfg.grpo_config}
     report["plot"] = str(plot_tradeoff(runs, base, rm.dimensions, out / "tradeoff.png"))

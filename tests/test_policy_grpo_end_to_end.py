@@ -214,3 +214,27 @@ def test_a_gain_only_the_training_rm_sees_is_flagged():
     assert gaps["flat"]["possible_reward_hacking"] and not gaps["agrees"]["possible_reward_hacking"]
     assert abs(gaps["flat"]["training_gain"] - 0.2) < 1e-9  # 0.4 on a 0..2 rubric
     assert abs(gaps["agrees"]["gap"] - (0.2 - 0.15)) < 1e-9
+
+
+def test_sweep_reads_each_weighting_off_independent_scorers(grpo_run, prompt_files, tiny_encoder, tmp_path):
+    import yaml
+
+    from core.config import load_config
+    from core.reward_model import HPCRewardModel
+    from policy.sweep import SweepConfig, run_sweep
+
+    cfg, _ = grpo_run
+    grpo_yaml = tmp_path / "grpo.yaml"
+    grpo_yaml.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude={"out"})))
+    other_rm = tmp_path / "other_rm"
+    HPCRewardModel.from_backbone(tiny_encoder, "mrbench").save_pretrained(other_rm)
+    sweep_cfg = load_config(SweepConfig, overrides={
+        "grpo_config": str(grpo_yaml), "max_steps": 1, "out": str(tmp_path / "sweep"),
+        "eval": {"prompts": str(prompt_files / "eval.jsonl"), "rms": [str(other_rm)], "bootstrap_resamples": 200},
+    })
+    report = run_sweep(sweep_cfg)
+    assert len(report["runs"]) == 4
+    for run in report["runs"]:
+        assert set(run["independent"]) == {"rm:other_rm"}
+        assert "normalised_gain" in run["independent"]["rm:other_rm"]["mean"]
+    assert "| rm:other_rm |" in (tmp_path / "sweep" / "sweep.md").read_text()
