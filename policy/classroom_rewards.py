@@ -144,15 +144,22 @@ class ThinkParams(Config):
     use_bonus: float = Field(0.5, ge=0, description="reward x the share of tutor turns that plan in <think>")
 
 
+def think_balanced(text: str) -> bool:
+    """Every <think> closes, in order, and nothing closes that did not open."""
+    depth = 0
+    for tag in re.findall(r"</?think>", text):
+        depth += 1 if tag == "<think>" else -1
+        if depth not in (0, 1):
+            return False
+    return depth == 0
+
+
 def think_score(raw_turns: list[str], params: ThinkParams) -> float:
     if not raw_turns:
         return 0.0
-    opens = [t.count("<think>") for t in raw_turns]
-    closes = [t.count("</think>") for t in raw_turns]
-    unbalanced = sum(o != c or (o and t.find("</think>") < t.find("<think>"))
-                     for o, c, t in zip(opens, closes, raw_turns, strict=True))
-    used = sum(o > 0 and o == c for o, c in zip(opens, closes, strict=True))
-    return -params.unbalanced * unbalanced + params.use_bonus * used / len(raw_turns)
+    balanced = [think_balanced(t) for t in raw_turns]
+    used = sum(ok and "<think>" in t for ok, t in zip(balanced, raw_turns, strict=True))
+    return -params.unbalanced * balanced.count(False) + params.use_bonus * used / len(raw_turns)
 
 
 @register

@@ -7,8 +7,9 @@ scheduled fault whose text contains `always_malformed` get a malformed answer. E
 count calls per item.
 
 Judge prompts are recognised by the JSON template they contain (`"Dimension": {"score": ...}`); the fake
-judge gives each dimension a deterministic score from a hash of the request text. Anything else gets a
-short tutor reply.
+judge gives each dimension a deterministic score from a hash of the request text. Decision-judge prompts (the
+classroom's, recognised by `"decision": "OK" or "REJECT"`) get OK, or REJECT when their text contains
+`reject_containing`. Anything else gets a short tutor reply.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 DIMENSION_TEMPLATE = re.compile(r'"([A-Za-z][A-Za-z0-9_]*)": \{"score"')
+DECISION_TEMPLATE = '"decision": "OK" or "REJECT"'
 
 
 def _stable_int(text: str) -> int:
@@ -48,6 +50,7 @@ class FakeOpenAI:
     latency_s: float = 0.0
     slow_s: float = 2.0
     always_malformed: str | None = None
+    reject_containing: str | None = None
     requests: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
@@ -75,6 +78,9 @@ class FakeOpenAI:
         if fault == "garbage":
             return PlainTextResponse("<html>bad gateway</html>", status_code=200)
         content = fake_judge_answer(body["messages"])
+        if content is None and DECISION_TEMPLATE in text:
+            rejects = self.reject_containing is not None and self.reject_containing in text
+            content = json.dumps({"reasoning": "fake decision", "decision": "REJECT" if rejects else "OK"})
         if content is None:
             content = f"Good question! What do you notice about the numbers? (reply {_stable_int(text) % 1000})"
         if fault == "malformed":
