@@ -13,7 +13,7 @@ from pipeline.runner import StagePlan, python_module
 
 STAGE_ORDER = [
     "data", "generate", "annotate", "mrbench_human", "mrbench_label", "agreement", "consistency", "rm",
-    "grpo", "eval", "sweep",
+    "mrbench_rm", "grpo", "eval", "sweep",
 ]
 
 
@@ -92,14 +92,23 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
                   python_module("hpc_rm", "train", *flags("rm"), "--labels", labels / "labels.jsonl",
                                 "--rubric", cfg.rubric, "--out", run / "rm"),
                   [run / "rm" / "rm_config.json"], ["annotate"]),
+        StagePlan("mrbench_rm", "an RM on MRBench's human labels: the eval's human-grounded independent judge",
+                  python_module("hpc_rm", "train", *flags("mrbench_rm"), "--labels", mr / "human.jsonl",
+                                "--rubric", "mrbench", "--out", run / "mrbench_rm"),
+                  [run / "mrbench_rm" / "rm_config.json"], ["mrbench_human"]),
         StagePlan("grpo", "GRPO on the weighted RM reward with a KL penalty",
                   python_module("policy", "grpo", *flags("grpo"), "--reward-model", run / "rm",
                                 "--prompts", data / "rl.jsonl", "--out", run / "policy"),
                   [run / "policy" / "run.json"], ["rm", "data"], state_dir=run / "policy"),
-        StagePlan("eval", "base vs tuned policy on held-out eval prompts",
+        # The eval also asks scorers the policy never trained on: the MRBench RM (kept off MRBench's problems) and
+        # the judges of the eval config, whose agreement with MRBench's humans the agreement stage measured.
+        StagePlan("eval", "base vs tuned policy on held-out eval prompts, by the training RM and independent scorers",
                   python_module("policy", "eval", *flags("eval"), "--run", run / "policy",
-                                "--prompts", data / "eval.jsonl", "--out", reports / "policy_eval"),
-                  [reports / "policy_eval" / "report.json"], ["grpo"]),
+                                "--prompts", data / "eval.jsonl", "--rms", json.dumps([str(run / "mrbench_rm")]),
+                                "--exclude-problems-from", cfg.mrbench_path,
+                                "--judge-agreement", reports / "agreement" / "agreement.json",
+                                "--out", reports / "policy_eval"),
+                  [reports / "policy_eval" / "report.json"], ["grpo", "mrbench_rm", "agreement"]),
         StagePlan("sweep", "reward-weight sweep and single-dimension ablations",
                   python_module("policy", "sweep", *flags("sweep"), "--reward-model", run / "rm",
                                 "--prompts", data / "rl.jsonl", "--eval.prompts", data / "eval.jsonl",

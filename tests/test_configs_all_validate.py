@@ -10,7 +10,7 @@ import yaml
 
 from core.config import load_config
 from core.rubric import load_rubric
-from pipeline.stages import PipelineConfig, plan_stages
+from pipeline.stages import STAGE_ORDER, PipelineConfig, plan_stages
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -29,7 +29,7 @@ def stage_config_classes():
 
     return {
         "data": DataConfig, "generate": GenerateConfig, "annotate": LabelConfig, "mrbench_label": LabelConfig,
-        "consistency": ConsistencyConfig, "rm": TrainConfig, "grpo": GRPORunConfig, "eval": EvalConfig,
+        "consistency": ConsistencyConfig, "rm": TrainConfig, "mrbench_rm": TrainConfig, "grpo": GRPORunConfig, "eval": EvalConfig,
         "sweep": SweepConfig, "crossval": CrossValConfig,
     }
 
@@ -83,7 +83,7 @@ def test_pipeline_stage_settings_validate_against_each_stage(name):
         if settings.config is not None:
             assert (REPO / settings.config).exists(), f"{name}: stage {stage} names missing {settings.config}"
         load_config(classes[stage], REPO / settings.config if settings.config else None, dict(settings.args))
-    assert len(plan_stages(cfg)) == 11
+    assert len(plan_stages(cfg)) == len(STAGE_ORDER)
 
 
 def test_dry_run_prints_the_plan_without_loading_models(tmp_path):
@@ -92,7 +92,7 @@ def test_dry_run_prints_the_plan_without_loading_models(tmp_path):
          "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert "[11/11] sweep" in out.stdout and "Qwen/Qwen2.5-72B-Instruct" in out.stdout
+    assert f"/{len(STAGE_ORDER)}] sweep" in out.stdout and "Qwen/Qwen2.5-72B-Instruct" in out.stdout
     assert not (tmp_path / "r").exists()
     assert "torch" not in out.stderr.lower()
 
