@@ -1,8 +1,11 @@
-"""`python -m <stage> <command> ...`: each command is a module with `main(argv)`, imported only when used."""
+"""`python -m <stage> <command> ...`: each command is a module with `main(argv)`, imported only when used.
+Bad input (core.errors.BadInput) from any command ends here in one `error: ...` line and exit status 2."""
 from __future__ import annotations
 
 import importlib
 import sys
+
+from core.errors import exits_on_bad_input
 
 
 def dispatch(prog: str, commands: dict[str, tuple[str, str]], argv: list[str] | None = None) -> None:
@@ -19,4 +22,5 @@ def dispatch(prog: str, commands: dict[str, tuple[str, str]], argv: list[str] | 
 
     set_offline()
     module = importlib.import_module(commands[argv[0]][0])
-    module.main(argv[1:])
+    with exits_on_bad_input():
+        module.main(argv[1:])

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+from core.errors import BadInput, exits_on_bad_input, note_config
 
 C = TypeVar("C", bound="Config")
 
@@ -25,8 +26,8 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(BadInput, ValueError):
+    """A config file or flag the command cannot use; the message names the file and key (or the flag)."""
 
 
 def _nested_model(annotation: Any) -> type[BaseModel] | None:
@@ -82,28 +83,45 @@ def load_yaml(path: Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        raise ConfigError(_yaml_problem(path, err)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
 
 
-def validate(cls: type[C], data: dict, source: str) -> C:
+def _yaml_problem(path: Path, err: yaml.YAMLError) -> str:
+    """One line: file, line and what the parser expected (PyYAML's own text spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{where}: invalid YAML: {problem}" + (f" (column {mark.column + 1})" if mark is not None else "")
+
+
+def validate(cls: type[C], data: dict, source: str, flags: frozenset[str] = frozenset()) -> C:
+    """Validate, or raise one ConfigError line naming each bad key: `--flag-name` for a key set by a flag,
+    `field a.b` for one from the file (`source`)."""
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        lines = [f"{source}: invalid config"]
+        problems, from_file = [], False
         for e in err.errors():
-            lines.append(f"  field {'.'.join(str(x) for x in e['loc'])}: {e['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+            key = ".".join(str(x) for x in e["loc"])
+            if key in flags:
+                problems.append(f"flag --{key.replace('_', '-')}: {e['msg']} (got {e['input']!r})")
+            else:
+                problems.append(f"field {key}: {e['msg']}")
+                from_file = True
+        where = source if from_file else "command line"
+        raise ConfigError(f"{where}: invalid config: " + "; ".join(problems)) from None
 
 
-def load_config(cls: type[C], path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> C:
-    """defaults < YAML file < overrides (dotted keys)."""
+def load_config(cls: type[C], path: Path | str | None = None, overrides: dict[str, Any] | None = None,
+                flags: frozenset[str] = frozenset()) -> C:
+    """defaults < YAML file < overrides (dotted keys); `flags`: the override keys a user typed as flags."""
     data = load_yaml(Path(path)) if path else {}
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
-    return validate(cls, data, str(path) if path else "command line")
+    return validate(cls, data, str(path) if path else "command line", flags)
 
 
 def build_config(cls: type[C], args: argparse.Namespace) -> C:
@@ -115,23 +133,42 @@ def build_config(cls: type[C], args: argparse.Namespace) -> C:
             key = dest[4:]
             # Strings stay strings ("no" is a model name, not False); everything else parses as YAML (lists, numbers).
             overrides[key] = raw if key in plain_strings else yaml.safe_load(raw)
-    return load_config(cls, getattr(args, "config", None), overrides)
+    path = getattr(args, "config", None)
+    config = load_config(cls, path, overrides, frozenset(overrides))
+    note_config(_config_strings(config, set(overrides), path))
+    return config
+
+
+def _config_strings(config: BaseModel, flags: set[str], path: Path | None) -> list[tuple[str, str]]:
+    """(where, value) of each string in the config, where = 'flag --x' or 'field x in FILE' (for error lines)."""
+    found = []
+
+    def walk(value, key):
+        if isinstance(value, dict):
+            for name, sub in value.items():
+                walk(sub, f"{key}.{name}" if key else str(name))
+        elif isinstance(value, list):
+            for sub in value:
+                walk(sub, key)
+        elif isinstance(value, str):
+            flag = next((f for f in flags if key == f or key.startswith(f + ".")), None)
+            where = f"flag --{flag.replace('_', '-')}" if flag else f"field {key}" + (f" in {path}" if path else "")
+            found.append((where, value))
+
+    walk(config.model_dump(mode="json"), "")
+    return found
 
 
 def run_cli(cls: type[C], argv: list[str] | None, prog: str, description: str | None, run):
-    """A stage command's `main`: flags over the YAML config, validate, `run(cfg)`; bad input (config, data or a
-    missing file) ends in one `error: ...` line naming the file and field instead of a traceback.
+    """A stage command's `main`: flags over the YAML config, validate, `run(cfg)`; bad input (core.errors.BadInput:
+    config, data, model name) ends in one `error: ...` line naming the file and field instead of a traceback.
     Returns (cfg, run's result)."""
-    from core.schema import DataError  # schema does not import config; kept local to stay that way
-
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, cls)
-    try:
+    with exits_on_bad_input():
         cfg = build_config(cls, parser.parse_args(argv))
         return cfg, run(cfg)
-    except (ConfigError, DataError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
 
 
 def dump_config(config: BaseModel) -> str:

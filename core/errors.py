@@ -41,8 +41,8 @@ def _with_key(err: BaseException) -> str:
     message = str(err)
     if isinstance(err, ModelNotFoundError):
         keys = [where for where, value in _config_values if err.model and err.model in value]
-        if keys:
-            message += f" ({', '.join(dict.fromkeys(keys))})"
+        if keys:  # "model 'x': why" -> "model 'x' (flag --backbone): why"
+            message = message.replace(": ", f" ({', '.join(dict.fromkeys(keys))}): ", 1)
     return message
 
 

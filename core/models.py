@@ -188,7 +188,7 @@ def resolve_model(name: str) -> str:
 def check_model_exists(name: str) -> None:
     """Raise ModelNotFoundError (bad input: one error line) for a name that is not a folder and, offline, not a
     hub id in the local hub cache; online, the hub decides. Checked before anything loads."""
-    if Path(name).expanduser().exists():
+    if name in EMBEDDED or Path(name).expanduser().exists():
         return
     hub_like = name.count("/") <= 1 and not name.startswith((".", "/", "~")) and bool(name.strip())
     offline = any(os.environ.get(v, "").lower() in {"1", "true", "yes", "on"}

@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from core.errors import ModelNotFoundError
 from core.models import is_encoder, load_tokenizer, resolve_model
 from core.rubric import Rubric, load_rubric
 from core.schema import write_json
@@ -68,6 +69,15 @@ class RMSpec(BaseModel):
         default_factory=dict, description="per dimension, added to the ordinal head's logits before the argmax that "
         "picks a level (set by training from the label frequencies; see hpc_rm.data.level_logit_shift); scores "
         "are not affected")
+
+
+def check_rm_folder(path: str | Path) -> Path:
+    """The folder, or ModelNotFoundError (bad input: one error line) when it holds no reward model."""
+    path = Path(path)
+    if not (path / "rm_config.json").exists():
+        raise ModelNotFoundError(str(path), f"reward model {str(path)!r}: not a reward model folder (no "
+                                            f"rm_config.json; `python -m hpc_rm train` writes one)")
+    return path
 
 
 def _check_weights(rubric: Rubric, weights: dict[str, float]) -> dict[str, float]:
@@ -158,9 +168,7 @@ class HPCRewardModel(nn.Module):
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
-        path = Path(path)
-        if not (path / "rm_config.json").exists():
-            raise FileNotFoundError(f"{path}: not a reward model folder (no rm_config.json)")
+        path = check_rm_folder(path)
         spec = RMSpec.model_validate_json((path / "rm_config.json").read_text())
         if spec.lora.r > 0:
             from peft import PeftModel

@@ -103,6 +103,11 @@ class Rubric(BaseModel):
             if not isinstance(value, int) or not 0 <= value <= dim.max_score:
                 raise ValueError(f"scores.{name}: {value!r} is outside 0..{dim.max_score}")
 
+    def check_item(self, item) -> None:
+        """`check_scores` for one labeled item (unlabeled items pass); a `read_jsonl(check=...)` callback, so the
+        error names the file and line."""
+        self.check_scores(item.scores or {})
+
     def as_prompt_text(self) -> str:
         """The rubric in words, for judges and annotators."""
         parts = []

@@ -9,17 +9,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.errors import BadInput
+
 M = TypeVar("M", bound=BaseModel)
 
 
-class DataError(ValueError):
+class DataError(BadInput, ValueError):
     """Bad input data; the message names the file, line and field."""
 
 
@@ -140,37 +142,52 @@ class LabeledItem(BaseModel):
     meta: dict = Field(default_factory=dict)
 
 
-def read_jsonl(path: Path | str, model: type[M]) -> list[M]:
-    return list(iter_jsonl(path, model))
+def read_jsonl(path: Path | str, model: type[M], check: Callable[[M], None] | None = None,
+               allow_empty: bool = False) -> list[M]:
+    return list(iter_jsonl(path, model, check, allow_empty))
 
 
-def parse_json_lines(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, object]]:
-    """(line number, parsed value) for each non-blank line; bad JSON raises DataError naming file and line."""
+def parse_json_lines(path: Path, lines: Iterable[str], allow_empty: bool = False) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) for each non-blank line; bad JSON raises DataError naming file and line, and so
+    does a file without any line (an input that is empty is a mistake unless the caller allows it)."""
+    empty = True
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        empty = False
         try:
             yield lineno, json.loads(line)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if empty and not allow_empty:
+        raise DataError(f"{path}: empty file (no JSON lines)")
 
 
-def iter_jsonl(path: Path | str, model: type[M]) -> Iterator[M]:
-    """Validate each line; the first bad one raises DataError naming file, line and field."""
+def iter_jsonl(path: Path | str, model: type[M], check: Callable[[M], None] | None = None,
+               allow_empty: bool = False) -> Iterator[M]:
+    """Validate each line; the first bad one raises DataError naming file, line and field. `check(record)` may
+    raise ValueError('<field>: <problem>') for what the model cannot know (e.g. scores against a rubric)."""
     path = Path(path)
     try:
         handle = path.open(encoding="utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     with handle:
-        for lineno, record in parse_json_lines(path, handle):
+        for lineno, record in parse_json_lines(path, handle, allow_empty):
             try:
-                yield model.model_validate(record)
+                item = model.model_validate(record)
+                if check is not None:
+                    check(item)
             except ValidationError as err:
                 e = err.errors()[0]
                 field = ".".join(str(x) for x in e["loc"]) or "(line)"
                 more = f" (and {len(err.errors()) - 1} more problems)" if len(err.errors()) > 1 else ""
                 raise DataError(f"{path}:{lineno}: field {field}: {e['msg']}{more}") from None
+            except ValueError as err:
+                if isinstance(err, DataError):
+                    raise
+                raise DataError(f"{path}:{lineno}: field {err}") from None
+            yield item
 
 
 @contextmanager

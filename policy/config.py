@@ -124,3 +124,17 @@ class GRPORunConfig(Config):
         if value is not None and (not value or any(w < 0 for w in value.values())):
             raise ValueError("weights must be non-negative and name at least one dimension")
         return value
+
+
+def check_run_inputs(cfg: GRPORunConfig) -> GRPORunConfig:
+    """Stop on bad input before a model loads or `out` is touched: the prompts file (every line valid), the policy
+    name and the reward-model folder; each names the file and line, or the model and its flag (core.errors)."""
+    from core.models import check_model_exists
+    from core.reward_model import check_rm_folder
+    from core.schema import PromptItem, read_jsonl
+
+    read_jsonl(cfg.prompts, PromptItem)
+    check_model_exists(cfg.policy)
+    if cfg.reward_model:
+        check_rm_folder(cfg.reward_model)
+    return cfg

@@ -102,5 +102,5 @@ def test_config_yaml_then_flags_override(tmp_path):
     cfg = build_config(_Demo, parser.parse_args(["--config", str(path), "--inner.lr", "0.1", "--model", "no"]))
     assert (cfg.epochs, cfg.inner.lr, cfg.model) == (3, 0.1, "no")
     path.write_text("epoch: 3\n")
-    with pytest.raises(ConfigError, match=r"c.yaml: invalid config\n  field epoch"):
+    with pytest.raises(ConfigError, match=r"c.yaml: invalid config: field epoch: Extra inputs"):
         load_config(_Demo, path)

@@ -12,5 +12,5 @@ def test_generate_names_unknown_style_and_bad_generator(tmp_path):
     with pytest.raises(SystemExit, match=r"field styles: unknown \['shouting'\]"):
         generate_main(["--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"), "--styles", "shouting",
                        "--generators", "human:teacher"])
-    with pytest.raises(SystemExit, match=r"field generators.*expected local:<model>"):
+    with pytest.raises(SystemExit, match=r"flag --generators: .*generator 'gpt4': expected local:<model>"):
         generate_main(["--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"), "--generators", "gpt4"])

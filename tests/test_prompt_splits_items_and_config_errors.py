@@ -76,14 +76,14 @@ def test_too_many_items_names_the_size_to_change():
 def test_bad_profiles_file_names_file_and_field(tmp_path):
     path = tmp_path / "profiles.yaml"
     path.write_text("grades: []\ninterests: [chess]\npersonalities: [shy]\nmisconceptions: [units]\n")
-    with pytest.raises(ConfigError, match=rf"{path}: invalid config\n  field grades: List should have at least 1 item"):
+    with pytest.raises(ConfigError, match=rf"{path}: invalid config: field grades: List should have at least 1 item"):
         load_profile_lists(path)
 
 
 def test_cli_flags_and_missing_out(tmp_path, capsys):
     with pytest.raises(SystemExit, match="field out: give the output folder"):
         main([])
-    with pytest.raises(SystemExit, match="sizes.eval.multi_turn"):
+    with pytest.raises(SystemExit, match="flag --sizes.eval.multi-turn: Input should be greater than or equal to 0"):
         main(["--out", str(tmp_path), "--sizes.eval.multi-turn", "-1"])
     config_file = tmp_path / "data.yaml"
     config_file.write_text("sizes:\n  rm: {single_turn: 5, multi_turn: 5}\n  rl: {single_turn: 2, multi_turn: 2}\n"
