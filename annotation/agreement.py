@@ -15,7 +15,6 @@ import argparse
 import itertools
 import json
 import math
-import sys
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -26,7 +25,8 @@ from pydantic import Field
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
-from core.config import Config, ConfigError, add_arguments, build_config
+from core.config import Config, add_arguments, build_config
+from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric, majority
 from core.schema import DataError, LabeledItem, read_jsonl
 
@@ -252,12 +252,12 @@ def agreement_report(items: list[LabeledItem], rubric: Rubric) -> dict:
 
 
 def load_labels(paths: list[Path], rubric: Rubric) -> list[LabeledItem]:
-    """Read every file; a label that does not fit the rubric is an error naming the file and item."""
+    """Read every file; a label that does not fit the rubric is an error naming the file and line."""
     items = []
     for path in paths:
-        file_items = read_jsonl(path, LabeledItem)
+        file_items = read_jsonl(path, LabeledItem, check=rubric.check_item)  # a bad score names its line
         try:
-            score_table(file_items, rubric)
+            score_table(file_items, rubric)  # an item labeled twice by one annotator
         except DataError as err:
             raise DataError(f"{path}: {err}") from None
         items.extend(file_items)
@@ -281,15 +281,13 @@ def parse_config(argv: list[str] | None) -> AgreementConfig:
     return build_config(AgreementConfig, args)
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     from annotation.agreement_report import write_report
 
-    try:
-        config = parse_config(argv)
-        rubric = load_rubric(config.rubric)
-        items = load_labels(config.labels, rubric)
-    except (ConfigError, DataError) as err:
-        sys.exit(f"error: {err}")
+    config = parse_config(argv)
+    rubric = load_rubric(config.rubric)
+    items = load_labels(config.labels, rubric)
     report = agreement_report(items, rubric)
     for path in write_report(report, config.out):
         print(f"wrote {path}")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from core.config import Config, ConfigError, load_yaml, run_cli
 from core.llm_client import ChatClient, ClientConfig, LLMError
+from core.models import check_model_exists
 from core.schema import AppendLog, LabeledItem, PromptItem, read_jsonl, write_json, write_jsonl
 
 STYLES_FILE = Path(__file__).resolve().parent.parent / "configs" / "styles.yaml"
@@ -176,7 +177,10 @@ def run_generate(config: GenerateConfig) -> dict:
     out = Path(config.out)
     prompts = read_jsonl(config.prompts, PromptItem)[: config.limit]
     requests = plan_requests(prompts, config, load_styles(config))
-    previous = read_jsonl(out, LabeledItem) if out.exists() else []
+    for generator in config.generators:  # an unknown local model stops here, before any file is opened
+        if generator.startswith("local:"):
+            check_model_exists(generator.partition(":")[2])
+    previous = read_jsonl(out, LabeledItem, allow_empty=True) if out.exists() else []
     partial_path = out.with_name(out.name + ".partial")
     summary = {"prompts": len(prompts), "requests": len(requests), "generators": {}}
     with AppendLog(partial_path) as log:

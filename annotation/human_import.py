@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Literal
 from pydantic import Field
 
 from core.config import Config, ConfigError, add_arguments, build_config
+from core.errors import exits_on_bad_input
 from annotation.labelstudio import iter_export_annotations
 from core.rubric import Rubric, load_rubric
 from core.schema import DataError, LabeledItem, parse_json_lines, read_jsonl, write_jsonl
@@ -320,13 +320,11 @@ def parse_config(argv: list[str] | None) -> ImportConfig:
     return build_config(ImportConfig, args)
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    try:
-        config = parse_config(argv)
-        rubric = load_rubric(config.rubric)
-        items, rows_without_labels = import_labels(config, rubric)
-    except (ConfigError, DataError) as err:
-        sys.exit(f"error: {err}")
+    config = parse_config(argv)
+    rubric = load_rubric(config.rubric)
+    items, rows_without_labels = import_labels(config, rubric)
     write_jsonl(config.out, items)
     annotators = {item.annotator for item in items}
     print(f"wrote {len(items)} labeled items ({len(annotators)} annotators) to {config.out}; "

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import Field
 
-from core.config import Config, ConfigError, add_arguments, build_config
+from core.config import Config, add_arguments, build_config
+from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
 from core.schema import DataError, LabeledItem, iter_jsonl, write_json, write_text
 
@@ -118,13 +118,11 @@ def iter_export_annotations(path: Path) -> Iterator[tuple[str, dict, str, dict[s
             yield where, task["data"], annotator, choices
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m annotation export-labelstudio", description=__doc__.split("\n")[0])
     add_arguments(parser, ExportConfig)
-    try:
-        config = build_config(ExportConfig, parser.parse_args(argv))
-        rubric = load_rubric(config.rubric)
-        tasks_path, config_path, n = export_labelstudio(config.items, rubric, config.out)
-    except (ConfigError, DataError) as err:
-        sys.exit(f"error: {err}")
+    config = build_config(ExportConfig, parser.parse_args(argv))
+    rubric = load_rubric(config.rubric)
+    tasks_path, config_path, n = export_labelstudio(config.items, rubric, config.out)
     print(f"wrote {n} tasks to {tasks_path} and the labeling config to {config_path}")

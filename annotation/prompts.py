@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Literal
@@ -22,7 +21,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from core.config import Config, ConfigError, add_arguments, build_config, load_config
-from core.schema import DataError, PromptItem, StudentProfile, Turn, write_json, write_jsonl, write_text
+from core.errors import exits_on_bad_input
+from core.schema import PromptItem, StudentProfile, Turn, write_json, write_jsonl, write_text
 from core.sources import (
     GSM8KProblem, MathDialDialogue, load_gsm8k, load_mathdial, load_mathtutorbench, load_mrbench_problems,
     normalise_problem,
@@ -299,16 +299,14 @@ def write_prompt_sets(drawn: dict[str, list[PromptItem]], summary: dict, out: Pa
     return paths + [out / "summary.json", out / "summary.md"]
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m annotation data", description=__doc__.split("\n")[0])
     add_arguments(parser, DataConfig)
-    try:
-        config = build_config(DataConfig, parser.parse_args(argv))
-        if config.out is None:
-            raise ConfigError("field out: give the output folder with --out DIR (or `out:` in the config file)")
-        drawn, summary = build_prompt_sets(config)
-    except (ConfigError, DataError) as err:
-        sys.exit(f"error: {err}")
+    config = build_config(DataConfig, parser.parse_args(argv))
+    if config.out is None:
+        raise ConfigError("field out: give the output folder with --out DIR (or `out:` in the config file)")
+    drawn, summary = build_prompt_sets(config)
     for path in write_prompt_sets(drawn, summary, config.out):
         print(f"wrote {path}")
     print(" ".join(f"{s}={summary['items'][s]}" for s in SPLITS))

@@ -16,8 +16,10 @@ import numpy as np
 from pydantic import Field
 
 from core.config import Config, add_arguments, build_config
+from core.errors import exits_on_bad_input
+from core.models import check_model_exists
 from core.rubric import Rubric, load_rubric, majority
-from core.schema import LabeledItem, write_json, write_text
+from core.schema import DataError, LabeledItem, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline
 from hpc_rm.bias import length_correlation, profile_shift, swapped_contexts
 from hpc_rm.consistency_report import consistency_markdown, plot_consistency, summarise_seeds
@@ -121,6 +123,7 @@ def run_seed(cfg: ConsistencyConfig, seed: int, human: list[LabeledItem], llm: l
     return result
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hpc_rm consistency", description=__doc__.split("\n\n")[0])
     add_arguments(parser, ConsistencyConfig)
@@ -131,12 +134,14 @@ def main(argv: list[str] | None = None) -> None:
     cfg = build_config(ConsistencyConfig, args)
     if cfg.human is None or cfg.llm is None or cfg.out is None:
         parser.error("--human, --llm and --out are required")
+    check_model_exists(cfg.train.backbone)  # before the labels are paired and split
     rubric = load_rubric(cfg.train.rubric)
     human_all = read_labels(cfg.human, rubric, None)
     llm_all = read_labels(cfg.llm, rubric, None)
     human, llm = paired_items(human_all, llm_consensus(llm_all, rubric))
     if len(human) < 10:
-        raise SystemExit(f"only {len(human)} items carry both human ({cfg.human}) and LLM ({cfg.llm}) labels")
+        raise DataError(f"{cfg.human}, {cfg.llm}: only {len(human)} items carry both human and LLM labels "
+                        "(at least 10 needed; items are matched by id)")
     shared = SharedInputs(cfg, human, rubric)
     seeds = [run_seed(cfg, seed, human, llm, rubric, shared, cfg.out / "work") for seed in cfg.seeds]
     summary = summarise_seeds(seeds, rubric)

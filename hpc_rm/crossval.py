@@ -20,8 +20,10 @@ import torch
 from pydantic import Field
 
 from core.config import Config, add_arguments, build_config
+from core.errors import exits_on_bad_input
+from core.models import check_model_exists
 from core.rubric import Rubric, load_rubric
-from core.schema import LabeledItem, save_figure, write_json, write_text
+from core.schema import DataError, LabeledItem, save_figure, write_json, write_text
 from hpc_rm.baseline import TfidfBaseline, scores_and_levels
 from hpc_rm.data import MISSING, folds_by_meta, group_ids, group_of, grouped_folds, label_matrix, read_labels
 from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE, all_metrics
@@ -248,18 +250,20 @@ def plot_cv(results: dict, rubric: Rubric, path: Path, bar: float | None = None)
     return save_figure(fig, path)
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hpc_rm.crossval", description=__doc__.split("\n\n")[0])
     add_arguments(parser, CrossValConfig)
     cfg = build_config(CrossValConfig, parser.parse_args(argv))
     if cfg.labels is None or cfg.out is None:
         parser.error("--labels and --out are required")
+    check_model_exists(cfg.train.backbone)
     rubric = load_rubric(cfg.train.rubric)
     items = read_labels(cfg.labels, rubric, cfg.annotator)
     try:  # a split that cannot be made (a missing meta key, too few groups) fails here, before any training
         folds = make_folds(cfg, items)
     except ValueError as err:
-        parser.error(f"{cfg.labels}: {err}")
+        raise DataError(f"{cfg.labels}: {err}") from None
     results = cross_validate(cfg, items, rubric, cfg.out / "work", cfg.out / "oof_predictions.jsonl", folds)
     results["config"] = cfg.model_dump(mode="json")
     write_json(cfg.out / "crossval.json", results)

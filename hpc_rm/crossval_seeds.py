@@ -16,9 +16,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
+from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
-from core.schema import parse_json_lines, save_figure, write_json, write_text
+from core.schema import DataError, iter_jsonl, save_figure, write_json, write_text
 from hpc_rm.baseline import scores_and_levels
 from hpc_rm.data import MISSING, level_logit_shift
 from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE, all_metrics
@@ -26,15 +28,27 @@ from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE, all_metrics
 SYSTEM = "rm_ordinal"  # the head kind that has level probabilities
 
 
+class OofLine(BaseModel):
+    """The fields of an oof_predictions.jsonl line this reads (a line names its file, line and field if one lacks)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    fold: int
+    human: dict[str, int | None]
+    rm_ordinal: dict[str, dict]
+
+
 def _read_run(run: Path) -> tuple[dict, list[dict]]:
     for name in ("crossval.json", "oof_predictions.jsonl"):
         if not (run / name).exists():
-            raise FileNotFoundError(f"{run / name}: missing; is {run} an output folder of python -m hpc_rm.crossval?")
-    report = json.loads((run / "crossval.json").read_text())
+            raise DataError(f"{run / name}: missing; is {run} an output folder of python -m hpc_rm.crossval?")
+    try:
+        report = json.loads((run / "crossval.json").read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{run / 'crossval.json'}:{err.lineno}: not valid JSON ({err.msg})") from None
     if SYSTEM not in report:
-        raise ValueError(f"{run / 'crossval.json'}: no '{SYSTEM}' system (run crossval with the ordinal head)")
-    with open(run / "oof_predictions.jsonl", encoding="utf-8") as handle:
-        lines = [line for _, line in parse_json_lines(run / "oof_predictions.jsonl", handle)]
+        raise DataError(f"{run / 'crossval.json'}: no '{SYSTEM}' system (run crossval with the ordinal head)")
+    lines = [line.model_dump() for line in iter_jsonl(run / "oof_predictions.jsonl", OofLine)]
     return report, lines
 
 
@@ -55,14 +69,14 @@ def check_same_experiment(runs: list[Path], reports: list[dict], oofs: list[list
     first = _comparable(reports[0]["config"])
     seeds = [r["config"]["train"]["seed"] for r in reports]
     if len(set(seeds)) < len(seeds):
-        raise ValueError(f"runs share a training seed ({seeds}); give runs made with different --train.seed")
+        raise DataError(f"runs share a training seed ({seeds}); give runs made with different --train.seed")
     for run, report, oof in zip(runs[1:], reports[1:], oofs[1:]):
         other = _comparable(report["config"])
         differ = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
         if differ:
-            raise ValueError(f"{run}: config differs from {runs[0]} in {', '.join(differ)} (only train.seed may)")
+            raise DataError(f"{run}: config differs from {runs[0]} in {', '.join(differ)} (only train.seed may)")
         if [(x["id"], x["fold"], x["human"]) for x in oof] != [(x["id"], x["fold"], x["human"]) for x in oofs[0]]:
-            raise ValueError(f"{run / 'oof_predictions.jsonl'}: items, human labels or folds differ from {runs[0]}")
+            raise DataError(f"{run / 'oof_predictions.jsonl'}: items, human labels or folds differ from {runs[0]}")
 
 
 def _truth(rubric: Rubric, lines: list[dict]) -> np.ndarray:
@@ -194,6 +208,7 @@ def plot_seeds(summary: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hpc_rm.crossval_seeds", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", required=True, type=Path,

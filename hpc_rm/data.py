@@ -19,19 +19,12 @@ def read_labels(path: Path | str, rubric: Rubric, annotator_prefix: str | None =
 
         source = load_mrbench(path, rubric)
     else:
-        source = read_jsonl(path, LabeledItem)
+        source = read_jsonl(path, LabeledItem, check=rubric.check_item)  # a bad score names its line
     items = []
     for item in source:
         if annotator_prefix and not (item.annotator or "").startswith(annotator_prefix):
             continue
-        if not item.scores:
-            continue
-        known = {k: v for k, v in item.scores.items() if k in rubric.names}
-        try:
-            rubric.check_scores(known)
-        except ValueError as err:
-            raise DataError(f"{path}: item {item.id}: {err}") from None
-        if known:
+        if item.scores:
             items.append(item)
     if not items:
         who = f" from annotators starting with {annotator_prefix!r}" if annotator_prefix else ""

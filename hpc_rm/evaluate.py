@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field
 
 from core.config import Config, add_arguments, build_config
+from core.errors import exits_on_bad_input
 from core.schema import LabeledItem, write_json, write_text
 from hpc_rm.data import group_ids, label_matrix, read_labels
 from hpc_rm.metrics import (GROUP_PAIR_ACCURACY_NOTE, all_metrics, calibration_curve, metrics_table,
@@ -49,6 +50,7 @@ def evaluate_model(rm: HPCRewardModel, items: list[LabeledItem], out_dir: Path |
     return report
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hpc_rm eval", description=__doc__)
     add_arguments(parser, EvalConfig)

@@ -11,6 +11,7 @@ import torch
 from pydantic import Field
 
 from core.config import Config, add_arguments, build_config
+from core.errors import exits_on_bad_input
 from core.schema import LabeledItem, read_jsonl, write_jsonl
 from core.reward_model import HPCRewardModel
 
@@ -51,6 +52,7 @@ def score_items(rm: HPCRewardModel, items: list[LabeledItem], batch_size: int = 
     return records
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hpc_rm score", description=__doc__)
     add_arguments(parser, ScoreConfig)

@@ -20,6 +20,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from core.config import Config, add_arguments, build_config, dump_config
+from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
 from core.schema import LabeledItem, write_json
 from hpc_rm.averaging import EpochWeightAverage
@@ -248,6 +249,7 @@ def train_reward_model(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubri
     return rm
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hpc_rm train", description=__doc__.split("\n")[0])
     add_arguments(parser, TrainConfig)

@@ -13,12 +13,14 @@ import sys
 import time
 
 from core.config import ConfigError, add_arguments, build_config
+from core.errors import exits_on_bad_input
 from core.models import set_offline
 from pipeline.overview import write_overview
 from pipeline.runner import Manifest, is_done, run_stage
 from pipeline.stages import STAGE_ORDER, PipelineConfig, plan_stages, with_needs
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,14 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan; load no model, run nothing")
     add_arguments(parser, PipelineConfig)
     args = parser.parse_args(argv)
+    cfg = build_config(PipelineConfig, args)
     try:
-        cfg = build_config(PipelineConfig, args)
         plans = with_needs(plan_stages(cfg), args.only or STAGE_ORDER)
-    except (ConfigError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    except ValueError as err:  # an unknown stage name in the config or in --only
+        raise ConfigError(str(err)) from None
     bad_redo = set(args.redo) - set(STAGE_ORDER)
     if bad_redo:
-        raise SystemExit(f"error: unknown stage(s) in --redo: {sorted(bad_redo)}")
+        raise ConfigError(f"unknown stage(s) in --redo: {sorted(bad_redo)}")
 
     if args.dry_run:
         print(json.dumps(json.loads(cfg.model_dump_json()), indent=2))

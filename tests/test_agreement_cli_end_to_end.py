@@ -80,5 +80,5 @@ def test_several_label_files_and_bad_file_errors(tmp_path):
 
     bad = tmp_path / "bad.jsonl"
     write_jsonl(bad, [dict(rows[0], scores={"Helpfulness": 1, "Clarity": 2})])
-    with pytest.raises(SystemExit, match=r"bad.jsonl: item item0 \(human:ann\): scores.Clarity"):
+    with pytest.raises(SystemExit, match=r"bad.jsonl:1: field scores.Clarity: not a dimension of rubric hpc"):
         main(["--labels", str(bad), "--out", str(tmp_path / "o2")])

@@ -83,9 +83,9 @@ def test_runs_that_differ_in_more_than_the_seed_are_refused(tiny_encoder, tmp_pa
     write_jsonl(tmp_path / "labels.jsonl", synthetic_items(60))
     base = _run(tmp_path, tiny_encoder, "base")
     other = _run(tmp_path, tiny_encoder, "other", "--train.seed", "1", "--train.epochs", "1")
-    with pytest.raises(ValueError, match="train.epochs"):
+    with pytest.raises(SystemExit, match="config differs from .* in train.epochs"):
         crossval_seeds.main(["--runs", str(base), str(other), "--out", str(tmp_path / "seeds")])
-    with pytest.raises(ValueError, match="share a training seed"):
+    with pytest.raises(SystemExit, match="share a training seed"):
         crossval_seeds.main(["--runs", str(base), str(base), "--out", str(tmp_path / "seeds")])
     # Same config and seed-only difference, but one human label changed: refused.
     relabeled = tmp_path / "relabeled"
@@ -97,9 +97,9 @@ def test_runs_that_differ_in_more_than_the_seed_are_refused(tiny_encoder, tmp_pa
     old = lines[0]["human"]["Helpfulness"]
     lines[0]["human"]["Helpfulness"] = 0 if old is None else (old + 1) % 3
     (relabeled / "oof_predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    with pytest.raises(ValueError, match="human labels"):
+    with pytest.raises(SystemExit, match="oof_predictions.jsonl: items, human labels"):
         crossval_seeds.main(["--runs", str(base), str(relabeled), "--out", str(tmp_path / "seeds")])
     assert not (tmp_path / "seeds").exists()
-    with pytest.raises(FileNotFoundError, match="oof_predictions.jsonl"):
+    with pytest.raises(SystemExit, match="oof_predictions.jsonl: missing"):
         (base / "oof_predictions.jsonl").unlink()
         crossval_seeds.main(["--runs", str(base), str(other), "--out", str(tmp_path / "seeds")])

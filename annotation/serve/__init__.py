@@ -10,7 +10,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from core.config import Config, ConfigError, add_arguments, build_config
+from core.config import Config, add_arguments, build_config
+from core.errors import exits_on_bad_input
 from core.schema import DataError, LabeledItem, iter_jsonl
 
 
@@ -47,24 +48,21 @@ def prepare_store(config: ServeConfig):
     from annotation.serve.db import LabelStore
 
     rubric = load_rubric(config.rubric)
+    tasks = read_tasks(config.tasks) if config.tasks is not None else None  # bad tasks: no database is made
     store = LabelStore(config.db)
     store.bind_rubric(rubric)
-    if config.tasks is not None:
-        added = store.load_tasks(read_tasks(config.tasks), str(config.tasks))
+    if tasks is not None:
+        added = store.load_tasks(tasks, str(config.tasks))
         print(f"{config.tasks}: {added} new items added to {config.db}")
     return store, rubric
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m annotation serve", description=__doc__)
     add_arguments(parser, ServeConfig)
     config = build_config(ServeConfig, parser.parse_args(argv))
-    from annotation.serve.db import StoreError
-
-    try:
-        store, rubric = prepare_store(config)
-    except (ConfigError, DataError, StoreError) as err:
-        raise SystemExit(f"error: {err}") from None
+    store, rubric = prepare_store(config)  # bad tasks or a database for another rubric: StoreError, one line
     if not store.list_annotators():
         print(f"no annotators yet: python -m annotation annotators create --db {config.db} --name NAME [--admin]")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field
 
 from core.config import Config, add_arguments, build_config
+from core.errors import exits_on_bad_input
 from core.schema import write_jsonl
 from annotation.serve.db import LabelStore, StoreError
 
@@ -57,12 +58,10 @@ def run(action: str, config: AnnotatorsConfig) -> None:
         print(f"{config.out}: {n} labels")
 
 
+@exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m annotation annotators", description=__doc__)
     parser.add_argument("action", choices=ACTIONS)
     add_arguments(parser, AnnotatorsConfig, config_file=False)
     args = parser.parse_args(argv)
-    try:
-        run(args.action, build_config(AnnotatorsConfig, args))
-    except StoreError as err:
-        raise SystemExit(f"error: {err}") from None
+    run(args.action, build_config(AnnotatorsConfig, args))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from core.errors import BadInput
 from core.rubric import Rubric
 from core.schema import LabeledItem
 
@@ -54,8 +55,8 @@ CREATE INDEX IF NOT EXISTS assignments_by_annotator ON assignments (annotator, s
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class StoreError(ValueError):
-    """A request the store refuses; the message says why."""
+class StoreError(BadInput, ValueError):
+    """A request the store refuses; the message says why (on the command line: one error line, see core.errors)."""
 
 
 class NotAssigned(StoreError):
