@@ -131,6 +131,8 @@ class Classroom:
         items = [i for i in read_jsonl(path, PromptItem) if (i.problem or "").strip() and final_answer(i)]
         rows = []
         for item in items:
+            if limit is not None and len(rows) == limit:
+                break
             prompt = self.tutor_chat(item, OPENING_REQUEST)
             if max_prompt_tokens is not None and len(self._ids(prompt)) > max_prompt_tokens:
                 continue
@@ -139,7 +141,7 @@ class Classroom:
         if not rows:
             raise DataError(f"{path}: no prompt with a problem and a final answer"
                             + (f" within {max_prompt_tokens} tokens" if max_prompt_tokens else ""))
-        return rows[:limit]
+        return rows
 
     def _ids(self, messages: list[dict]) -> list[int]:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
