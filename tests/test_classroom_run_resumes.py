@@ -10,7 +10,10 @@ import pytest
 from core.schema import write_jsonl
 from tests.fake_openai_server import FakeOpenAI
 from tests.test_classroom_rollout_masks_and_ends import items
-from tests.test_policy_grpo_end_to_end import tiny_rm  # noqa: F401  (fixture)
+from tests import test_policy_grpo_end_to_end as grpo_tests
+
+
+tiny_rm = grpo_tests.tiny_rm  # fixture: an HPC-RM on the tiny random encoder
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +23,7 @@ def student_server():
 
 
 @pytest.fixture(scope="module")
-def classroom_run(tiny_causal_lm, tiny_rm, student_server, tmp_path_factory):  # noqa: F811
+def classroom_run(tiny_causal_lm, tiny_rm, student_server, tmp_path_factory):
     from core.config import load_config
     from policy.classroom_config import ClassroomConfig
     from policy.classroom_run import run_classroom
