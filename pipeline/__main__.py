@@ -17,7 +17,7 @@ from core.errors import exits_on_bad_input
 from core.models import set_offline
 from pipeline.overview import write_overview
 from pipeline.runner import Manifest, is_done, run_stage
-from pipeline.stages import STAGE_ORDER, PipelineConfig, plan_stages, with_needs
+from pipeline.stages import DEMO_STAGES, STAGE_ORDER, PipelineConfig, plan_stages, with_needs
 
 
 @exits_on_bad_input()
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = build_config(PipelineConfig, args)
     try:
-        plans = with_needs(plan_stages(cfg), args.only or STAGE_ORDER)
+        plans = with_needs(plan_stages(cfg), args.only or DEMO_STAGES)
     except ValueError as err:  # an unknown stage name in the config or in --only
         raise ConfigError(str(err)) from None
     bad_redo = set(args.redo) - set(STAGE_ORDER)

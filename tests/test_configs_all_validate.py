@@ -10,7 +10,7 @@ import yaml
 
 from core.config import load_config
 from core.rubric import load_rubric
-from pipeline.stages import STAGE_ORDER, PipelineConfig, plan_stages
+from pipeline.stages import DEMO_STAGES, STAGE_ORDER, PipelineConfig, plan_stages
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -23,6 +23,8 @@ def stage_config_classes():
     from hpc_rm.consistency import ConsistencyConfig
     from hpc_rm.crossval import CrossValConfig
     from hpc_rm.train import TrainConfig
+    from policy.classroom_config import ClassroomConfig
+    from policy.classroom_eval import ClassroomEvalConfig
     from policy.config import GRPORunConfig
     from policy.evaluate import EvalConfig
     from policy.sweep import SweepConfig
@@ -30,7 +32,8 @@ def stage_config_classes():
     return {
         "data": DataConfig, "generate": GenerateConfig, "annotate": LabelConfig, "mrbench_label": LabelConfig,
         "consistency": ConsistencyConfig, "rm": TrainConfig, "mrbench_rm": TrainConfig, "grpo": GRPORunConfig, "eval": EvalConfig,
-        "sweep": SweepConfig, "crossval": CrossValConfig,
+        "sweep": SweepConfig, "crossval": CrossValConfig, "classroom": ClassroomConfig,
+        "classroom_eval": ClassroomEvalConfig,
     }
 
 
@@ -51,6 +54,8 @@ def file_class(path: Path):
         "rm/crossval.yaml": classes["crossval"], "rm/crossval_finetune.yaml": classes["crossval"],
         "policy/eval_tiny.yaml": classes["eval"],
         "policy/sweep.yaml": classes["sweep"],
+        "policy/classroom_tiny.yaml": classes["classroom"], "policy/classroom_7b.yaml": classes["classroom"],
+        "policy/classroom_eval_tiny.yaml": classes["classroom_eval"],
     }
     if rel in by_name:
         cls = by_name[rel]
@@ -92,7 +97,7 @@ def test_dry_run_prints_the_plan_without_loading_models(tmp_path):
          "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert f"/{len(STAGE_ORDER)}] sweep" in out.stdout and "Qwen/Qwen2.5-72B-Instruct" in out.stdout
+    assert f"/{len(DEMO_STAGES)}] sweep" in out.stdout and "Qwen/Qwen2.5-72B-Instruct" in out.stdout
     assert not (tmp_path / "r").exists()
     assert "torch" not in out.stderr.lower()
 
