@@ -52,6 +52,11 @@ def plans(out: Path, quick: bool) -> list[StagePlan]:
                   [py, str(REPO / "benchmarks/bench_annotation_throughput.py"), "--latency", "0.1",
                    str(out / "annotation" / "throughput.json")],
                   [out / "annotation" / "throughput.json"]),
+        StagePlan("classroom", "classroom rollout: time split, batched vs one dialogue at a time",
+                  [py, str(REPO / "benchmarks/bench_classroom.py"), "--steps", "1" if quick else "2",
+                   "--dialogues", "4" if quick else "8", "--prompts", str(out / "prompts" / "rl.jsonl"),
+                   "--out", str(out / "classroom")],
+                  [out / "classroom" / "bench_classroom.json"]),
     ]
 
 
