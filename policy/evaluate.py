@@ -27,8 +27,8 @@ from core.models import load_causal_lm, load_tokenizer
 from core.rubric import load_rubric
 from core.schema import write_json, write_jsonl
 from core.sources import load_mrbench_problems
-from policy.independent import (compare_scores, hacking_gaps, judge_scorers, load_agreement, load_rm_scorers,
-                                per_prompt, rm_scorer)
+from policy.independent import (compare_scores, hacking_gaps, judge_scorers, judge_standing, load_agreement,
+                                load_rm_scorers, per_prompt, rm_scorer)
 from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
 from policy.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
 from policy.rewards import leaked_answers
@@ -60,6 +60,8 @@ class EvalConfig(Config):
     judge_rubric: str | None = Field(None, description="rubric the judges score on (None: the training RM's)")
     judge_agreement: str | None = Field(None, description="agreement.json of `annotation agreement` measuring these "
                                                           "judges against human labels, shown next to their verdicts")
+    min_judge_qwk: float = Field(0.2, description="a judge whose mean QWK with human labels (--judge-agreement) is "
+                                                  "lower is reported but not used to flag reward hacking")
     rms: list[str] = Field(default_factory=list, description="independent reward-model folders (e.g. one trained on "
                                                              "human labels of other items)")
     exclude_problems_from: str | None = Field(None, description="MRBench file: drop eval and tutorbench items whose "
@@ -222,8 +224,11 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
                                 load_agreement(cfg.judge_agreement)) + load_rm_scorers(cfg.rms, cfg.batch_size)
     report["training_rm"] = compare_scores(base_scores, tuned_scores, training.top, boot)
     report["independent"] = score_independently(independent, rows, k, base_out, tuned_out, boot)
+    for result in report["independent"].values():
+        result["standing"] = "trusted" if result["kind"] == "rm" else judge_standing(result["agreement_with_humans"],
+                                                                                     cfg.min_judge_qwk)
     report["reward_hacking"] = hacking_gaps(report["training_rm"], {
-        name: r["comparison"] for name, r in report["independent"].items()})
+        name: r["comparison"] for name, r in report["independent"].items() if r["standing"] == "trusted"})
     report["rule_checks"] = {name: rule_checks(outs, rows, k, s["max_new_tokens"], tokenizer.eos_token_id)
                              for name, outs in (("base", base_out), ("tuned", tuned_out))}
     report["kl_tuned_base"] = kl_on_tuned_samples(tuned_model, base_model, tuned_out, s, cfg, tokenizer.pad_token_id)

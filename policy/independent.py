@@ -107,6 +107,15 @@ def compare_scores(base: dict[str, np.ndarray], tuned: dict[str, np.ndarray], to
     return out
 
 
+def judge_standing(agreement: dict | None, min_qwk: float) -> str:
+    """'trusted' when the judge's mean QWK with human labels reaches `min_qwk`; else why it is not."""
+    if not agreement:
+        return "unmeasured: no agreement with human labels on record"
+    qwks = [row["qwk"] for row in agreement.values() if row.get("qwk") is not None]
+    mean = sum(qwks) / len(qwks) if qwks else 0.0
+    return "trusted" if mean >= min_qwk else f"untrusted: mean QWK with humans {mean:.2f} < {min_qwk}"
+
+
 def hacking_gaps(training: dict, independent: dict[str, dict], training_dim: str = "weighted") -> dict:
     """Training RM's normalised gain minus each independent scorer's (mean over its dimensions), with a flag."""
     if training_dim not in training or "normalised_gain" not in training[training_dim]:

@@ -112,13 +112,17 @@ def independent_markdown(report: dict) -> list[str]:
     lines = ["", "## Is the gain real? Scorers the policy never trained on", "",
              "Gains divided by the rubric's top level (0..1). A gain only the training RM sees is flagged: the policy "
              "may have learned what that RM rewards rather than better tutoring.", "",
+             "Only trusted scorers (independent RMs; judges whose measured agreement with human labels reaches the "
+             "threshold) can raise the flag; the others are shown with the reason.", "",
              "| scorer | kind | base | tuned | gain [95% CI] | win rate | gap to training RM | flag | agreement with "
              "humans |", "|---|---|---|---|---|---|---|---|---|"]
     training = report.get("training_rm", {}).get("weighted", {})
     rows = [("rm:training (weighted)", "training-rm", training, None, None)]
     for name, result in report.get("independent", {}).items():
-        rows.append((name, result["kind"], result["comparison"].get("mean", {}), report.get("reward_hacking", {})
-                     .get(name), result.get("agreement_with_humans")))
+        standing = result.get("standing", "trusted")
+        kind = result["kind"] if standing == "trusted" else f"{result['kind']} ({standing})"
+        rows.append((name, kind, result["comparison"].get("mean", {}), report.get("reward_hacking", {}).get(name),
+                     result.get("agreement_with_humans")))
     for name, kind, comp, gap, agreement in rows:
         if "difference" not in comp:
             lines.append(f"| {name} | {kind} | - | - | {comp.get('note', 'not scored')} | - | - | - | - |")
@@ -128,7 +132,7 @@ def independent_markdown(report: dict) -> list[str]:
         flag = "possible reward hacking" if gap and gap["possible_reward_hacking"] else ""
         lines.append(f"| {name} | {kind} | {comp['base']:.3f} | {comp['tuned']:.3f} | {g['mean']:+.3f} "
                      f"[{g['low']:+.3f}, {g['high']:+.3f}] | {w['mean']:.2f} | {gap_text} | {flag} | "
-                     f"{_agreement_text(agreement) if kind == 'judge' else '-'} |")
+                     f"{_agreement_text(agreement) if kind.startswith('judge') else '-'} |")
     checks = report.get("rule_checks")
     if checks:
         lines += ["", "| rule check | base | tuned |", "|---|---|---|"]

@@ -187,7 +187,9 @@ def test_eval_scores_with_independent_judges_rms_and_tutorbench(grpo_run, prompt
     judge = report["independent"]["judge:tiny"]["comparison"]
     assert set(judge) == {"Mistake_Identification", "Mistake_Location", "Providing_Guidance", "Actionability", "mean"}
     assert 0 <= judge["mean"]["win_rate"]["mean"] <= 1
-    assert set(report["reward_hacking"]) == {"judge:tiny", "rm:mrbench_rm"}
+    # A judge with no measured agreement with humans is shown but cannot raise the reward-hacking flag.
+    assert report["independent"]["judge:tiny"]["standing"].startswith("unmeasured")
+    assert set(report["reward_hacking"]) == {"rm:mrbench_rm"}
     assert set(report["rule_checks"]["tuned"]) >= {"answer_leaked", "empty", "truncated", "length_tokens"}
     bench = report["tutorbench"]
     assert set(bench["settings"]) == {"pedagogy_following", "scaffolding_generation_hard"}
@@ -196,7 +198,7 @@ def test_eval_scores_with_independent_judges_rms_and_tutorbench(grpo_run, prompt
     assert 0 <= scores["judge:tiny"]["tuned"]["win_rate"]["mean"] <= 1
     assert bench["gsm8k_accuracy"]["base"]["items"] == 2
     text = (tmp_path / "eval" / "report.md").read_text()
-    assert "Is the gain real?" in text and "| judge:tiny | judge |" in text and "MathTutorBench-style" in text
+    assert "Is the gain real?" in text and "| judge:tiny | judge (unmeasured" in text and "MathTutorBench-style" in text
 
 
 def test_a_gain_only_the_training_rm_sees_is_flagged():
@@ -238,3 +240,13 @@ def test_sweep_reads_each_weighting_off_independent_scorers(grpo_run, prompt_fil
         assert set(run["independent"]) == {"rm:other_rm"}
         assert "normalised_gain" in run["independent"]["rm:other_rm"]["mean"]
     assert "| rm:other_rm |" in (tmp_path / "sweep" / "sweep.md").read_text()
+
+
+def test_a_judge_is_trusted_only_when_it_agreed_with_humans():
+    from policy.independent import judge_standing
+
+    good = {"A": {"qwk": 0.5}, "B": {"qwk": 0.3}}
+    flat = {"A": {"qwk": 0.0}, "B": {"qwk": None}}
+    assert judge_standing(good, 0.2) == "trusted"
+    assert judge_standing(flat, 0.2) == "untrusted: mean QWK with humans 0.00 < 0.2"
+    assert judge_standing(None, 0.2).startswith("unmeasured")
