@@ -23,6 +23,7 @@ from core.models import load_tokenizer  # noqa: E402
 from core.schema import save_figure, write_json, write_text  # noqa: E402
 from policy.config import GRPORunConfig, check_run_inputs  # noqa: E402
 from core.rubric import load_rubric  # noqa: E402
+from core.sources import load_mrbench_problems  # noqa: E402
 from policy.evaluate import EvalConfig, compare, score_policy  # noqa: E402
 from policy.independent import (compare_scores, judge_scorers, load_agreement, load_rm_scorers,  # noqa: E402
                                 per_prompt)
@@ -118,8 +119,9 @@ def run_sweep(cfg: SweepConfig) -> dict:
     rm = load_reward_model(template.reward_model)
     out = Path(cfg.out)
     tokenizer = load_tokenizer(template.policy)
+    excluded = set(load_mrbench_problems(cfg.eval.exclude_problems_from)) if cfg.eval.exclude_problems_from else set()
     rows = load_prompt_rows(cfg.eval.prompts, template.system_prompt, cfg.eval.max_prompts, tokenizer,
-                            cfg.eval.max_prompt_tokens or template.max_prompt_tokens)
+                            cfg.eval.max_prompt_tokens or template.max_prompt_tokens, exclude_problem_ids=excluded)
     settings = {"max_new_tokens": cfg.eval.max_new_tokens or template.max_completion_length,
                 "temperature": cfg.eval.temperature or template.temperature, "top_p": template.top_p}
     _, base_out, base_scores, base = score_policy(template.policy, tokenizer, rows, rm, rm.weights, settings,
