@@ -80,6 +80,11 @@ def check_rm_folder(path: str | Path) -> Path:
     return path
 
 
+def read_rm_spec(path: str | Path) -> "RMSpec":
+    """A reward model folder's spec (rubric, backbone, heads) without loading any weights."""
+    return RMSpec.model_validate_json((check_rm_folder(path) / "rm_config.json").read_text())
+
+
 def _check_weights(rubric: Rubric, weights: dict[str, float]) -> dict[str, float]:
     if set(weights) != set(rubric.names):
         raise ValueError(f"weights must name exactly the dimensions {rubric.names}, got {sorted(weights)}")
@@ -168,8 +173,8 @@ class HPCRewardModel(nn.Module):
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
-        path = check_rm_folder(path)
-        spec = RMSpec.model_validate_json((path / "rm_config.json").read_text())
+        path = Path(path)
+        spec = read_rm_spec(path)
         if spec.lora.r > 0:
             from peft import PeftModel
 

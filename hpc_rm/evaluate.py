@@ -13,7 +13,7 @@ from core.schema import LabeledItem, write_json, write_text
 from hpc_rm.data import group_ids, label_matrix, read_labels
 from hpc_rm.metrics import (GROUP_PAIR_ACCURACY_NOTE, all_metrics, calibration_curve, metrics_table,
                             plot_calibration)
-from core.reward_model import HPCRewardModel
+from core.reward_model import HPCRewardModel, read_rm_spec
 
 
 class EvalConfig(Config):
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = build_config(EvalConfig, parser.parse_args(argv))
     if cfg.model is None or cfg.labels is None:
         parser.error("--model and --labels are required")
+    items = read_labels(cfg.labels, read_rm_spec(cfg.model).rubric, cfg.annotator)  # bad labels: before loading
     rm = HPCRewardModel.from_pretrained(cfg.model)
-    items = read_labels(cfg.labels, rm.rubric, cfg.annotator)
     out = cfg.out or cfg.model / "eval"
     report = evaluate_model(rm, items, out, cfg.batch_size, title=str(cfg.model))
     print(metrics_table(report))

@@ -13,7 +13,7 @@ from pydantic import Field
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.schema import LabeledItem, read_jsonl, write_jsonl
-from core.reward_model import HPCRewardModel
+from core.reward_model import HPCRewardModel, check_rm_folder
 
 
 class ScoreConfig(Config):
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = build_config(ScoreConfig, parser.parse_args(argv))
     if cfg.model is None or cfg.input is None or cfg.out is None:
         parser.error("--model, --input and --out are required")
+    check_rm_folder(cfg.model)
+    items = read_jsonl(cfg.input, LabeledItem)  # bad input stops before the model loads
     rm = HPCRewardModel.from_pretrained(cfg.model)
-    items = read_jsonl(cfg.input, LabeledItem)
     n = write_jsonl(cfg.out, score_items(rm, items, cfg.batch_size, cfg.weights, cfg.bf16, cfg.compile))
     print(f"scored {n} items -> {cfg.out}")

@@ -126,15 +126,16 @@ class GRPORunConfig(Config):
         return value
 
 
-def check_run_inputs(cfg: GRPORunConfig) -> GRPORunConfig:
+def check_run_inputs(cfg: GRPORunConfig, check_rm: bool = True) -> GRPORunConfig:
     """Stop on bad input before a model loads or `out` is touched: the prompts file (every line valid), the policy
-    name and the reward-model folder; each names the file and line, or the model and its flag (core.errors)."""
+    name and (unless the caller brings its own RM) the reward-model folder; each names the file and line, or the
+    model and its flag (core.errors)."""
     from core.models import check_model_exists
     from core.reward_model import check_rm_folder
     from core.schema import PromptItem, read_jsonl
 
     read_jsonl(cfg.prompts, PromptItem)
     check_model_exists(cfg.policy)
-    if cfg.reward_model:
+    if check_rm and cfg.reward_model:
         check_rm_folder(cfg.reward_model)
     return cfg

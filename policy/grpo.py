@@ -197,10 +197,11 @@ def last_checkpoint(out: Path) -> str | None:
 def run_grpo(cfg: GRPORunConfig, rm=None, build=build_trainer) -> dict:
     """Train, save the policy and the logs; returns the run summary (also written as out/run.json).
     `build(cfg, rm) -> (trainer, cache)` makes the trainer (the classroom passes its own)."""
+    check_run_inputs(cfg, check_rm=rm is None)
+    trainer, cache = build(cfg, rm)  # loads the models: bad input has stopped by now, and `out` is untouched
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", dump_config(cfg))
-    trainer, cache = build(cfg, rm)
     resume = last_checkpoint(out) if cfg.resume else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
@@ -225,7 +226,6 @@ def run_grpo(cfg: GRPORunConfig, rm=None, build=build_trainer) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _, summary = run_cli(GRPORunConfig, argv, "python -m policy grpo", __doc__.split("\n")[0],
-                         lambda cfg: run_grpo(check_run_inputs(cfg)))
+    _, summary = run_cli(GRPORunConfig, argv, "python -m policy grpo", __doc__.split("\n")[0], run_grpo)
     if summary:
         print(f"saved policy to {summary['policy']} after {summary['steps']} steps ({summary['train_seconds']} s)")

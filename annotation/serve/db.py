@@ -124,9 +124,14 @@ class LabelStore:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
+        try:
+            with self.connect() as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as err:  # --db pointing at a file that is not SQLite: bad input
+            if isinstance(err, sqlite3.OperationalError):  # locked, disk I/O: not the user's input
+                raise
+            raise StoreError(f"{self.path}: not an annotation database ({err})") from None
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
