@@ -22,8 +22,9 @@ import torch
 from pydantic import Field
 
 from core.config import Config, run_cli
-from core.models import load_causal_lm, load_tokenizer
-from core.schema import LabeledItem, PromptItem, Turn, render_context, write_json, write_jsonl, write_text
+from core.models import check_model_exists, load_causal_lm, load_tokenizer
+from core.schema import (DataError, LabeledItem, PromptItem, Turn, read_jsonl, render_context, write_json, write_jsonl,
+                         write_text)
 from policy.classroom import Dialogue, opening_of, prompt_key
 from policy.classroom_config import ClassroomConfig
 from policy.classroom_judges import JudgePanel
@@ -47,6 +48,8 @@ class ClassroomEvalConfig(Config):
     temperature: float | None = Field(None, gt=0, description="tutor sampling temperature (None: the run's)")
     batch_size: int = Field(16, ge=1, description="tutor generation batch size")
     seed: int = Field(0, description="seed of the tutor's sampling (the same for base and tuned)")
+    threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default; 1 on a machine shared with "
+                                              "other jobs)")
     bootstrap_resamples: int = Field(2000, ge=100, description="bootstrap resamples for the 95% intervals")
     out: str | None = Field(None, description="report folder (None: <run>/eval)")
 
@@ -140,9 +143,17 @@ def report_markdown(report: dict) -> str:
 
 
 def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
-    run = json.loads(Path(ecfg.run, "run.json").read_text())
+    if ecfg.threads:
+        torch.set_num_threads(ecfg.threads)
+    run_path = Path(ecfg.run, "run.json")
+    if not run_path.exists():  # bad input: one error line (core.errors), not a traceback
+        raise DataError(f"{run_path}: not found (flag --run: an output folder of `python -m policy classroom`)")
+    run = json.loads(run_path.read_text())
     cfg = ClassroomConfig.model_validate(run["config"])
     tuned, base = ecfg.tuned or run["policy"], ecfg.base or run["base_policy"]
+    for name in (tuned, base):  # before the student loads and solves anything
+        check_model_exists(name)
+    read_jsonl(ecfg.prompts, PromptItem)  # bad prompts, too
     out = Path(ecfg.out or Path(ecfg.run) / "eval")
     classroom = build_classroom(cfg, load_tokenizer(tuned), student)
     rows = classroom.rows(ecfg.prompts, ecfg.max_prompts, cfg.max_prompt_tokens)

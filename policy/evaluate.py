@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from core.config import Config, ConfigError, run_cli
-from core.models import load_causal_lm, load_tokenizer
+from core.models import check_model_exists, load_causal_lm, load_tokenizer
 from core.rubric import load_rubric
 from core.schema import write_json, write_jsonl
 from core.sources import load_mrbench_problems
@@ -205,6 +205,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     from policy.grpo import load_reward_model
 
     s = run_settings(cfg)
+    for name in (s["base"], s["tuned"]):  # a bad --tuned stops before the base policy is sampled
+        check_model_exists(name)
     tokenizer = load_tokenizer(s["base"])
     excluded = set(load_mrbench_problems(cfg.exclude_problems_from)) if cfg.exclude_problems_from else set()
     rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"],

@@ -3,8 +3,8 @@ stderr naming the file, the line and the field (or the config key / flag), no tr
 
 One table: a row per command, a column per bad input (CASES). Each cell runs in-process through the command's
 real entry point (the package's dispatch, or `main` of a module run with `python -m`), so torch is imported once;
-test_cli_bad_input_real_process_and_bugs_keep_traceback.py runs two as real processes. A case that cannot apply
-to a command is listed in the row's `na` with the reason, so the table documents coverage. Adding a command is one
+test_cli_bad_input_outside_the_table.py runs two as real processes. A case that cannot apply to a
+command is listed in the row's `na` with the reason, so the table documents coverage. Adding a command is one
 row; test_table_is_complete fails when a registered command has none.
 """
 from __future__ import annotations
@@ -102,9 +102,9 @@ TABLE = [
     Command("policy classroom", f"{GRPO_FLAGS} --prompts {{data}} --out {{out}}", "prompts",
             "--dialogue.max-turns many", "--student.model {m}", NO_SCORES),
     Command("policy classroom-eval", "--run {crun} --prompts {data} --out {out}", "prompts", "--batch-size many",
-            "--tuned {m}", NO_SCORES),
+            "--base {m}", NO_SCORES),
     Command("policy eval", "--base smollm2-135m-instruct --tuned smollm2-135m-instruct --reward-model {rm} "
-            "--prompts {data} --gsm8k null --out {out}", "prompts", "--batch-size many", "--base {m}", NO_SCORES),
+            "--prompts {data} --gsm8k null --out {out}", "prompts", "--batch-size many", "--tuned {m}", NO_SCORES),
     Command("policy sweep", "--grpo-config configs/policy/tiny.yaml --reward-model {rm} --prompts {data} "
             "--eval.prompts {data} --out {out}", "prompts", "--max-steps many", "--reward-model {m}", NO_SCORES),
     Command("pipeline run", "--config {data} --run-dir {out} --dry-run", "yaml", "--seed many", None,

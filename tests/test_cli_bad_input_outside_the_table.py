@@ -1,6 +1,7 @@
-"""What a user sees (issue #23): a real `python -m ...` process with bad input prints exactly one `error:` line
-and no traceback, exits 2 and writes nothing; an exception that is not bad input still shows its traceback.
-The table in test_cli_bad_input_one_error_line.py checks every command in-process; these run two for real."""
+"""Bad input beyond the table in test_cli_bad_input_one_error_line.py (issue #23): what a user sees from a real
+`python -m ...` process (exactly one `error:` line, no traceback, exit 2, nothing written), inputs that are not
+the table's data file (a --db that is not SQLite, a --run folder without run.json), and an exception that is not
+bad input, which keeps its traceback."""
 from __future__ import annotations
 
 import subprocess
@@ -63,3 +64,16 @@ def test_a_file_that_is_not_a_database_is_one_error_line(tmp_path, capsys):
     assert exit_.value.code == 2
     db = tmp_path / "labels.sqlite"
     assert capsys.readouterr().err == f"error: {db}: not an annotation database (file is not a database)\n"
+
+
+@pytest.mark.parametrize("command", ["eval", "classroom-eval"])
+def test_a_run_folder_without_run_json_is_one_error_line(command, tmp_path, capsys):
+    import policy.__main__
+
+    (tmp_path / "prompts.jsonl").write_text("{}\n")
+    with pytest.raises(SystemExit) as exit_:
+        policy.__main__.main([command, "--run", str(tmp_path / "nowhere"),
+                              "--prompts", str(tmp_path / "prompts.jsonl")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'nowhere' / 'run.json'}: not found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.jsonl"]
