@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from pydantic import Field
+from tqdm.auto import tqdm
 
 from core.config import Config, run_cli
 from core.models import check_model_exists, load_causal_lm, load_tokenizer
@@ -96,6 +97,7 @@ def run_tutor(path: str, classroom, items, cfg: ClassroomConfig, ecfg: Classroom
     model = load_causal_lm(path).eval()
     generate = tutor_generator(model, classroom.tokenizer, cfg.max_completion_length,
                                ecfg.temperature or cfg.temperature, ecfg.batch_size)
+    classroom.student.calls = 0  # the student's seeds restart, so both tutors meet the same opening attempts
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ecfg.seed)
         return classroom.run(items, generate)
@@ -158,18 +160,26 @@ def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
     classroom = build_classroom(cfg, load_tokenizer(tuned), student)
     rows = classroom.rows(ecfg.prompts, ecfg.max_prompts, cfg.max_prompt_tokens)
     items: list[PromptItem] = [classroom.items_by_prompt[prompt_key(row["prompt"])] for row in rows]
-    solo = [Dialogue(item, opening_of(item, cfg.dialogue.opening), final_answer(item)) for item in items]
-    classroom.solve(solo, after_dialogue=False)
-    solo_rates = [solve_rate(d.record()) for d in solo]
     rm_path = ecfg.reward_model or cfg.reward_model
     rm = None
     if rm_path:
         from core.reward_model import HPCRewardModel
         rm = HPCRewardModel.from_pretrained(rm_path)
     panel = JudgePanel(cfg.judges)
-    dialogues = {name: run_tutor(path, classroom, items, cfg, ecfg) for name, path in (("base", base),
-                                                                                        ("tuned", tuned))}
-    metrics = {name: tutor_metrics(d, solo_rates, panel, rm) for name, d in dialogues.items()}
+    with tqdm(total=5, desc="classroom eval", unit="part") as bar:
+        bar.set_postfix_str("student alone")
+        solo = [Dialogue(item, opening_of(item, cfg.dialogue.opening), final_answer(item)) for item in items]
+        classroom.solve(solo, after_dialogue=False)
+        solo_rates = [solve_rate(d.record()) for d in solo]
+        bar.update()
+        dialogues, metrics = {}, {}
+        for name, path in (("base", base), ("tuned", tuned)):
+            bar.set_postfix_str(f"{name} tutor's dialogues")
+            dialogues[name] = run_tutor(path, classroom, items, cfg, ecfg)
+            bar.update()
+            bar.set_postfix_str(f"judging the {name} tutor")
+            metrics[name] = tutor_metrics(dialogues[name], solo_rates, panel, rm)
+            bar.update()
     boot = {"n_resamples": ecfg.bootstrap_resamples, "seed": ecfg.seed}
     report = {
         "run": ecfg.run, "base": base, "tuned": tuned, "problems": len(items), "prompts": ecfg.prompts,

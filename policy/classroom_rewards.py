@@ -52,17 +52,27 @@ def solve_rate(record: dict) -> float:
     return float(np.mean([answer_is_right(s, record["answer"]) for s in solutions])) if solutions else 0.0
 
 
+class DialogueReward(ExtraReward):
+    """A reward computed from each dialogue record alone: subclasses implement `score(record)`."""
+
+    def score(self, record: dict) -> float:
+        raise NotImplementedError
+
+    def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
+        return [self.score(record) for record in dialogue]
+
+
 class SolveParams(Config):
     weight: float = Field(1.0, ge=0, description="weight of the solve rate in TRL's weighted sum")
 
 
 @register
-class SolveRate(ExtraReward):
+class SolveRate(DialogueReward):
     name = "solve_rate"
     Params = SolveParams
 
-    def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
-        return [solve_rate(record) for record in dialogue]
+    def score(self, record: dict) -> float:
+        return solve_rate(record)
 
 
 class JudgeParams(Config):
@@ -117,12 +127,12 @@ class CleanEndParams(Config):
 
 
 @register
-class CleanEnd(ExtraReward):
+class CleanEnd(DialogueReward):
     name = "clean_end"
     Params = CleanEndParams
 
-    def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
-        return [self.params.bonus if record["ended_by_tutor"] else 0.0 for record in dialogue]
+    def score(self, record: dict) -> float:
+        return self.params.bonus if record["ended_by_tutor"] else 0.0
 
 
 class TruncatedParams(Config):
@@ -130,13 +140,13 @@ class TruncatedParams(Config):
 
 
 @register
-class TurnTruncated(ExtraReward):
+class TurnTruncated(DialogueReward):
     name = "turn_truncated"
     Params = TruncatedParams
 
-    def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
-        return [-self.params.penalty if any(t.get("truncated") for t in record["turns"] if t["role"] == "tutor")
-                else 0.0 for record in dialogue]
+    def score(self, record: dict) -> float:
+        cut = any(t.get("truncated") for t in record["turns"] if t["role"] == "tutor")
+        return -self.params.penalty if cut else 0.0
 
 
 class ThinkParams(Config):
@@ -163,13 +173,12 @@ def think_score(raw_turns: list[str], params: ThinkParams) -> float:
 
 
 @register
-class ThinkFormat(ExtraReward):
+class ThinkFormat(DialogueReward):
     name = "think_format"
     Params = ThinkParams
 
-    def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
-        return [think_score([t["raw"] for t in record["turns"] if t["role"] == "tutor"], self.params)
-                for record in dialogue]
+    def score(self, record: dict) -> float:
+        return think_score([t["raw"] for t in record["turns"] if t["role"] == "tutor"], self.params)
 
 
 class TurnHeadReward(HeadReward):

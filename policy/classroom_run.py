@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from core.config import run_cli
 from core.models import load_tokenizer
 from policy.classroom import Classroom
@@ -40,6 +42,8 @@ def build_classroom_trainer(cfg: ClassroomConfig, rm=None, student=None):
 
 
 def run_classroom(cfg: ClassroomConfig, rm=None) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     return run_grpo(cfg, rm, build=build_classroom_trainer)
 
 

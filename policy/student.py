@@ -11,6 +11,7 @@ reaches it. Two backends behind one method, `complete(chats, max_new_tokens) -> 
 from __future__ import annotations
 
 import asyncio
+import re
 
 import torch
 
@@ -33,6 +34,12 @@ SOLVE_ASK = ("{conversation}Now solve the problem on your own. Show your steps b
 
 def describe_student(profile: StudentProfile | None) -> str:
     return profile.describe() if profile is not None else "An ordinary student."
+
+
+def clean_reply(text: str) -> str:
+    """The student's own message: small models echo the transcript's 'You:' label or write the tutor's next line."""
+    text = re.sub(r"^\s*(?:You|Student)\s*:\s*", "", text)
+    return re.split(r"\n\s*Tutor\b", text, maxsplit=1)[0].strip()
 
 
 def student_chat(profile: StudentProfile | None, problem: str, request: str) -> list[dict]:
@@ -84,8 +91,9 @@ class LocalStudent:
         from core.models import load_causal_lm, load_tokenizer
 
         self.tokenizer = load_tokenizer(model_name)
+        # Weights keep requires_grad (sampling runs under no_grad): with it False, torch.matmul multiplies the
+        # prefill's last position against a batch-expanded copy of the output matrix (policy/README.md).
         self.model = load_causal_lm(model_name, dtype=dtype).eval()
-        self.model.requires_grad_(False)
         self.temperature, self.batch_size, self.seed, self.calls = temperature, batch_size, seed, 0
 
     def complete(self, chats: list[list[dict]], max_new_tokens: int) -> list[str]:
@@ -98,7 +106,7 @@ class LocalStudent:
             torch.manual_seed(self.seed * 1_000_003 + self.calls)
             out = sample_ids(self.model, ids, pad_id=tok.pad_token_id, eos_ids=[tok.eos_token_id],
                              max_new_tokens=max_new_tokens, temperature=self.temperature, batch_size=self.batch_size)
-        return [tok.decode(o, skip_special_tokens=True).strip() for o in out]
+        return [clean_reply(tok.decode(o, skip_special_tokens=True)) for o in out]
 
 
 class OpenAIStudent:
@@ -118,7 +126,7 @@ class OpenAIStudent:
                 client.complete(chat, temperature=self.temperature, max_tokens=max_new_tokens,
                                 seed=self.seed + 7919 * self.calls + i)
                 for i, chat in enumerate(chats)])
-        return [c.text.strip() for c in done]
+        return [clean_reply(c.text) for c in done]
 
 
 def build_student(options):
