@@ -109,7 +109,8 @@ def transcript_markdown(name: str, dialogue: Dialogue) -> str:
     for turn in dialogue.turns:
         speaker = "Tutor" if turn["role"] == "tutor" else "Student"
         cut = " *(cut at the token limit)*" if turn.get("truncated") else ""
-        lines.append(f"- **{speaker}:** {turn['text'] or '(nothing)'}{cut}")
+        text = (turn["text"] or "(nothing)").replace("\n", "\n  ")  # continuation lines stay in the list item
+        lines.append(f"- **{speaker}:** {text}{cut}")
     lines += ["", f"Final solutions right: {solve_rate(dialogue.record()):.2f} "
                   f"({len(dialogue.solutions)} attempts)", ""]
     return "\n".join(lines)

@@ -39,7 +39,8 @@ def describe_student(profile: StudentProfile | None) -> str:
 def clean_reply(text: str) -> str:
     """The student's own message: small models echo the transcript's 'You:' label or write the tutor's next line."""
     text = re.sub(r"^\s*(?:You|Student)\s*:\s*", "", text)
-    return re.split(r"\n\s*Tutor\b", text, maxsplit=1)[0].strip()
+    text = re.split(r"\n\s*Tutor\b", text, maxsplit=1)[0]
+    return re.sub(r"\n\s*T(?:u(?:t(?:or?)?)?)?\s*$", "", text).strip()  # a "Tutor" label cut by the token limit
 
 
 def student_chat(profile: StudentProfile | None, problem: str, request: str) -> list[dict]:

@@ -178,3 +178,15 @@ def test_student_tokens_get_no_gradient_through_trl_loss(trainer):
     # the check has teeth: without env_mask TRL would train on the student's tokens and role headers
     _, unmasked = position_grads(trainer, inputs, drop_env_mask=True)
     assert torch.all(unmasked[student] > 0)
+
+
+@pytest.mark.parametrize("raw, reply", [
+    ("You: I think it is 12.", "I think it is 12."),
+    ("Is it 4?\nTutor: Yes, well done.", "Is it 4?"),
+    ("The answer is 6.\nT", "The answer is 6."),  # a 'Tutor' label cut by the token limit
+    ("Ten apples.\nThen 5 more?", "Ten apples.\nThen 5 more?"),
+])
+def test_student_replies_keep_only_the_students_words(raw, reply):
+    from policy.student import clean_reply
+
+    assert clean_reply(raw) == reply
