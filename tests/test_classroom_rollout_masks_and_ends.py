@@ -24,9 +24,11 @@ class ScriptedStudent:
 
     def __init__(self):
         self.calls: list[int] = []
+        self.seen: list[str] = []
 
     def complete(self, chats, max_new_tokens):
         self.calls.append(len(chats))
+        self.seen += [m["content"] for chat in chats for m in chat]
         return [f"student says {k} \\boxed{{4}}" for k in range(len(chats))]
 
 
@@ -34,8 +36,8 @@ class ScriptedTutor:
     """Tutor turns of fixed text; the dialogue about problem 0 says the end marker in its 2nd turn; with
     `truncate`, turns end without eos (cut at the token limit)."""
 
-    def __init__(self, tokenizer, truncate: bool = False):
-        self.tokenizer, self.truncate, self.calls = tokenizer, truncate, []
+    def __init__(self, tokenizer, truncate: bool = False, plan: str = ""):
+        self.tokenizer, self.truncate, self.plan, self.calls = tokenizer, truncate, plan, []
 
     def __call__(self, prompt_ids):
         self.calls.append(len(prompt_ids))
@@ -43,7 +45,8 @@ class ScriptedTutor:
         for ids in prompt_ids:
             text = self.tokenizer.decode(ids)
             turn = text.count("<|im_start|>assistant")
-            say = f"Hint {turn}: what is left?" + (f" {END_MARKER}" if "Problem 0" in text and turn == 2 else "")
+            say = self.plan + f"Hint {turn}: what is left?" + (f" {END_MARKER}" if "Problem 0" in text and turn == 2
+                                                                else "")
             new = self.tokenizer(say, add_special_tokens=False)["input_ids"]
             out.append(new if self.truncate else new + [self.tokenizer.eos_token_id])
         return out, None
@@ -190,3 +193,17 @@ def test_student_replies_keep_only_the_students_words(raw, reply):
     from policy.student import clean_reply
 
     assert clean_reply(raw) == reply
+
+
+def test_think_blocks_are_hidden_from_the_student_and_long_dialogues_stop(tokenizer):
+    student = ScriptedStudent()
+    room = classroom(tokenizer, opening="tutor", max_turns=3, student=student)
+    [d] = room.run(items(2)[1:], ScriptedTutor(tokenizer, plan="<think>secret plan</think>"))
+    tutor = [t for t in d.turns if t["role"] == "tutor"]
+    assert all(t["raw"].startswith("<think>secret plan</think>") and "secret" not in t["text"] for t in tutor)
+    assert student.seen and not any("secret" in text for text in student.seen)
+    assert "secret" in tokenizer.decode(d.completion_ids)  # the tutor is trained on its own plan
+    short = Classroom(tokenizer, ScriptedStudent(), DialogueOptions(max_turns=3, max_dialogue_tokens=64),
+                      StudentOptions(solve_attempts=1), "You are a tutor.", [tokenizer.eos_token_id])
+    [d] = short.run(items(2)[1:], ScriptedTutor(tokenizer))
+    assert [t["role"] for t in d.turns].count("tutor") == 1  # the prompt alone is longer than 64 tokens
