@@ -76,6 +76,8 @@ class TrainConfig(Config):
     deepspeed: str | None = Field(None, description="DeepSpeed JSON config (GPU runs under accelerate/deepspeed)")
     progress: bool = Field(True, description="show progress bars")
     logging_steps: int = Field(10, description="log the loss every N steps")
+    report_to: list[str] = Field(default_factory=list, description="trackers, as transformers' report_to: "
+                                                                   "tensorboard, wandb, ... (empty: none)")
 
     @model_validator(mode="after")
     def _averaging_needs_whole_weights(self):
@@ -183,7 +185,7 @@ def _training_args(cfg: TrainConfig, checkpoint_dir: Path, pooled: bool) -> Trai
         seed=cfg.seed, data_seed=cfg.seed,
         save_strategy="no" if not cfg.checkpoints else "steps" if cfg.save_steps else "epoch",
         save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps,
-        report_to=[], disable_tqdm=not cfg.progress, use_cpu=not torch.cuda.is_available(),
+        report_to=cfg.report_to or [], disable_tqdm=not cfg.progress, use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="random" if pooled else "group_by_length", remove_unused_columns=False, label_names=["labels"],
         ddp_find_unused_parameters=True, deepspeed=cfg.deepspeed, bf16=cfg.dtype == "bfloat16",
         dataloader_num_workers=0,

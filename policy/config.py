@@ -99,6 +99,9 @@ class GRPORunConfig(Config):
     )
     # bookkeeping
     logging_steps: int = Field(1, ge=1, description="log metrics every N steps")
+    report_to: list[str] = Field(default_factory=list, description="trackers for long runs, as transformers' "
+                                                                   "report_to: tensorboard, wandb, ...; empty: "
+                                                                   "train_log.jsonl only")
     save_steps: int = Field(10, ge=1, description="write a checkpoint every N steps")
     save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
     keep_checkpoints: bool = Field(False, description="keep the resume checkpoints once the run finished (each "

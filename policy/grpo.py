@@ -128,8 +128,8 @@ def trl_args(cfg: GRPORunConfig, reward_weights: list[float]) -> GRPOConfig:
         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p,
         cache_implementation=cfg.cache_implementation, deepspeed=cfg.deepspeed,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, report_to="none", use_cpu=not torch.cuda.is_available(),
-        remove_unused_columns=False, **extra,
+        save_total_limit=cfg.save_total_limit, report_to=cfg.report_to or "none",
+        use_cpu=not torch.cuda.is_available(), remove_unused_columns=False, **extra,
     )
 
 

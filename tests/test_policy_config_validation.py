@@ -69,3 +69,14 @@ def test_shipped_eval_config_validates():
 
     cfg = load_config(EvalConfig, CONFIGS / "eval_tiny.yaml")
     assert cfg.samples_per_prompt >= 1 and cfg.max_prompt_tokens
+
+
+def test_report_to_reaches_the_trainer_arguments():
+    from core.config import load_config
+    from policy.config import GRPORunConfig
+    from policy.grpo import trl_args
+
+    base = {"beta": 0.04, "loss_type": "grpo", "out": "/tmp/unused"}
+    assert trl_args(load_config(GRPORunConfig, overrides=base), [1.0]).report_to in ("none", [], ["none"])
+    args = trl_args(load_config(GRPORunConfig, overrides={**base, "report_to": ["tensorboard"]}), [1.0])
+    assert args.report_to == ["tensorboard"]
