@@ -12,6 +12,7 @@ import contextlib
 import copy
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -100,6 +101,17 @@ def load_reward_model(path: str):
     return HPCRewardModel.from_pretrained(path, device=device)
 
 
+def rm_reads_less_warning(rm, max_completion_length: int) -> str | None:
+    """A warning when the RM would read fewer response tokens than the policy may write (counted in the RM's own
+    tokenizer, so only roughly comparable): the reward would never see the end of a long completion."""
+    reads = rm.spec.max_response_tokens
+    if reads >= max_completion_length:
+        return None
+    return (f"warning: the reward model reads only the first {reads} response tokens but the policy may write "
+            f"{max_completion_length}: the reward never sees the rest of a long completion; retrain the RM with "
+            f"--max-response-tokens {max_completion_length} (and a larger --max-length) or lower max_completion_length")
+
+
 def reward_weights_for(cfg: GRPORunConfig, rm) -> dict[str, float]:
     """The config's weights, checked against the RM's dimensions (None: the RM's own aggregation weights)."""
     weights = cfg.weights if cfg.weights is not None else rm.weights
@@ -153,6 +165,8 @@ def build_trainer(cfg: GRPORunConfig, rm=None, *, tokenizer=None, rows: list[dic
     if rm is None and cfg.reward_model:
         rm = load_reward_model(cfg.reward_model)
     weights = reward_weights_for(cfg, rm) if rm is not None else {}
+    if rm is not None and (warning := rm_reads_less_warning(rm, cfg.max_completion_length)):
+        print(warning, file=sys.stderr)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.policy)
     eos_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     funcs, reward_weights, cache = build_reward_functions(

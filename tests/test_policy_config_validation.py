@@ -80,3 +80,14 @@ def test_report_to_reaches_the_trainer_arguments():
     assert trl_args(load_config(GRPORunConfig, overrides=base), [1.0]).report_to in ("none", [], ["none"])
     args = trl_args(load_config(GRPORunConfig, overrides={**base, "report_to": ["tensorboard"]}), [1.0])
     assert args.report_to == ["tensorboard"]
+
+
+def test_an_rm_that_reads_fewer_tokens_than_the_policy_writes_is_warned_about():
+    from types import SimpleNamespace
+
+    from policy.grpo import rm_reads_less_warning
+
+    rm = SimpleNamespace(spec=SimpleNamespace(max_response_tokens=128))
+    assert rm_reads_less_warning(rm, 128) is None
+    message = rm_reads_less_warning(rm, 512)
+    assert "first 128 response tokens" in message and "may write 512" in message
