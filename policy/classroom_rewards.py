@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+from abc import abstractmethod
 from typing import Literal
 
 import numpy as np
@@ -55,8 +56,9 @@ def solve_rate(record: dict) -> float:
 class DialogueReward(ExtraReward):
     """A reward computed from each dialogue record alone: subclasses implement `score(record)`."""
 
+    @abstractmethod
     def score(self, record: dict) -> float:
-        raise NotImplementedError
+        """The reward of one finished dialogue."""
 
     def __call__(self, prompts, completions, completion_ids, *, dialogue, **columns) -> list[float]:
         return [self.score(record) for record in dialogue]

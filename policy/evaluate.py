@@ -27,8 +27,8 @@ from core.models import check_model_exists, load_causal_lm, load_tokenizer
 from core.rubric import load_rubric
 from core.schema import write_json, write_jsonl
 from core.sources import load_mrbench_problems
-from policy.independent import (compare_scores, hacking_gaps, judge_scorers, judge_standing, load_agreement,
-                                load_rm_scorers, per_prompt, rm_scorer)
+from policy.independent import (Scorer, compare_scores, hacking_gaps, judge_scorers, judge_standing,
+                                load_agreement, load_rm_scorers, per_prompt, prompt_scores, rm_scorer)
 from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
 from policy.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
 from policy.rewards import leaked_answers
@@ -151,15 +151,26 @@ def kl_on_tuned_samples(tuned_model, base_model, rollouts, s: dict, cfg: EvalCon
     return {"per_sequence": mean_interval(per_seq, **boot), "per_token": float(per_seq.sum() / tokens)}
 
 
+def excluded_problems(cfg: EvalConfig) -> set[str]:
+    """Problem ids an independent RM trained on MRBench must not judge (`--exclude-problems-from`)."""
+    return set(load_mrbench_problems(cfg.exclude_problems_from)) if cfg.exclude_problems_from else set()
+
+
+def independent_scorers(cfg: EvalConfig, rm) -> list[Scorer]:
+    """The eval's judges (on --judge-rubric, else the training RM's rubric) and independent RMs."""
+    rubric = load_rubric(cfg.judge_rubric) if cfg.judge_rubric else rm.rubric
+    return (judge_scorers(cfg.judges, rubric, load_agreement(cfg.judge_agreement))
+            + load_rm_scorers(cfg.rms, cfg.batch_size))
+
+
 def score_independently(scorers, rows, k, base_out, tuned_out, boot) -> dict:
     """Every independent scorer on the same base and tuned responses, compared per prompt."""
     contexts = [row["context"] for row in rows for _ in range(k)]
     out = {}
     for scorer in scorers:
-        per = {name: {d: per_prompt(v, len(rows), k) for d, v in scorer.score(contexts, [r.text for r in outs]).items()}
-               for name, outs in (("base", base_out), ("tuned", tuned_out))}
+        base, tuned = (prompt_scores(scorer, contexts, [r.text for r in outs], k) for outs in (base_out, tuned_out))
         out[scorer.name] = {"kind": scorer.kind, "agreement_with_humans": scorer.agreement,
-                            "comparison": compare_scores(per["base"], per["tuned"], scorer.top, boot)}
+                            "comparison": compare_scores(base, tuned, scorer.top, boot)}
     return out
 
 
@@ -173,17 +184,6 @@ def rule_checks(outs, rows, k, max_new_tokens: int, eos_id: int) -> dict:
     return {"answer_leaked": float(np.mean(leaks)), "empty": float(np.mean([not t.strip() for t in texts])),
             "truncated": float(np.mean(cut)), "length_tokens": float(np.mean([len(r.completion_ids) for r in outs])),
             "length_words": float(np.mean([len(t.split()) for t in texts])), "n": len(outs)}
-
-
-def training_with_weights(training, rm, weights):
-    """The training RM as a tutorbench scorer: its weighted reward, the quantity GRPO maximised."""
-    inner = training.score
-
-    def score(contexts, responses):
-        preds = inner(contexts, responses)
-        return {**preds, "weighted": np.asarray(rm.reward(preds, weights), dtype=np.float64)}
-
-    return type(training)(training.name, training.kind, training.dimensions, training.top, score)
 
 
 def run_tutorbench(cfg: EvalConfig, models: dict, tokenizer, scorers, excluded: set[str], boot: dict) -> dict:
@@ -208,7 +208,7 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     for name in (s["base"], s["tuned"]):  # a bad --tuned stops before the base policy is sampled
         check_model_exists(name)
     tokenizer = load_tokenizer(s["base"])
-    excluded = set(load_mrbench_problems(cfg.exclude_problems_from)) if cfg.exclude_problems_from else set()
+    excluded = excluded_problems(cfg)
     rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"],
                             exclude_problem_ids=excluded)
     k = cfg.samples_per_prompt
@@ -221,9 +221,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
                                                                          s, cfg, "tuned")
     report.update(compare(base_scores, tuned_scores, cfg))
     boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
-    training = rm_scorer("rm:training", rm, "training-rm", cfg.batch_size)
-    independent = judge_scorers(cfg.judges, load_rubric(cfg.judge_rubric) if cfg.judge_rubric else rm.rubric,
-                                load_agreement(cfg.judge_agreement)) + load_rm_scorers(cfg.rms, cfg.batch_size)
+    training = rm_scorer("rm:training", rm, "training-rm", cfg.batch_size, weights)
+    independent = independent_scorers(cfg, rm)
     report["training_rm"] = compare_scores(base_scores, tuned_scores, training.top, boot)
     report["independent"] = score_independently(independent, rows, k, base_out, tuned_out, boot)
     for result in report["independent"].values():
@@ -246,7 +245,7 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
         report["gsm8k_perplexity"]["items"] = len(problems)
     if cfg.tutorbench.settings or cfg.tutorbench.gsm8k_accuracy_items:
         report["tutorbench"] = run_tutorbench(cfg, {"base": base_model, "tuned": tuned_model}, tokenizer,
-                                              [training_with_weights(training, rm, weights)] + independent,
+                                              [training] + independent,
                                               excluded, boot)
     report["training"] = training_summary(s["train_log"])
     report["lm_eval"] = lm_eval_section(s["tuned"], cfg.lm_eval_tasks)

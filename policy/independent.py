@@ -11,6 +11,7 @@ independent scorer's does not (or points down) is flagged as possible reward hac
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from core.judges import JudgeJob, RawLabel, build_judges
-from core.rubric import Rubric, load_rubric
+from core.rubric import Rubric
 from core.schema import LabeledItem
 from policy.stats import paired_difference, win_rate
 
@@ -35,12 +36,16 @@ class Scorer:
     agreement: dict | None = None  # the judge's measured agreement with human labels, when one is known
 
 
-def rm_scorer(name: str, rm, kind: str = "rm", batch_size: int = 16) -> Scorer:
+def rm_scorer(name: str, rm, kind: str = "rm", batch_size: int = 16, weights: dict[str, float] | None = None) -> Scorer:
+    """An RM as a scorer; with `weights` its scores also carry 'weighted' (the sum GRPO maximised)."""
     top = float(max(level.score for dim in rm.rubric.dimensions for level in dim.levels))
 
     def score(contexts, responses):
-        return {d: np.asarray(v, dtype=np.float64)
-                for d, v in rm.score(list(contexts), list(responses), batch_size=batch_size).items()}
+        preds = {d: np.asarray(v, dtype=np.float64)
+                 for d, v in rm.score(list(contexts), list(responses), batch_size=batch_size).items()}
+        if weights is not None:
+            preds["weighted"] = np.asarray(rm.reward(preds, weights), dtype=np.float64)
+        return preds
 
     return Scorer(name, kind, list(rm.dimensions), top, score)
 
@@ -83,8 +88,14 @@ def load_rm_scorers(paths: list[str], batch_size: int) -> list[Scorer]:
 def per_prompt(values: np.ndarray, n_prompts: int, samples: int) -> np.ndarray:
     """Average the samples of each prompt (prompt-major layout), ignoring failed (NaN) samples."""
     grid = np.asarray(values, dtype=np.float64).reshape(n_prompts, samples)
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(grid, axis=1) if np.isnan(grid).any() else grid.mean(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a prompt whose samples all failed stays NaN
+        return np.nanmean(grid, axis=1)
+
+
+def prompt_scores(scorer: Scorer, contexts: list[str], texts: list[str], samples: int) -> dict[str, np.ndarray]:
+    """The scorer's per-prompt scores of prompt-major responses (`samples` per prompt)."""
+    return {d: per_prompt(v, len(texts) // samples, samples) for d, v in scorer.score(contexts, texts).items()}
 
 
 def compare_scores(base: dict[str, np.ndarray], tuned: dict[str, np.ndarray], top: float, boot: dict) -> dict:
@@ -145,7 +156,3 @@ def load_agreement(path: str | None) -> dict[str, dict]:
             judge = annotator.removeprefix("llm:")
             out.setdefault(judge, {})[dim] = {k: row.get(k) for k in ("qwk", "spearman", "exact", "n")}
     return out
-
-
-def load_judge_rubric(name: str | None, fallback: Rubric) -> Rubric:
-    return load_rubric(name) if name else fallback

@@ -148,7 +148,8 @@ def tutorbench_markdown(bench: dict | None) -> list[str]:
     lines = ["", "## MathTutorBench-style: the policy writes the real teacher's last turn", "",
              "Win rate = P(score(policy turn) > score(teacher turn)), ties 1/2; margin = mean score difference; "
              "95% bootstrap intervals over dialogues.", "",
-             "| setting | scorer | teacher | base win rate | tuned win rate | tuned margin |", "|---|---|---|---|---|---|"]
+             "| setting | scorer | teacher | base win rate | tuned win rate | tuned margin |",
+             "|---|---|---|---|---|---|"]
     for setting, result in bench.get("settings", {}).items():
         for scorer, r in result["scores"].items():
             b, t = r["base"]["win_rate"], r["tuned"]["win_rate"]

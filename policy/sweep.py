@@ -22,11 +22,9 @@ from core.config import Config, ConfigError, load_config, run_cli  # noqa: E402
 from core.models import load_tokenizer  # noqa: E402
 from core.schema import save_figure, write_json, write_text  # noqa: E402
 from policy.config import GRPORunConfig, check_run_inputs  # noqa: E402
-from core.rubric import load_rubric  # noqa: E402
-from core.sources import load_mrbench_problems  # noqa: E402
-from policy.evaluate import EvalConfig, compare, score_policy  # noqa: E402
-from policy.independent import (compare_scores, judge_scorers, load_agreement, load_rm_scorers,  # noqa: E402
-                                per_prompt)
+from policy.evaluate import (EvalConfig, compare, excluded_problems, independent_scorers,  # noqa: E402
+                             score_policy)
+from policy.independent import compare_scores, prompt_scores  # noqa: E402
 from policy.grpo import FINAL_POLICY, load_reward_model, run_grpo  # noqa: E402
 from policy.prompts import load_prompt_rows  # noqa: E402
 
@@ -98,8 +96,8 @@ def write_sweep_markdown(report: dict, path: Path) -> None:
                  + f" | {base['length_tokens']:.1f} |")
     scorers = list(report["runs"][0].get("independent", {})) if report["runs"] else []
     if scorers:
-        lines += ["", "Independent scorers (never trained on): gain on the mean of each scorer's dimensions, divided by "
-                  "its top level [95% interval].", "", "| weights | " + " | ".join(scorers) + " |",
+        lines += ["", "Independent scorers (never trained on): gain on the mean of each scorer's dimensions, "
+                  "divided by its top level [95% interval].", "", "| weights | " + " | ".join(scorers) + " |",
                   "|---" * (len(scorers) + 1) + "|"]
         for run in report["runs"]:
             cells = []
@@ -119,24 +117,19 @@ def run_sweep(cfg: SweepConfig) -> dict:
     rm = load_reward_model(template.reward_model)
     out = Path(cfg.out)
     tokenizer = load_tokenizer(template.policy)
-    excluded = set(load_mrbench_problems(cfg.eval.exclude_problems_from)) if cfg.eval.exclude_problems_from else set()
     rows = load_prompt_rows(cfg.eval.prompts, template.system_prompt, cfg.eval.max_prompts, tokenizer,
-                            cfg.eval.max_prompt_tokens or template.max_prompt_tokens, exclude_problem_ids=excluded)
+                            cfg.eval.max_prompt_tokens or template.max_prompt_tokens,
+                            exclude_problem_ids=excluded_problems(cfg.eval))
     settings = {"max_new_tokens": cfg.eval.max_new_tokens or template.max_completion_length,
                 "temperature": cfg.eval.temperature or template.temperature, "top_p": template.top_p}
     _, base_out, base_scores, base = score_policy(template.policy, tokenizer, rows, rm, rm.weights, settings,
                                                   cfg.eval, "base")
-    judge_rubric = load_rubric(cfg.eval.judge_rubric) if cfg.eval.judge_rubric else rm.rubric
-    scorers = judge_scorers(cfg.eval.judges, judge_rubric, load_agreement(cfg.eval.judge_agreement)) + \
-        load_rm_scorers(cfg.eval.rms, cfg.eval.batch_size)
+    scorers = independent_scorers(cfg.eval, rm)
     contexts = [row["context"] for row in rows for _ in range(cfg.eval.samples_per_prompt)]
     boot = dict(confidence=cfg.eval.confidence, n_resamples=cfg.eval.bootstrap_resamples, seed=cfg.eval.seed)
 
-    def independent_scores(outs) -> dict[str, dict]:
-        return {s.name: {d: per_prompt(v, len(rows), cfg.eval.samples_per_prompt)
-                         for d, v in s.score(contexts, [o.text for o in outs]).items()} for s in scorers}
-
-    base_independent = independent_scores(base_out)
+    k = cfg.eval.samples_per_prompt
+    base_independent = {s.name: prompt_scores(s, contexts, [o.text for o in base_out], k) for s in scorers}
     runs = []
     for weights in weightings(rm.dimensions, cfg.grid_step):
         run_dir = out / run_name(weights)
@@ -147,8 +140,9 @@ def run_sweep(cfg: SweepConfig) -> dict:
         _, outs, scores, tuned = score_policy(str(run_dir / FINAL_POLICY), tokenizer, rows, rm, weights, settings,
                                               cfg.eval, run_name(weights))
         base_weighted = dict(base_scores, weighted=rm.reward(base_scores, weights))
-        independent = {name: compare_scores(base_independent[name], tuned_scores, scorer.top, boot)
-                       for scorer, (name, tuned_scores) in zip(scorers, independent_scores(outs).items(), strict=True)}
+        independent = {s.name: compare_scores(base_independent[s.name],
+                                              prompt_scores(s, contexts, [o.text for o in outs], k), s.top, boot)
+                       for s in scorers}
         runs.append({"weights": weights, "dir": str(run_dir), "tuned": tuned, "independent": independent,
                      **compare(base_weighted, scores, cfg.eval)})
     report = {"dimensions": rm.dimensions, "max_steps": cfg.max_steps, "prompts": len(rows), "base": base,
