@@ -1,7 +1,9 @@
 """`python -m annotation generate`: candidate tutor responses for prompt sets, in several tutoring styles.
 
-Generators: `local:<model>` (transformers, batched sampling with left padding and the chat template),
-`openai:<model>` (any OpenAI-compatible endpoint, async with bounded concurrency) and `human:teacher`
+Generators: `local:<model>` (transformers, batched sampling with left padding and the chat template, on `--device`
+in `--dtype`: bf16 on a GPU by default), `openai:<model>` (any OpenAI-compatible endpoint, async with bounded
+concurrency; for vLLM: `vllm serve MODEL --port 8000`, then `--generators openai:MODEL --openai.base-url
+http://127.0.0.1:8000/v1`; each request carries a `seed` and `--openai-extra` fields) and `human:teacher`
 (the real teacher turns in `PromptItem.reference_responses`). Each style in `configs/styles.yaml` is a
 system prompt; `PromptItem.chat_messages` adds the profile and the problem.
 
@@ -12,16 +14,18 @@ final file is written in one atomic step at the end.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 from tqdm import tqdm
 
 from core.config import Config, ConfigError, load_yaml, run_cli
 from core.llm_client import ChatClient, ClientConfig, LLMError
-from core.models import check_model_exists
+from core.models import DEVICE_HELP, DTYPE_HELP, Device, Dtype, check_model_exists
 from core.schema import AppendLog, LabeledItem, PromptItem, read_jsonl, write_json, write_jsonl
 
 STYLES_FILE = Path(__file__).resolve().parent.parent / "configs" / "styles.yaml"
@@ -42,13 +46,19 @@ class GenerateConfig(Config):
     temperature: float = Field(0.8, ge=0, description="sampling temperature (0: greedy)")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
     batch_size: int = Field(8, ge=1, description="prompts per local generate call")
-    dtype: str = Field("float32", description="torch dtype of the local generator (float32 or bfloat16)")
-    seed: int = Field(0, description="random seed for local sampling")
+    dtype: Dtype = Field("auto", description="local generator's weights: " + DTYPE_HELP)
+    device: Device = Field("auto", description="local generator: " + DEVICE_HELP)
+    seed: int = Field(0, description="random seed for local sampling (openai:<model>: each request's `seed` is "
+                                     "derived from it and the response id)")
     threads: int = Field(0, ge=0, description="torch CPU threads for the local generator (0: torch's default; on a "
                                               "machine shared with other jobs, 1 can be several times faster)")
     limit: int | None = Field(None, ge=1, description="use only the first N prompts (quick checks)")
     openai: ClientConfig = Field(default_factory=ClientConfig,
                                  description="endpoint for openai:<model> generators (model comes from the spec)")
+    openai_extra: dict[str, Any] = Field(
+        default_factory=dict, description="extra fields in every openai:<model> request body, e.g. vLLM's sampling "
+                                          "parameters {top_k: 20, min_p: 0.05, repetition_penalty: 1.05} (`vllm serve` "
+                                          "reads them; other servers may refuse unknown fields)")
 
     @field_validator("generators", "styles", mode="before")
     @classmethod
@@ -122,7 +132,7 @@ def generate_local(model_name: str, requests: list[Request], config: GenerateCon
     if config.threads:
         torch.set_num_threads(config.threads)
     tokenizer = load_tokenizer(model_name, padding_side="left")
-    model = load_causal_lm(model_name, dtype=config.dtype).eval()
+    model = load_causal_lm(model_name, dtype=config.dtype, device=config.device).eval()
     torch.manual_seed(config.seed)
     sampling = {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
     if config.temperature == 0:
@@ -132,12 +142,12 @@ def generate_local(model_name: str, requests: list[Request], config: GenerateCon
         batch = requests[start : start + config.batch_size]
         began = time.perf_counter()
         texts = [tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in batch]
-        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.inference_mode(), inverse_cdf_sampling():
             output = model.generate(**encoded, max_new_tokens=config.max_new_tokens,
                                     pad_token_id=tokenizer.pad_token_id, **sampling)
         generate_s += time.perf_counter() - began
-        new = output[:, encoded["input_ids"].shape[1]:]
+        new = output[:, encoded["input_ids"].shape[1]:].cpu()
         for request, ids in zip(batch, new):
             ends = (ids == tokenizer.eos_token_id).nonzero()
             length = int(ends[0]) + 1 if len(ends) else len(ids)  # count tokens up to and with the first EOS
@@ -145,13 +155,20 @@ def generate_local(model_name: str, requests: list[Request], config: GenerateCon
     return {"generate_s": round(generate_s, 2)}
 
 
+def request_seed(seed: int, request_id: str) -> int:
+    """A per-request sampling seed (vLLM and OpenAI read `seed`): the same on a rerun, different for each sample k."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{request_id}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
 def generate_openai(model_name: str, requests: list[Request], config: GenerateConfig, record) -> dict:
     client_config = config.openai.model_copy(update={"model": model_name})
-    params = {"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_new_tokens}
+    params = {"temperature": config.temperature, "top_p": config.top_p, "max_tokens": config.max_new_tokens,
+              **config.openai_extra}
 
     async def one(client: ChatClient, request: Request):
         try:
-            completion = await client.complete(request.messages, **params)
+            completion = await client.complete(request.messages,
+                                               **{"seed": request_seed(config.seed, request.id), **params})
         except LLMError as err:
             return request, err
         return request, completion

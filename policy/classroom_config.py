@@ -13,6 +13,7 @@ from pydantic import Field
 
 from core.config import Config
 from core.llm_client import ClientConfig
+from core.models import DEVICE_HELP, Device
 from policy.classroom_rewards import CLASSROOM_REWARDS  # importing it registers them before validation
 from policy.config import GRPORunConfig
 
@@ -43,6 +44,7 @@ class StudentOptions(Config):
         "local", description="local: a transformers model in this process; openai: any OpenAI-compatible endpoint")
     model: str = Field("smollm2-135m-instruct", description="local student: registry name, hub id or folder")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="local student's weights")
+    device: Device = Field("auto", description="local student: " + DEVICE_HELP)
     batch_size: int = Field(32, ge=1, description="local student: dialogues per generate call")
     openai: ClientConfig = Field(default_factory=ClientConfig, description="endpoint of an OpenAI-compatible student "
                                                                            "(backend openai)")

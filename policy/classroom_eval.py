@@ -23,7 +23,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from core.config import Config, run_cli
-from core.models import check_model_exists, load_causal_lm, load_tokenizer
+from core.models import DEVICE_HELP, Device, check_model_exists, load_causal_lm, load_tokenizer, pick_device
 from core.schema import (DataError, LabeledItem, PromptItem, Turn, read_jsonl, render_context, write_json, write_jsonl,
                          write_text)
 from policy.classroom import Dialogue, opening_of, prompt_key
@@ -48,6 +48,8 @@ class ClassroomEvalConfig(Config):
     reward_model: str | None = Field(None, description="HPC-RM folder scoring tutor turns (None: the run's, if any)")
     temperature: float | None = Field(None, gt=0, description="tutor sampling temperature (None: the run's)")
     batch_size: int = Field(16, ge=1, description="tutor generation batch size")
+    device: Device = Field("auto", description="base and tuned tutors (bf16 on a GPU, float32 on cpu) and the RM: "
+                                               + DEVICE_HELP + "; the student follows the run's student.device")
     seed: int = Field(0, description="seed of the tutor's sampling (the same for base and tuned)")
     threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default; 1 on a machine shared with "
                                               "other jobs)")
@@ -94,7 +96,7 @@ def tutor_metrics(dialogues: list[Dialogue], solo: list[float], panel: JudgePane
 
 
 def run_tutor(path: str, classroom, items, cfg: ClassroomConfig, ecfg: ClassroomEvalConfig) -> list[Dialogue]:
-    model = load_causal_lm(path).eval()
+    model = load_causal_lm(path, dtype="auto", device=ecfg.device).eval()
     generate = tutor_generator(model, classroom.tokenizer, cfg.max_completion_length,
                                ecfg.temperature or cfg.temperature, ecfg.batch_size)
     classroom.student.calls = 0  # the student's seeds restart, so both tutors meet the same opening attempts
@@ -156,6 +158,7 @@ def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
     tuned, base = ecfg.tuned or run["policy"], ecfg.base or run["base_policy"]
     for name in (tuned, base):  # before the student loads and solves anything
         check_model_exists(name)
+    pick_device(ecfg.device)  # so is a GPU asked for on a machine without one
     read_jsonl(ecfg.prompts, PromptItem)  # bad prompts, too
     out = Path(ecfg.out or Path(ecfg.run) / "eval")
     classroom = build_classroom(cfg, load_tokenizer(tuned), student)
@@ -166,6 +169,8 @@ def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
     if rm_path:
         from core.reward_model import HPCRewardModel
         rm = HPCRewardModel.from_pretrained(rm_path)
+        if pick_device(ecfg.device) != "spread":
+            rm.to(pick_device(ecfg.device))
     panel = JudgePanel(cfg.judges)
     with tqdm(total=5, desc="classroom eval", unit="part") as bar:
         bar.set_postfix_str("student alone")

@@ -49,8 +49,8 @@ def sample_responses(model, tokenizer, chats: list[list[dict]], *, max_new_token
         with inverse_cdf_sampling():  # same distribution, far cheaper on CPU (annotation/sampling.py)
             sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else \
                 dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-            out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 pad_token_id=pad, **sampling)
+            out = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad, **sampling).cpu()
         for row, i in enumerate(idx):
             ids = out[row, width:].tolist()
             if eos in ids:
@@ -69,13 +69,14 @@ def completion_logprobs(model, pairs: list[tuple[list[int], list[int]]], *, temp
     for idx in tqdm(list(_batches(order, batch_size)), desc=desc, unit="batch"):
         seqs = [pairs[i][0] + pairs[i][1] for i in idx]
         width = max(map(len, seqs))
-        input_ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        input_ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=model.device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=model.device)
         logits = model(input_ids=input_ids, attention_mask=mask).logits.float() / temperature
-        logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+        targets = input_ids[:, 1:, None].to(logits.device)  # with device_map the logits sit on the last GPU
+        logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, targets).squeeze(-1)
         for row, i in enumerate(idx):
             start, n = len(pairs[i][0]), len(pairs[i][1])
-            out[i] = logps[row, start - 1:start - 1 + n].numpy().astype(np.float64)
+            out[i] = logps[row, start - 1:start - 1 + n].cpu().numpy().astype(np.float64)
     return out
 
 

@@ -3,8 +3,8 @@
 The student sees the dialogue as text inside one user message (not as alternating chat roles), so any chat
 template and any endpoint work, the opening line needs no fake tutor turn, and the tutor's hidden `<think>` never
 reaches it. Two backends behind one method, `complete(chats, max_new_tokens) -> one text per chat`:
-- `LocalStudent`: a transformers model (registry name, hub id or folder), batched sampling; its RNG is forked
-  so the student's draws never shift the trainer's random stream;
+- `LocalStudent`: a transformers model (registry name, hub id or folder) on the options' `device`, batched
+  sampling; its RNG is forked so the student's draws never shift the trainer's random stream;
 - `OpenAIStudent`: any OpenAI-compatible endpoint (`vllm serve`, ...) through `core.llm_client`, all requests of
   a turn in flight together.
 """
@@ -88,13 +88,13 @@ def sample_ids(model, prompt_ids: list[list[int]], *, pad_id: int, eos_ids: list
 
 class LocalStudent:
     def __init__(self, model_name: str, dtype: str = "bfloat16", temperature: float = 0.6, batch_size: int = 32,
-                 seed: int = 0):
+                 seed: int = 0, device: str | None = None):
         from core.models import load_causal_lm, load_tokenizer
 
         self.tokenizer = load_tokenizer(model_name)
         # Weights keep requires_grad (sampling runs under no_grad): with it False, torch.matmul multiplies the
         # prefill's last position against a batch-expanded copy of the output matrix (policy/README.md).
-        self.model = load_causal_lm(model_name, dtype=dtype).eval()
+        self.model = load_causal_lm(model_name, dtype=dtype, device=device).eval()  # device None: the CPU
         self.temperature, self.batch_size, self.seed, self.calls = temperature, batch_size, seed, 0
 
     def complete(self, chats: list[list[dict]], max_new_tokens: int) -> list[str]:
@@ -103,7 +103,9 @@ class LocalStudent:
         self.calls += 1
         tok = self.tokenizer
         ids = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=False) for c in chats]
-        with torch.random.fork_rng(devices=[]):  # the student's draws leave the trainer's RNG where it was
+        # the student's draws leave the trainer's RNG where it was (on its GPU too)
+        gpus = [self.model.device] if self.model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=gpus):
             torch.manual_seed(self.seed * 1_000_003 + self.calls)
             out = sample_ids(self.model, ids, pad_id=tok.pad_token_id, eos_ids=[tok.eos_token_id],
                              max_new_tokens=max_new_tokens, temperature=self.temperature, batch_size=self.batch_size)
@@ -134,4 +136,5 @@ def build_student(options):
     """`StudentOptions` -> a student with `complete(chats, max_new_tokens)`."""
     if options.backend == "openai":
         return OpenAIStudent(options.openai, options.temperature, options.seed)
-    return LocalStudent(options.model, options.dtype, options.temperature, options.batch_size, options.seed)
+    return LocalStudent(options.model, options.dtype, options.temperature, options.batch_size, options.seed,
+                        options.device)

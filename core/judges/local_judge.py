@@ -24,7 +24,7 @@ import torch
 from pydantic import Field
 
 from core.judges import Judge, JudgeConfig, JudgeJob, RawLabel, register
-from core.models import load_causal_lm, load_tokenizer
+from core.models import DEVICE_HELP, DTYPE_HELP, Device, Dtype, load_causal_lm, load_tokenizer
 from core.rubric import Dimension, Rubric
 
 CUT_MARK = "(earlier dialogue cut) ... "
@@ -34,7 +34,8 @@ _SPLIT_A, _SPLIT_B = "\uE000ITEM\uE000", "\uE000END\uE000"
 class LocalJudgeConfig(JudgeConfig):
     backend: str = Field("local", description="judge class: in-process transformers causal LM")
     model: str = Field("smollm2-135m-instruct", description="registry name, hub id or local folder")
-    dtype: str = Field("bfloat16", description="torch dtype for the forward passes (float32 or bfloat16)")
+    dtype: Dtype = Field("bfloat16", description="judge's weights for the forward passes: " + DTYPE_HELP)
+    device: Device = Field("auto", description="judge model: " + DEVICE_HELP)
     batch_size: int = Field(8, ge=1, description="items per forward pass (items in file order; neighbours sharing a "
                                                    "context compute it once)")
     max_context_tokens: int = Field(512, ge=16, description="longer contexts keep only their last tokens")
@@ -117,15 +118,17 @@ class LocalJudge(Judge):
         if config.threads:
             torch.set_num_threads(config.threads)
         self.tokenizer = load_tokenizer(config.model)
-        self.model = load_causal_lm(config.model, dtype=config.dtype).eval()
+        self.model = load_causal_lm(config.model, dtype=config.dtype, device=config.device).eval()
+        self.device = self.model.device  # every tensor built for a forward goes here
         self.decoder = self.model.base_model  # hidden states only: the LM head is applied to level rows alone
         self.stats["forward_s"] = 0.0
 
     @torch.inference_mode()
     def _extend(self, cache, past_mask, ids, mask, start):
         """Run one segment on top of the cache; `start` is each row's position of the segment's first token."""
-        positions = start[:, None] + torch.arange(ids.shape[1])[None, :]
-        full_mask = torch.cat([past_mask, mask], dim=1)
+        ids, mask, start = ids.to(self.device), mask.to(self.device), start.to(self.device)
+        positions = start[:, None] + torch.arange(ids.shape[1], device=self.device)[None, :]
+        full_mask = torch.cat([past_mask.to(self.device), mask], dim=1)
         out = self.decoder(input_ids=ids, attention_mask=full_mask, position_ids=positions,
                            past_key_values=cache, use_cache=True)
         self.stats["tokens"] += int(mask.sum())
@@ -144,7 +147,7 @@ class LocalJudge(Judge):
         past_mask = torch.ones((len(contexts), n_rubric), dtype=torch.long)
         start = torch.full((len(contexts),), n_rubric)
         _, past_mask = self._extend(cache, past_mask, *_pad(context_rows, pad_id), start)
-        context_of = torch.tensor([contexts.index(item.context) for item in items])
+        context_of = torch.tensor([contexts.index(item.context) for item in items])  # CPU indices fit any device
         cache.batch_select_indices(context_of)
         response_rows = [pieces.response_ids(item.response) for item in items]
         start = n_rubric + torch.tensor([len(context_rows[c]) for c in context_of])
@@ -162,12 +165,14 @@ class LocalJudge(Judge):
         cache.batch_select_indices(owner_index)
         ids, mask = _pad(suffix_rows, pad_id)
         hidden, _ = self._extend(cache, past_mask[owner_index], ids, mask, item_lengths[owner_index])
-        last = hidden[torch.arange(len(suffix_rows)), mask.sum(1) - 1].float()
+        last = hidden[torch.arange(len(suffix_rows), device=hidden.device), mask.to(hidden.device).sum(1) - 1]
+        last = last.float().cpu()  # the few level logits are computed on the CPU, whatever the model's device
         # only the level tokens' rows of the LM head (a head bias or logit soft-capping would be skipped here)
         head = self.model.get_output_embeddings().weight
+        level_rows = [head[ids].float().cpu() for ids in pieces.level_ids]
         out: dict[tuple[int, int], list[torch.Tensor]] = {}
         for row, (i, sample, d) in enumerate(keys):
-            out.setdefault((i, sample), []).append(last[row] @ head[pieces.level_ids[d]].float().T)
+            out.setdefault((i, sample), []).append(last[row] @ level_rows[d].T)
         return out
 
     def label(self, jobs: list[JudgeJob], rubric: Rubric, record: Callable[[RawLabel], None]) -> None:
@@ -175,7 +180,8 @@ class LocalJudge(Judge):
             return
         pieces = PromptPieces(self.tokenizer, rubric, self.config)
         with torch.inference_mode():
-            rubric_cache = self.decoder(input_ids=torch.tensor([pieces.rubric_ids]), use_cache=True).past_key_values
+            rubric_cache = self.decoder(input_ids=torch.tensor([pieces.rubric_ids], device=self.device),
+                                        use_cache=True).past_key_values
         by_item: dict[str, list[JudgeJob]] = {}
         for job in jobs:
             by_item.setdefault(job.item.id, []).append(job)
