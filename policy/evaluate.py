@@ -12,18 +12,24 @@ and the report puts each one's gain next to the training RM's and flags a gain o
 (`policy/independent.py`). Rule-based checks (answer leaked, empty, cut at the token limit, length) run every time.
 `--tutorbench.settings` adds MathTutorBench's teacher-turn win rates and `--tutorbench.gsm8k-accuracy-items` GSM8K
 accuracy (`policy/tutorbench.py`).
+Models run on `--device` (auto: the GPU when there is one) in `--dtype` (auto: bf16 on a GPU, float32 on cpu);
+`--sampler vllm` samples every response through vLLM's offline engine instead of transformers' generate.
 Writes report.md, report.json, responses.jsonl and plots to `<run>/eval` (or --out).
 """
 from __future__ import annotations
 
+import gc
 import json
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from core.config import Config, ConfigError, run_cli
-from core.models import check_model_exists, load_causal_lm, load_tokenizer
+from core.models import (DEVICE_HELP, DTYPE_HELP, Device, Dtype, check_model_exists, load_causal_lm, load_tokenizer,
+                         pick_device, pick_dtype, resolve_model)
 from core.rubric import load_rubric
 from core.schema import write_json, write_jsonl
 from core.sources import load_mrbench_problems
@@ -32,9 +38,22 @@ from policy.independent import (Scorer, compare_scores, hacking_gaps, judge_scor
 from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
 from policy.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
 from policy.rewards import leaked_answers
-from policy.rollout import completion_logprobs, reference_perplexity, sample_responses
+from policy.rollout import Rollout, completion_logprobs, reference_perplexity
 from policy.stats import distinct_n, mean_interval, paired_difference, win_rate
-from policy.tutorbench import TutorBenchOptions, gsm8k_accuracy, load_task, teacher_win_rates, write_teacher_turns
+from policy.tutorbench import (TutorBenchOptions, gsm8k_accuracy, load_task, model_sampler, teacher_win_rates,
+                               write_teacher_turns)
+
+
+class VLLMSamplerOptions(Config):
+    gpu_memory_utilization: float = Field(0.45, gt=0, le=1, description="share of the GPU's memory one vLLM engine "
+                                                                        "may take (weights + KV cache); the "
+                                                                        "transformers copies kept for log-probs and "
+                                                                        "KL need the rest")
+    max_model_len: int | None = Field(None, ge=16, description="longest prompt + response the engine reserves KV "
+                                                               "cache for (None: the model's own limit)")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spreads over")
+    enforce_eager: bool = Field(False, description="skip CUDA-graph capture: the engine starts faster, samples "
+                                                   "slower")
 
 
 class EvalConfig(Config):
@@ -51,6 +70,14 @@ class EvalConfig(Config):
     max_new_tokens: int | None = Field(None, ge=1, description="tokens per response (None: the run's limit)")
     temperature: float | None = Field(None, gt=0, description="sampling temperature (None: the run's)")
     batch_size: int = Field(16, ge=1, description="generation and scoring batch size")
+    device: Device = Field("auto", description="base and tuned policies and the reward model: " + DEVICE_HELP)
+    dtype: Dtype = Field("auto", description="base and tuned policies' weights: " + DTYPE_HELP)
+    sampler: Literal["transformers", "vllm"] = Field(
+        "transformers", description="who samples the responses (eval prompts, teacher turns, GSM8K): transformers "
+                                    "generate on --device, or vLLM's offline engine (GPU; `pip install -e '.[gpu]'`; "
+                                    "one engine per policy and part, shut down before the next; log-probs, KL and "
+                                    "perplexity still use transformers)")
+    vllm: VLLMSamplerOptions = Field(default_factory=VLLMSamplerOptions, description="vLLM engine (--sampler vllm)")
     gsm8k: str | None = Field("data/gsm8k/test.jsonl", description="GSM8K test JSONL for perplexity (None: skip)")
     gsm8k_items: int = Field(32, ge=1, description="GSM8K reference solutions used for perplexity")
     lm_eval_tasks: list[str] = Field(default_factory=list, description="lm-eval-harness tasks to run (GPU users); "
@@ -109,14 +136,90 @@ def training_summary(log_path: Path) -> dict:
     }
 
 
+def load_policy(path: str, cfg: EvalConfig):
+    """A policy for sampling, log-probs and perplexity, on the eval's device in its dtype (cpu: float32, as before)."""
+    return load_causal_lm(path, dtype=cfg.dtype, device=cfg.device)
+
+
+def require_vllm():
+    """The vllm module, or one error line (bad input: the option asks for a package this machine lacks)."""
+    try:
+        import vllm
+    except ImportError as err:
+        raise ConfigError(f"field sampler: 'vllm' needs the vllm package, which is not importable here ({err}); "
+                          "install it (pip install -e '.[gpu]', a CUDA machine) or use --sampler transformers") from None
+    return vllm
+
+
+@contextmanager
+def vllm_engine(path: str, cfg: EvalConfig):
+    """vLLM's offline engine for one policy; shut down and freed on exit, so the next one finds the memory."""
+    import torch
+
+    vllm = require_vllm()
+    device = pick_device(cfg.device)
+    options = cfg.vllm
+    llm = vllm.LLM(model=resolve_model(path), dtype=pick_dtype(cfg.dtype, device), seed=cfg.seed,
+                   gpu_memory_utilization=options.gpu_memory_utilization, max_model_len=options.max_model_len,
+                   tensor_parallel_size=options.tensor_parallel_size, enforce_eager=options.enforce_eager)
+    try:
+        yield llm
+    finally:
+        engine = getattr(llm, "llm_engine", None)  # LLM.shutdown in newer vLLM; the V1 engine core's before
+        shutdown = getattr(llm, "shutdown", None) or getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del llm
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def vllm_sample(llm, tokenizer, chats: list[list[dict]], *, max_new_tokens: int, temperature: float = 1.0,
+                top_p: float = 1.0, batch_size: int = 16, seed: int = 0, desc: str = "sampling") -> list[Rollout]:
+    """`sample_responses` through a vLLM engine: the same chat-template prompt ids, one completion per chat (each
+    request its own seed, so repeated prompts give distinct samples), cut after the first eos, in input order."""
+    from vllm import SamplingParams
+
+    prompt_ids = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=False)
+                  for c in chats]
+    params = [SamplingParams(n=1, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
+                             max_tokens=max_new_tokens, seed=seed * 1_000_003 + i) for i in range(len(chats))]
+    print(f"{desc}: {len(chats)} prompts through vLLM", flush=True)
+    outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=True)
+    eos, rollouts = tokenizer.eos_token_id, []
+    for ids, output in zip(prompt_ids, outputs, strict=True):
+        completion = list(output.outputs[0].token_ids)
+        if eos in completion:
+            completion = completion[:completion.index(eos) + 1]
+        rollouts.append(Rollout(ids, completion, tokenizer.decode(completion, skip_special_tokens=True).strip()))
+    return rollouts
+
+
+@contextmanager
+def policy_sampler(cfg: EvalConfig, path: str, model, tokenizer):
+    """A `Sampler` for one policy: its loaded transformers model, or (--sampler vllm) an engine on `path`."""
+    if cfg.sampler == "vllm":
+        with vllm_engine(path, cfg) as llm:
+            yield lambda chats, **kwargs: vllm_sample(llm, tokenizer, chats, **kwargs)
+    else:
+        yield model_sampler(model, tokenizer)
+
+
 def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: dict, cfg: EvalConfig, name: str):
     """(model, rollouts, per-prompt RM scores incl. 'weighted', summary) for one policy on the eval rows."""
     k = cfg.samples_per_prompt
-    model = load_causal_lm(path)
-    rollouts = sample_responses(model, tokenizer, [row["prompt"] for row in rows for _ in range(k)],
-                                max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"],
-                                batch_size=cfg.batch_size, seed=cfg.seed,
-                                desc=f"sampling {name}")
+    chats = [row["prompt"] for row in rows for _ in range(k)]
+    sampling = dict(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"],
+                    batch_size=cfg.batch_size, seed=cfg.seed, desc=f"sampling {name}")
+    if cfg.sampler == "vllm":  # the engine is gone before the transformers copy (for log-probs) loads
+        with policy_sampler(cfg, path, None, tokenizer) as sample:
+            rollouts = sample(chats, **sampling)
+        model = load_policy(path, cfg)
+    else:
+        model = load_policy(path, cfg)
+        with policy_sampler(cfg, path, model, tokenizer) as sample:
+            rollouts = sample(chats, **sampling)
     preds = rm.score([row["context"] for row in rows for _ in range(k)], [r.text for r in rollouts],
                      batch_size=cfg.batch_size)
     preds["weighted"] = rm.reward(preds, weights)
@@ -186,18 +289,28 @@ def rule_checks(outs, rows, k, max_new_tokens: int, eos_id: int) -> dict:
             "length_words": float(np.mean([len(t.split()) for t in texts])), "n": len(outs)}
 
 
-def run_tutorbench(cfg: EvalConfig, models: dict, tokenizer, scorers, excluded: set[str], boot: dict) -> dict:
+def run_tutorbench(cfg: EvalConfig, models: dict, tokenizer, scorers, excluded: set[str], boot: dict,
+                   paths: dict | None = None) -> dict:
+    """Teacher-turn win rates and GSM8K accuracy; each policy samples all of its parts with one sampler (one vLLM
+    engine per policy with --sampler vllm, which needs `paths`: policy name -> folder)."""
     options, out = cfg.tutorbench, {"settings": {}}
-    for setting in options.settings:
-        task = load_task(setting, options, excluded)
-        turns = {name: write_teacher_turns(model, tokenizer, task, options, cfg.batch_size, name)
-                 for name, model in models.items()}
-        out["settings"][setting] = {"items": len(task.ids), "scores": teacher_win_rates(scorers, task, turns, boot),
+    tasks = {setting: load_task(setting, options, excluded) for setting in options.settings}
+    turns: dict[str, dict[str, list[str]]] = {setting: {} for setting in tasks}
+    accuracy = {}
+    for name, model in models.items():
+        with policy_sampler(cfg, (paths or {}).get(name), model, tokenizer) as sample:
+            for setting, task in tasks.items():
+                turns[setting][name] = write_teacher_turns(sample, task, options, cfg.batch_size, name)
+            if options.gsm8k_accuracy_items and cfg.gsm8k:
+                accuracy[name] = gsm8k_accuracy(sample, options, cfg.gsm8k, cfg.batch_size, name, boot)
+    for setting, task in tasks.items():
+        out["settings"][setting] = {"items": len(task.ids),
+                                    "scores": teacher_win_rates(scorers, task, turns[setting], boot),
                                     "examples": [{"id": task.ids[i], "teacher": task.teacher[i],
-                                                  **{name: t[i] for name, t in turns.items()}} for i in range(3)]}
-    if options.gsm8k_accuracy_items and cfg.gsm8k:
-        out["gsm8k_accuracy"] = {name: gsm8k_accuracy(model, tokenizer, options, cfg.gsm8k, cfg.batch_size, name,
-                                                      boot) for name, model in models.items()}
+                                                  **{name: t[i] for name, t in turns[setting].items()}}
+                                                 for i in range(3)]}
+    if accuracy:
+        out["gsm8k_accuracy"] = accuracy
     return out
 
 
@@ -207,12 +320,20 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     s = run_settings(cfg)
     for name in (s["base"], s["tuned"]):  # a bad --tuned stops before the base policy is sampled
         check_model_exists(name)
+    device = pick_device(cfg.device)  # a GPU asked for on a machine without one stops here too
+    if cfg.sampler == "vllm":
+        require_vllm()
     tokenizer = load_tokenizer(s["base"])
     excluded = excluded_problems(cfg)
     rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"],
                             exclude_problem_ids=excluded)
     k = cfg.samples_per_prompt
-    rm = rm if rm is not None else load_reward_model(s["reward_model"])
+    if rm is None:
+        import torch
+
+        rm = load_reward_model(s["reward_model"])
+        if device != "spread" and isinstance(rm, torch.nn.Module):  # an RM served over HTTP stays where it is
+            rm.to(device)
     weights = s["weights"] or rm.weights
     report = {"settings": {key: str(v) for key, v in s.items()}, "prompts": len(rows), "samples_per_prompt": k}
     base_model, base_out, base_scores, report["base"] = score_policy(s["base"], tokenizer, rows, rm, weights, s,
@@ -245,8 +366,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
         report["gsm8k_perplexity"]["items"] = len(problems)
     if cfg.tutorbench.settings or cfg.tutorbench.gsm8k_accuracy_items:
         report["tutorbench"] = run_tutorbench(cfg, {"base": base_model, "tuned": tuned_model}, tokenizer,
-                                              [training] + independent,
-                                              excluded, boot)
+                                              [training] + independent, excluded, boot,
+                                              {"base": s["base"], "tuned": s["tuned"]})
     report["training"] = training_summary(s["train_log"])
     report["lm_eval"] = lm_eval_section(s["tuned"], cfg.lm_eval_tasks)
 

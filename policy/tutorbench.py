@@ -8,11 +8,14 @@
   independent judges and RMs (and the training RM, shown but not trusted).
 - **Problem solving**: GSM8K accuracy (two-shot, greedy, "Final answer: X"), the general-ability check.
 
+Both sample through a `Sampler` (a transformers model, or `policy eval --sampler vllm`'s offline engine).
+
 The prompts are the benchmark's own (configs/*.yaml of the MathTutorBench repository), sent as one user message.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from pydantic import Field, field_validator
 from core.config import Config
 from core.sources import load_gsm8k, load_mathtutorbench
 from policy.prompts import parse_number
-from policy.rollout import sample_responses
+from policy.rollout import Rollout, sample_responses
 from policy.stats import mean_interval, win_rate
 
 SCAFFOLDING = (
@@ -44,6 +47,9 @@ SETTINGS = {
     "pedagogy_following": (PEDAGOGY, "main"), "pedagogy_following_hard": (PEDAGOGY, "hard"),
 }
 STOPS = ("Student:", "\n\n", "Teacher:")
+# how a policy answers chats: sample(chats, max_new_tokens=, temperature=, batch_size=, desc=) -> one Rollout each
+# (a transformers model through `model_sampler`, or policy eval's vLLM engine)
+Sampler = Callable[..., list[Rollout]]
 PROBLEM_SOLVING = (
     "You are a helpful math tutor. Solve the question step-by-step. Provide your final answer after 'Final answer'.\n"
     "Question: Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and sells the rest at "
@@ -112,10 +118,17 @@ def cut_at_stops(text: str) -> str:
     return text[:cut].strip()
 
 
-def write_teacher_turns(model, tokenizer, task: TeacherTurnTask, options: TutorBenchOptions, batch_size: int,
+def model_sampler(model, tokenizer) -> Sampler:
+    """A transformers model as a `Sampler` (policy/rollout.py's batched `sample_responses`)."""
+    def sample(chats, **kwargs):
+        return sample_responses(model, tokenizer, chats, **kwargs)
+    return sample
+
+
+def write_teacher_turns(sample: Sampler, task: TeacherTurnTask, options: TutorBenchOptions, batch_size: int,
                         name: str) -> list[str]:
-    outs = sample_responses(model, tokenizer, task.chats, max_new_tokens=options.max_new_tokens, temperature=0,
-                            batch_size=batch_size, desc=f"{task.setting} ({name})")
+    outs = sample(task.chats, max_new_tokens=options.max_new_tokens, temperature=0, batch_size=batch_size,
+                  desc=f"{task.setting} ({name})")
     return [cut_at_stops(o.text) for o in outs]
 
 
@@ -155,12 +168,12 @@ def extract_final_answer(text: str) -> float | None:
     return parse_number(numbers[-1]) if numbers else None
 
 
-def gsm8k_accuracy(model, tokenizer, options: TutorBenchOptions, gsm8k_path: str, batch_size: int, name: str,
+def gsm8k_accuracy(sample: Sampler, options: TutorBenchOptions, gsm8k_path: str, batch_size: int, name: str,
                    boot: dict) -> dict:
     problems = load_gsm8k(gsm8k_path)[:options.gsm8k_accuracy_items]
     chats = [[{"role": "user", "content": PROBLEM_SOLVING.format(question=p.question)}] for p in problems]
-    outs = sample_responses(model, tokenizer, chats, max_new_tokens=options.gsm8k_max_new_tokens, temperature=0,
-                            batch_size=batch_size, desc=f"GSM8K ({name})")
+    outs = sample(chats, max_new_tokens=options.gsm8k_max_new_tokens, temperature=0, batch_size=batch_size,
+                  desc=f"GSM8K ({name})")
     correct = []
     for problem, out in zip(problems, outs, strict=True):
         got, want = extract_final_answer(out.text), parse_number(problem.final_answer)
