@@ -31,14 +31,34 @@ class VLLMOptions(Config):
     mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in the training process or a server")
     server_host: str = Field("0.0.0.0", description="host of `trl vllm-serve` (server mode)")
     server_port: int = Field(8000, description="port of `trl vllm-serve` (server mode)")
+    server_base_url: str | None = Field(None, description="base URL of `trl vllm-serve`, e.g. http://node2:8000 "
+                                                          "(server mode; replaces server_host and server_port)")
+    server_timeout: float = Field(240.0, gt=0, description="seconds to wait for the vLLM server to come up "
+                                                           "(server mode; a 72B model takes minutes to load)")
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="GPU memory share for vLLM (colocate)")
     tensor_parallel_size: int = Field(1, ge=1, description="tensor parallel size for vLLM (colocate)")
+    max_model_length: int | None = Field(
+        None, ge=1, description="vLLM's context window in tokens (colocate): at least the longest prompt plus "
+                                "max_completion_length; smaller leaves more KV cache per GPU. None: the model's "
+                                "own (32k for Qwen2.5, far more KV cache than the run needs)")
+    enable_sleep_mode: bool = Field(False, description="colocate: vLLM offloads its weights and frees its KV cache "
+                                                       "while the policy trains, and wakes up for each generation "
+                                                       "(more memory for the update, some transfer time per step)")
 
 
 class GRPORunConfig(Config):
     # what to train, on what
     policy: str = Field("smollm2-135m-instruct", description="policy model: registry name, hub id or local folder")
-    reward_model: str = Field("runs/demo/rm", description="HPC-RM folder written by `python -m hpc_rm train`")
+    reward_model: str = Field("runs/demo/rm", description="HPC-RM folder written by `python -m hpc_rm train`, or "
+                                                          "the http(s):// address of `python -m hpc_rm serve`")
+    policy_dtype: Literal["float32", "bfloat16", "auto"] = Field(
+        "float32", description="dtype the policy (and the reference model) is loaded in: float32 keeps fp32 master "
+                               "weights (the CPU demo); bfloat16 halves weight memory (GPU runs: with LoRA, or with "
+                               "DeepSpeed, which keeps fp32 optimizer copies); auto: the checkpoint's own dtype")
+    rm_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="dtype of a local reward model's backbone, placed on this process's device (the local "
+                            "rank's GPU): auto is bfloat16 on CUDA and float32 on CPU; a served RM (URL) has its "
+                            "own --dtype")
     prompts: str = Field("runs/demo/data/rl.jsonl", description="PromptItem JSONL: the `rl` split")
     max_prompts: int | None = Field(None, ge=1, description="use only the first N prompts (None: all)")
     max_prompt_tokens: int | None = Field(
@@ -121,6 +141,14 @@ class GRPORunConfig(Config):
                              "with vLLM (which has its own dtype) or DeepSpeed")
         return self
 
+    @model_validator(mode="after")
+    def _zero3_saves_a_loadable_policy(self) -> "GRPORunConfig":
+        zero = self.deepspeed.get("zero_optimization", {}) if isinstance(self.deepspeed, dict) else {}
+        if zero.get("stage") == 3 and zero.get("stage3_gather_16bit_weights_on_model_save") is not True:
+            raise ValueError("deepspeed: ZeRO-3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save: "
+                             "true, or the final policy is saved as DeepSpeed shards that transformers cannot load")
+        return self
+
     @field_validator("weights")
     @classmethod
     def _weights_nonnegative(cls, value: dict[str, float] | None) -> dict[str, float] | None:
@@ -131,14 +159,16 @@ class GRPORunConfig(Config):
 
 def check_run_inputs(cfg: GRPORunConfig, check_rm: bool = True) -> GRPORunConfig:
     """Stop on bad input before a model loads or `out` is touched: the prompts file (every line valid), the policy
-    name and (unless the caller brings its own RM) the reward-model folder; each names the file and line, or the
-    model and its flag (core.errors)."""
+    name and (unless the caller brings its own RM) the reward-model folder (a served RM's URL is checked when its
+    client starts, before the policy loads); each names the file and line, or the model and its flag
+    (core.errors)."""
     from core.models import check_model_exists
+    from core.reward_client import is_url
     from core.reward_model import check_rm_folder
     from core.schema import PromptItem, read_jsonl
 
     read_jsonl(cfg.prompts, PromptItem)
     check_model_exists(cfg.policy)
-    if check_rm and cfg.reward_model:
+    if check_rm and cfg.reward_model and not is_url(cfg.reward_model):  # a URL is checked when the client starts
         check_rm_folder(cfg.reward_model)
     return cfg

@@ -5,6 +5,11 @@ reward-model head (sharing one RM forward per batch) plus the configured extras,
 order, explicit `beta` and `loss_type`, prompts from the `rl` split through the policy's chat template. It adds
 timing of each step's generation and reward scoring to TRL's logged metrics, saves a policy that loads with plain
 transformers (LoRA adapters merged), and writes `run.json` + `train_log.jsonl` for `python -m policy eval`.
+
+At scale: the policy and TRL's reference model load in `policy_dtype` (TRL's `model_init_kwargs`); a local reward
+model sits on each rank's own device in `rm_dtype` (bf16 on CUDA), loaded after the trainer arguments set up the
+distributed state; a large one is served by `python -m hpc_rm serve` and named by URL. The final policy is saved
+through `trainer.save_model` on every rank (the path that gathers ZeRO-3 shards).
 """
 from __future__ import annotations
 
@@ -94,11 +99,29 @@ class TimedGRPOTrainer(GRPOTrainer):
         return out
 
 
-def load_reward_model(path: str):
-    from core.reward_model import HPCRewardModel
+def load_reward_model(path: str, device: str | torch.device | None = None, dtype: str = "auto"):
+    """The reward model to score with: a folder on `device` (None: this process's accelerate device, the local
+    rank's GPU in a distributed run) with its backbone in `dtype` (auto: bf16 on CUDA, fp32 on CPU), or the client
+    of an `hpc_rm serve` URL (core/reward_client.py)."""
+    from core.reward_client import load_scoring_rm
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return HPCRewardModel.from_pretrained(path, device=device)
+    return load_scoring_rm(path, device, dtype)
+
+
+@contextlib.contextmanager
+def whole_models_under_zero3():
+    """Models built inside load whole on every rank. Once a ZeRO-3 `TrainingArguments` exists, transformers builds
+    every `from_pretrained` model under DeepSpeed's `zero.Init` (parameters partitioned across ranks); the reward
+    model is no DeepSpeed engine's model, so its partitioned weights would never be gathered for a forward. It is
+    replicated instead (in rm_dtype on the local rank's GPU), or served by `hpc_rm serve` when it is too large."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
 def rm_reads_less_warning(rm, max_completion_length: int) -> str | None:
@@ -121,14 +144,19 @@ def reward_weights_for(cfg: GRPORunConfig, rm) -> dict[str, float]:
     return {d: float(weights[d]) for d in rm.dimensions}
 
 
-def trl_args(cfg: GRPORunConfig, reward_weights: list[float]) -> GRPOConfig:
+def trl_args(cfg: GRPORunConfig, reward_weights: list[float] | None) -> GRPOConfig:
+    """TRL's arguments. The policy (and TRL's reference model) load in `policy_dtype` through `model_init_kwargs`."""
     extra = {}
     if cfg.vllm.enabled:
         extra = dict(use_vllm=True, vllm_mode=cfg.vllm.mode, vllm_server_host=cfg.vllm.server_host,
-                     vllm_server_port=cfg.vllm.server_port,
+                     vllm_server_port=cfg.vllm.server_port, vllm_server_base_url=cfg.vllm.server_base_url,
+                     vllm_server_timeout=cfg.vllm.server_timeout,
                      vllm_gpu_memory_utilization=cfg.vllm.gpu_memory_utilization,
-                     vllm_tensor_parallel_size=cfg.vllm.tensor_parallel_size)
+                     vllm_tensor_parallel_size=cfg.vllm.tensor_parallel_size,
+                     vllm_max_model_length=cfg.vllm.max_model_length,
+                     vllm_enable_sleep_mode=cfg.vllm.enable_sleep_mode)
     return GRPOConfig(
+        model_init_kwargs={"dtype": cfg.policy_dtype},
         output_dir=cfg.out, beta=cfg.beta, loss_type=cfg.loss_type, reward_weights=reward_weights,
         scale_rewards=cfg.scale_rewards, multi_objective_aggregation=cfg.multi_objective_aggregation,
         epsilon=cfg.epsilon, num_iterations=cfg.num_iterations, learning_rate=cfg.learning_rate,
@@ -162,8 +190,10 @@ def build_trainer(cfg: GRPORunConfig, rm=None, *, tokenizer=None, rows: list[dic
     head rewards and the services its rewards call (policy/classroom_run.py)."""
     from datasets import Dataset
 
+    args = trl_args(cfg, None)  # first: it sets up the distributed state, so `args.device` is this rank's device
     if rm is None and cfg.reward_model:
-        rm = load_reward_model(cfg.reward_model)
+        with whole_models_under_zero3():
+            rm = load_reward_model(cfg.reward_model, args.device, cfg.rm_dtype)
     weights = reward_weights_for(cfg, rm) if rm is not None else {}
     if rm is not None and (warning := rm_reads_less_warning(rm, cfg.max_completion_length)):
         print(warning, file=sys.stderr)
@@ -178,9 +208,11 @@ def build_trainer(cfg: GRPORunConfig, rm=None, *, tokenizer=None, rows: list[dic
         raise ConfigError("no reward: give a reward model or at least one of extra_rewards")
     if rows is None:
         rows = load_prompt_rows(cfg.prompts, cfg.system_prompt, cfg.max_prompts, tokenizer, cfg.max_prompt_tokens)
+    args.reward_weights = reward_weights
     trainer = TimedGRPOTrainer(
-        # A path, not a loaded model: with beta > 0 TRL rebuilds the reference model from it.
-        model=resolve_model(cfg.policy), reward_funcs=funcs, args=trl_args(cfg, reward_weights),
+        # A path, not a loaded model: TRL loads it with `model_init_kwargs` (policy_dtype), and with beta > 0 builds
+        # the reference model from it the same way.
+        model=resolve_model(cfg.policy), reward_funcs=funcs, args=args,
         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=lora_config(cfg),
         rollout_dtype=None if cfg.rollout_dtype == "float32" else getattr(torch, cfg.rollout_dtype),
         inverse_cdf=cfg.rollout_sampler == "inverse_cdf", rollout_func=rollout_func,
@@ -188,18 +220,44 @@ def build_trainer(cfg: GRPORunConfig, rm=None, *, tokenizer=None, rows: list[dic
     return trainer, cache
 
 
-def save_policy(trainer: GRPOTrainer, out: Path) -> Path:
-    """Full weights + tokenizer in out/policy, written to a temporary folder first (LoRA adapters merged)."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+def save_policy(trainer: GRPOTrainer, out: Path, cfg: GRPORunConfig) -> Path:
+    """Full weights + tokenizer in out/policy, loadable with plain transformers. Call it on EVERY rank: it saves
+    through `trainer.save_model`, the path that gathers ZeRO-3 shards (a collective), into a temporary folder that
+    the main process renames into place once all ranks are done. LoRA: the trainer saves the adapter; the main
+    process merges it into the base model read from disk (the trained model may be sharded) and saves that."""
+    accelerator = trainer.accelerator
     final, tmp = out / FINAL_POLICY, out / f".{FINAL_POLICY}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    trainer.processing_class.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if (tmp / "adapter_config.json").exists():
+            merge_adapter(tmp, resolve_model(cfg.policy), cfg.policy_dtype, trainer.processing_class)
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        if not (tmp / "config.json").exists() or not any(tmp.glob("*.safetensors")):
+            raise RuntimeError(f"the trainer saved no loadable policy in {tmp} (files: "
+                               f"{sorted(p.name for p in tmp.iterdir())})")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
     return final
+
+
+def merge_adapter(folder: Path, base: str, dtype: str, tokenizer) -> None:
+    """Replace the LoRA adapter saved in `folder` by the base model with the adapter merged into it."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
+    merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    target = folder.with_name(folder.name + ".merged")
+    shutil.rmtree(target, ignore_errors=True)
+    merged.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    shutil.rmtree(folder)
+    target.rename(folder)
 
 
 def last_checkpoint(out: Path) -> str | None:
@@ -214,15 +272,17 @@ def run_grpo(cfg: GRPORunConfig, rm=None, build=build_trainer) -> dict:
     check_run_inputs(cfg, check_rm=rm is None)
     trainer, cache = build(cfg, rm)  # loads the models: bad input has stopped by now, and `out` is untouched
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", dump_config(cfg))
+    main_process = trainer.accelerator.is_main_process
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "config.yaml", dump_config(cfg))
     resume = last_checkpoint(out) if cfg.resume else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
-    if not trainer.accelerator.is_main_process:
+    policy_dir = save_policy(trainer, out, cfg)  # every rank: the save gathers sharded weights
+    if not main_process:
         return {}
-    policy_dir = save_policy(trainer, out)
     write_jsonl(out / "train_log.jsonl", trainer.state.log_history)
     if not cfg.keep_checkpoints:  # only needed to resume; the finished policy is saved above
         for checkpoint in out.glob("checkpoint-*"):
@@ -232,6 +292,7 @@ def run_grpo(cfg: GRPORunConfig, rm=None, build=build_trainer) -> dict:
         "reward_model": cfg.reward_model, "weights": reward_weights_for(cfg, cache.rm) if cache else None,
         "reward_functions": list(trainer.reward_func_names), "reward_weights": list(trainer.args.reward_weights),
         "beta": cfg.beta, "loss_type": cfg.loss_type, "steps": trainer.state.global_step,
+        "processes": trainer.accelerator.num_processes,
         "resumed_from": resume, "train_seconds": round(seconds, 1), "rm_forwards": cache.forwards if cache else 0,
         "system_prompt": cfg.system_prompt, "config": json.loads(cfg.model_dump_json()),
     }

@@ -6,10 +6,18 @@ against the same base samples (paired bootstrap intervals). Writes sweep.md, swe
 dimension: its score against the weight it was given). With `--eval.judges` / `--eval.rms`, every run is also
 scored by those independent judges and reward models, so a weighting's trade-offs are read off scorers the policy
 never trained on. Finished runs are kept and skipped on a rerun.
+
+Each run trains in its own process (`python -m policy grpo --config <the run's resolved config>`, or under
+`launcher`, its output streamed), so a colocated vLLM engine and the run's GPU memory end with it. All runs train
+before the sweep itself loads a model; then the reward model scores the base policy and each run.
 """
 from __future__ import annotations
 
 import itertools
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -18,14 +26,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from core.config import Config, ConfigError, load_config, run_cli  # noqa: E402
+from core.config import Config, ConfigError, dump_config, load_config, run_cli  # noqa: E402
 from core.models import load_tokenizer  # noqa: E402
+from core.reward_client import RemoteRewardModel, is_url  # noqa: E402
 from core.schema import save_figure, write_json, write_text  # noqa: E402
 from policy.config import GRPORunConfig, check_run_inputs  # noqa: E402
 from policy.evaluate import (EvalConfig, compare, excluded_problems, independent_scorers,  # noqa: E402
                              score_policy)
 from policy.independent import compare_scores, prompt_scores  # noqa: E402
-from policy.grpo import FINAL_POLICY, load_reward_model, run_grpo  # noqa: E402
+from policy.grpo import FINAL_POLICY, load_reward_model  # noqa: E402
 from policy.prompts import load_prompt_rows  # noqa: E402
 
 
@@ -39,6 +48,9 @@ class SweepConfig(Config):
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig(max_prompts=16),
                              description="evaluation settings for every run (run/tuned/base are filled in)")
     out: str = Field("runs/demo/sweep", description="sweep folder: one GRPO run per weighting + the report")
+    launcher: str = Field("", description="command that starts each run before `-m policy grpo --config FILE`, "
+                                          "e.g. 'accelerate launch --config_file configs/policy/accelerate_8gpu.yaml'"
+                                          " or 'torchrun --nproc_per_node 8'; empty: this Python")
 
 
 def weightings(dimensions: list[str], grid_step: float | None) -> list[dict[str, float]]:
@@ -110,16 +122,54 @@ def write_sweep_markdown(report: dict, path: Path) -> None:
     write_text(path, "\n".join(lines))
 
 
+def rm_dimensions(reward_model: str) -> list[str]:
+    """The reward model's dimensions without loading its weights (a URL asks the server)."""
+    if is_url(reward_model):
+        client = RemoteRewardModel(reward_model)
+        client.close()
+        return client.dimensions
+    from core.reward_model import read_rm_spec
+
+    return read_rm_spec(reward_model).rubric.names
+
+
+def train_command(launcher: str, config: Path) -> list[str]:
+    prefix = shlex.split(launcher) if launcher.strip() else [sys.executable]
+    return [*prefix, "-m", "policy", "grpo", "--config", str(config)]
+
+
+def train_in_own_process(run_cfg: GRPORunConfig, config_path: Path, launcher: str = "") -> None:
+    """Train one run in a child process, its output streamed to ours: whatever the run holds (a colocated vLLM
+    engine, CUDA memory, DeepSpeed state) ends with the process."""
+    write_text(config_path, dump_config(run_cfg))
+    command = train_command(launcher, config_path)
+    root = str(Path(__file__).resolve().parent.parent)  # this checkout's packages, wherever the sweep is run from
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    result = subprocess.run(command, env=env, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"sweep run {config_path.stem} failed (exit status {result.returncode}; its output is "
+                           f"above); rerun it alone with: {shlex.join(command)}")
+
+
 def run_sweep(cfg: SweepConfig) -> dict:
     overrides = {"max_steps": cfg.max_steps}
     overrides.update({k: v for k, v in (("reward_model", cfg.reward_model), ("prompts", cfg.prompts)) if v})
-    template = check_run_inputs(load_config(GRPORunConfig, cfg.grpo_config, overrides))  # before base sampling
-    rm = load_reward_model(template.reward_model)
+    template = check_run_inputs(load_config(GRPORunConfig, cfg.grpo_config, overrides))  # before anything runs
     out = Path(cfg.out)
     tokenizer = load_tokenizer(template.policy)
     rows = load_prompt_rows(cfg.eval.prompts, template.system_prompt, cfg.eval.max_prompts, tokenizer,
                             cfg.eval.max_prompt_tokens or template.max_prompt_tokens,
                             exclude_problem_ids=excluded_problems(cfg.eval))
+    # Train every run first, each in its own process, while this process holds no model.
+    runs_to_score = []
+    for weights in weightings(rm_dimensions(template.reward_model), cfg.grid_step):
+        run_dir = out / run_name(weights)
+        if not (run_dir / FINAL_POLICY / "config.json").exists():
+            run_cfg = template.model_copy(update={"weights": weights, "out": str(run_dir)})
+            train_in_own_process(run_cfg, out / "run_configs" / f"{run_name(weights)}.yaml", cfg.launcher)
+        runs_to_score.append((weights, run_dir))
+
+    rm = load_reward_model(template.reward_model)
     settings = {"max_new_tokens": cfg.eval.max_new_tokens or template.max_completion_length,
                 "temperature": cfg.eval.temperature or template.temperature, "top_p": template.top_p}
     _, base_out, base_scores, base = score_policy(template.policy, tokenizer, rows, rm, rm.weights, settings,
@@ -131,11 +181,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
     k = cfg.eval.samples_per_prompt
     base_independent = {s.name: prompt_scores(s, contexts, [o.text for o in base_out], k) for s in scorers}
     runs = []
-    for weights in weightings(rm.dimensions, cfg.grid_step):
-        run_dir = out / run_name(weights)
-        run_cfg = template.model_copy(update={"weights": weights, "out": str(run_dir)})
-        if not (run_dir / FINAL_POLICY / "config.json").exists():
-            run_grpo(run_cfg, rm=rm)
+    for weights, run_dir in runs_to_score:
         # Every run is scored on all dimensions with its own weighting for the 'weighted' column.
         _, outs, scores, tuned = score_policy(str(run_dir / FINAL_POLICY), tokenizer, rows, rm, weights, settings,
                                               cfg.eval, run_name(weights))
