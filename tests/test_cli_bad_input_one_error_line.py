@@ -90,6 +90,8 @@ TABLE = [
             "--model {m}"),
     Command("hpc_rm score", "--model {rm} --input {data} --out {out}/result.jsonl", "items",
             "--batch-size many", "--model {m}", na(SCORE_CASES, "scores responses; labels in them are passed through")),
+    Command("hpc_rm serve", "--model {rm} --host 127.0.0.1 --port 0", None, "--port many", "--model {m}",
+            na(FILE_CASES, "reads no data file: requests bring the pairs (a bad request is a 400: its own test)")),
     Command("hpc_rm consistency", "--human {data} --llm {llm} --rubric hpc --out {out}", "labels",
             "--seeds many", "--train.backbone {m}"),
     Command("hpc_rm.crossval", "--labels {data} --train.rubric hpc --out {out}", "labels", "--folds many",
