@@ -142,3 +142,49 @@ def test_lora_run_saves_the_base_with_the_adapter_merged(tiny_causal_lm, tiny_en
     assert set(merged) == set(saved)
     for name, value in merged.items():
         torch.testing.assert_close(saved[name], value)
+
+
+def test_zero3_context_is_lifted_while_the_rm_loads():
+    """Under a ZeRO-3 TrainingArguments transformers would build the RM inside zero.Init (partitioned weights no
+    engine gathers); `whole_models_under_zero3` lifts that for the RM's load only."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    from policy.grpo import whole_models_under_zero3
+
+    class Zero3:
+        def is_zero3(self):
+            return True
+
+    config, saved = Zero3(), hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.set_hf_deepspeed_config(config)
+    try:
+        assert hf_deepspeed.is_deepspeed_zero3_enabled()
+        with whole_models_under_zero3():
+            assert not hf_deepspeed.is_deepspeed_zero3_enabled()
+        assert hf_deepspeed.is_deepspeed_zero3_enabled()
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
+def test_build_trainer_loads_the_rm_on_the_trainers_device_in_rm_dtype(tiny_causal_lm, tiny_encoder, prompts,
+                                                                        tmp_path, monkeypatch):
+    import policy.grpo
+    from core.config import load_config
+    from core.reward_model import HPCRewardModel
+    from policy.config import GRPORunConfig
+
+    HPCRewardModel.from_backbone(tiny_encoder, "hpc", max_length=64).save_pretrained(tmp_path / "rm")
+    calls, real = [], policy.grpo.load_reward_model
+
+    def recording(path, device=None, dtype="auto"):
+        calls.append((device, dtype))
+        return real(path, device, dtype)
+
+    monkeypatch.setattr(policy.grpo, "load_reward_model", recording)
+    cfg = load_config(GRPORunConfig, overrides={
+        **BASE, "policy": tiny_causal_lm, "reward_model": str(tmp_path / "rm"), "prompts": prompts,
+        "out": str(tmp_path / "run"), "num_generations": 2, "prompts_per_step": 1, "rm_dtype": "bfloat16"})
+    trainer, cache = policy.grpo.build_trainer(cfg)
+    assert calls == [(trainer.args.device, "bfloat16")] and trainer.args.device == trainer.accelerator.device
+    assert {p.dtype for p in cache.rm.backbone.parameters()} == {torch.bfloat16}
+    assert trainer.args.reward_weights == [0.4, 0.3, 0.3]
