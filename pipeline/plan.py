@@ -92,12 +92,14 @@ class StageMemory:
     cpu_bytes: float = 0.0
     cpu_capacity: float | None = None
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # launch shapes the hardware cannot hold
     estimated: bool = True
 
     @property
     def fits(self) -> bool:
         cpu_ok = self.cpu_capacity is None or self.cpu_bytes <= self.cpu_capacity
-        return self.gpus_needed <= self.gpus_available and cpu_ok and all(r.fits for r in self.roles)
+        return (self.gpus_needed <= self.gpus_available and cpu_ok and not self.problems
+                and all(r.fits for r in self.roles))
 
     def as_dict(self) -> dict:
         return {
@@ -105,7 +107,7 @@ class StageMemory:
             "gpus_needed": self.gpus_needed, "gpus_available": self.gpus_available, "fits": self.fits,
             "estimated": self.estimated, "cpu_gb_per_node": round(self.cpu_bytes / GB, 1),
             "cpu_capacity_gb": None if self.cpu_capacity is None else round(self.cpu_capacity / GB, 1),
-            "roles": [r.as_dict() for r in self.roles], "notes": self.notes,
+            "roles": [r.as_dict() for r in self.roles], "notes": self.notes, "problems": self.problems,
         }
 
 
@@ -247,9 +249,10 @@ def plan_stage(cfg: PipelineConfig, name: str) -> StageMemory:
     memory = StageMemory(name, label, launcher.world_size, 0, hw.nodes * hw.gpus_per_node,
                          cpu_capacity=None if hw.cpu_memory_gb is None else hw.cpu_memory_gb * GB)
     if launcher.processes > hw.gpus_per_node:
-        memory.notes.append(f"{launcher.processes} processes per node but hardware.gpus_per_node is "
-                            f"{hw.gpus_per_node}")
-        memory.gpus_needed = memory.gpus_available + 1
+        memory.problems.append(f"{launcher.processes} processes per node, hardware.gpus_per_node is "
+                               f"{hw.gpus_per_node}")
+    if launcher.nnodes > hw.nodes:
+        memory.problems.append(f"{launcher.nnodes} nodes, hardware.nodes is {hw.nodes}")
     builder = BUILDERS.get(name)
     if name in NO_GPU:
         memory.notes.append(f"no model on a GPU ({NO_GPU[name]})")
@@ -359,6 +362,14 @@ def build_grpo(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
     if not grpo.get("max_prompt_tokens"):
         plan.notes.append(f"prompt length assumed {hw.prompt_tokens} tokens (no max_prompt_tokens in the config)")
     world = training_world(cfg, name)[0]
+    launcher = settings.launcher
+    if launcher.kind == "python" and name == "grpo":
+        if launcher.devices is not None and len(launcher.devices.split(",")) > 1:
+            memory.problems.append(f"one python process sees GPUs {launcher.devices}: TRL refuses DataParallel "
+                                   "(n_gpu > 1); use kind torchrun or accelerate, one process per GPU")
+        elif launcher.devices is None and hw.gpus_per_node > 1:
+            memory.notes.append("one python process on a multi-GPU machine: set launcher.devices (e.g. '0') or "
+                                "CUDA_VISIBLE_DEVICES, or TRL sees several GPUs and refuses DataParallel")
     if float(grpo.get("beta", 0)) > 0 and not lora_r:
         ref_bytes = (2 * shape.params / world) if zero.stage == 3 else weight_bytes * shape.params
         plan.items.append(Item("reference model (beta > 0)", ref_bytes,
@@ -548,6 +559,10 @@ def render(plan: dict) -> str:
             lines.append(f"   host memory per node: {stage['cpu_gb_per_node']:.0f} GB"
                          + (f" of {cap:g} GB" if cap else " (hardware.cpu_memory_gb not set: unchecked)"))
         lines += [f"   . {note}" for note in stage["notes"]]
+        lines += [f"   NO  {problem}" for problem in stage["problems"]]
+        if stage["gpus_needed"] > stage["gpus_available"]:
+            lines.append(f"   NO  needs {stage['gpus_needed']} GPUs, the hardware section has "
+                         f"{stage['gpus_available']}")
         lines.append("")
     lines.append("Every stage fits." if plan["fits"] else
                  "Some stage does not fit: change its config (batch, LoRA, ZeRO, GPUs) or the hardware section.")

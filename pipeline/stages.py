@@ -58,6 +58,8 @@ class Launcher(Config):
             raise ValueError("nnodes > 1 needs master_addr (the address of node 0)")
         if self.node_rank >= self.nnodes:
             raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes}")
+        if self.devices is not None and self.kind != "python" and len(self.devices.split(",")) < self.processes:
+            raise ValueError(f"devices {self.devices!r} name fewer GPUs than processes ({self.processes})")
         return self
 
     @property
@@ -103,6 +105,13 @@ class Server(Config):
     @property
     def gpus(self) -> int:
         return self.tensor_parallel_size if self.kind == "vllm" else 1
+
+    @model_validator(mode="after")
+    def _devices_match(self) -> "Server":
+        if self.devices is not None and len(self.devices.split(",")) != self.gpus:
+            raise ValueError(f"a {self.kind} server with {self.gpus} GPU(s) (tensor_parallel_size for vllm, one for "
+                             f"rm) names devices {self.devices!r}")
+        return self
 
 
 class StageSettings(Config):

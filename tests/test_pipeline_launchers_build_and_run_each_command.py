@@ -47,11 +47,20 @@ def test_accelerate_counts_processes_over_all_machines_and_pins_devices():
     ({"kind": "torchrun", "nnodes": 2}, "master_addr"),
     ({"kind": "torchrun", "nnodes": 2, "master_addr": "h", "node_rank": 2}, "node_rank"),
     ({"kind": "mpirun"}, "kind"),
+    ({"kind": "torchrun", "processes": 4, "devices": "0,1"}, "fewer GPUs"),
 ])
 def test_bad_launchers_are_one_config_error(tmp_path, launcher, problem):
     path = tmp_path / "p.yaml"
     path.write_text(json.dumps({"stages": {"grpo": {"launcher": launcher}}}))
     with pytest.raises(ConfigError, match=problem):
+        load_config(PipelineConfig, path)
+
+
+def test_a_server_names_as_many_devices_as_it_uses(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(json.dumps({"stages": {"grpo": {"servers": [
+        {"kind": "vllm", "tensor_parallel_size": 4, "devices": "0,1"}]}}}))
+    with pytest.raises(ConfigError, match="tensor_parallel_size"):
         load_config(PipelineConfig, path)
 
 

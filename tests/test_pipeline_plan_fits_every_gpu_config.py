@@ -121,6 +121,14 @@ def test_a_72b_full_fine_tune_on_one_gpu_is_reported_by_the_cli(tmp_path):
     assert held["optimizer states"] == pytest.approx(12 * p72 / GB, rel=1e-3)  # ZeRO paper: 2 + 2 + 12 bytes
 
 
+def test_grpo_in_one_python_process_over_two_gpus_is_refused_by_the_plan(tmp_path):
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({
+        "hardware": {"gpus_per_node": 2},
+        "stages": {"grpo": {"config": "configs/policy/7b.yaml", "launcher": {"devices": "0,1"}}}}))
+    grpo = stage(plan_of(tmp_path / "p.yaml", ["grpo"]), "grpo")
+    assert not grpo["fits"] and "DataParallel" in grpo["problems"][0]
+
+
 def test_published_shapes_give_the_published_parameter_counts():
     # Hand computation from each config.json (embeddings + untied head + per layer q/k/v with biases, o, 3 MLP
     # matrices, 2 norms, final norm): the model cards say 7.61B, 32.5B (32.8B with embeddings), 72.7B.
