@@ -222,3 +222,50 @@ def test_the_client_retries_a_busy_server_and_splits_large_calls():
     finally:
         fake.shutdown()
         fake.server_close()
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    from core.schema import PromptItem, StudentProfile, write_jsonl
+
+    path = tmp_path_factory.mktemp("served-prompts") / "rl.jsonl"
+    write_jsonl(path, [PromptItem(id=f"p{i}", source="gsm8k", problem_id=f"q{i}", kind="single_turn",
+                                  profile=StudentProfile(grade="5th grade"), problem=f"What is {i} + 5?",
+                                  reference_solution=f"#### {i + 5}") for i in range(3)])
+    return str(path)
+
+
+def test_grpo_trains_on_a_served_reward_model(server, tiny_causal_lm, prompts, tmp_path):
+    import httpx
+
+    from core.config import load_config
+    from policy.config import GRPORunConfig
+    from policy.grpo import run_grpo
+
+    before = httpx.get(server + "/info").json()["served"]["pairs"]
+    cfg = load_config(GRPORunConfig, overrides={
+        "policy": tiny_causal_lm, "reward_model": server, "prompts": prompts, "out": str(tmp_path), "beta": 0.04,
+        "loss_type": "grpo", "max_steps": 1, "prompts_per_step": 3, "num_generations": 4,  # 12 pairs: one batch
+        "max_completion_length": 4, "rollout_sampler": "torch"})
+    summary = run_grpo(cfg)
+    assert summary["steps"] == 1 and summary["reward_model"] == server and summary["rm_forwards"] == 1
+    assert httpx.get(server + "/info").json()["served"]["pairs"] - before == 12
+    assert (tmp_path / "policy" / "config.json").exists()
+
+
+def test_grpo_with_a_dead_reward_url_is_one_error_line_and_writes_nothing(tiny_causal_lm, prompts, tmp_path,
+                                                                          capsys):
+    import socket
+
+    from policy.grpo import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--policy", tiny_causal_lm, "--reward-model", url, "--prompts", prompts, "--out", str(tmp_path / "out"),
+              "--beta", "0.04", "--loss-type", "grpo"])
+    assert exit_.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and url in lines[0] and "flag --reward-model" in lines[0] and "hpc_rm serve" in lines[0]
+    assert not (tmp_path / "out").exists()
