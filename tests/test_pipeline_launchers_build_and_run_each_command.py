@@ -95,6 +95,20 @@ def test_torchrun_argv_really_starts_each_process(tmp_path):
     assert (tmp_path / "rank1.txt").read_text() == "2"
 
 
+def test_accelerate_argv_is_one_accelerate_launch_accepts(tmp_path):
+    """On CPU accelerate starts several processes only through mpirun, so this checks one process: the config file,
+    --num_processes and -m MODULE flags the launcher builds are accelerate's own."""
+    (tmp_path / "cpu.yaml").write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\n"
+                                       "mixed_precision: 'no'\nnum_machines: 1\nnum_processes: 1\nuse_cpu: true\n")
+    (tmp_path / "probe.py").write_text("import pathlib, sys\n"
+                                       f"pathlib.Path({str(tmp_path)!r}, 'ran.txt').write_text(' '.join(sys.argv[1:]))\n")
+    argv = Launcher(kind="accelerate", config_file=tmp_path / "cpu.yaml").argv("probe", ["--flag", "x"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "ran.txt").read_text() == "--flag x"
+
+
 def test_a_stage_run_through_torchrun_finishes_and_is_then_skipped(tmp_path):
     config = tmp_path / "pipeline.yaml"
     config.write_text(f"name: t\nstages:\n  data:\n    config: {REPO / 'configs' / 'data.yaml'}\n"
