@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-import yaml
 from pydantic import Field, model_validator
 
-from core.config import Config
+from core.config import Config, load_yaml
 from pipeline.runner import StagePlan
 
 STAGE_ORDER = [
@@ -188,7 +187,7 @@ def stage_values(cfg: PipelineConfig, name: str) -> dict:
     settings = cfg.stages.get(name, StageSettings())
     values: dict = {}
     if settings.config is not None and Path(settings.config).exists():
-        values = yaml.safe_load(Path(settings.config).read_text()) or {}
+        values = load_yaml(settings.config)  # a broken file is one error line naming it
     for key, value in settings.args.items():
         _set_dotted(values, key, value)
     return values
@@ -199,7 +198,7 @@ def grpo_values(cfg: PipelineConfig, name: str) -> dict:
     values = stage_values(cfg, name)
     if name == "sweep":
         base = values.get("grpo_config", "configs/policy/tiny.yaml")
-        grpo = yaml.safe_load(Path(base).read_text()) if Path(base).exists() else {}
+        grpo = load_yaml(Path(base)) if Path(base).exists() else {}
         for key in ("reward_model", "prompts", "max_steps"):
             if values.get(key) is not None:
                 grpo[key] = values[key]
