@@ -111,7 +111,8 @@ def independent_markdown(report: dict) -> list[str]:
     """Each scorer's gain next to the training RM's, on one 0..1 scale, and the rule-based checks."""
     lines = ["", "## Is the gain real? Scorers the policy never trained on", "",
              "Gains divided by the rubric's top level (0..1). A gain only the training RM sees is flagged: the policy "
-             "may have learned what that RM rewards rather than better tutoring.", "",
+             "may have learned what that RM rewards rather than better tutoring. A scorer whose interval lies below "
+             "zero flags the tuned policy as worse, whatever the training RM saw.", "",
              "Only trusted scorers (independent RMs; judges whose measured agreement with human labels reaches the "
              "threshold) can raise the flag; the others are shown with the reason.", "",
              "| scorer | kind | base | tuned | gain [95% CI] | win rate | gap to training RM | flag | agreement with "
@@ -129,7 +130,8 @@ def independent_markdown(report: dict) -> list[str]:
             continue
         g, w = comp["normalised_gain"], comp["win_rate"]
         gap_text = f"{gap['gap']:+.3f}" if gap else "-"
-        flag = "possible reward hacking" if gap and gap["possible_reward_hacking"] else ""
+        flag = "; ".join(text for key, text in (("possible_reward_hacking", "possible reward hacking"),
+                                                 ("tuned_worse", "tuned worse")) if gap and gap.get(key))
         lines.append(f"| {name} | {kind} | {comp['base']:.3f} | {comp['tuned']:.3f} | {g['mean']:+.3f} "
                      f"[{g['low']:+.3f}, {g['high']:+.3f}] | {w['mean']:.2f} | {gap_text} | {flag} | "
                      f"{_agreement_text(agreement) if kind.startswith('judge') else '-'} |")

@@ -216,6 +216,22 @@ def test_a_gain_only_the_training_rm_sees_is_flagged():
     assert gaps["flat"]["possible_reward_hacking"] and not gaps["agrees"]["possible_reward_hacking"]
     assert abs(gaps["flat"]["training_gain"] - 0.2) < 1e-9  # 0.4 on a 0..2 rubric
     assert abs(gaps["agrees"]["gap"] - (0.2 - 0.15)) < 1e-9
+    assert not gaps["flat"]["tuned_worse"] and not gaps["agrees"]["tuned_worse"]
+
+
+def test_a_scorer_that_sees_the_tuned_policy_worse_flags_it_even_without_a_training_gain():
+    import numpy as np
+
+    from policy.independent import compare_scores, hacking_gaps
+
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.5, 1.5, 40)
+    boot = dict(n_resamples=500, seed=0)
+    noise = rng.normal(0, 0.05, 40)
+    training = compare_scores({"H": base, "weighted": base}, {"H": base + noise, "weighted": base + noise}, 2.0, boot)
+    worse = compare_scores({"A": base}, {"A": base - 0.3}, 2.0, boot)
+    gaps = hacking_gaps(training, {"worse": worse})
+    assert gaps["worse"]["tuned_worse"] and not gaps["worse"]["possible_reward_hacking"]
 
 
 def test_sweep_reads_each_weighting_off_independent_scorers(grpo_run, prompt_files, tiny_encoder, tmp_path):
