@@ -252,12 +252,26 @@ def make_server(cfg: ServeConfig, rm=None) -> ScoringServer:
     check_rm_folder(cfg.model)
     device = scoring_device(cfg.device)
     dtype = str(rm_placement(cfg.dtype, device)[1]).removeprefix("torch.")
+    _can_listen(cfg.host, cfg.port)  # before a large model spends minutes loading
     if rm is None:
         rm = load_scoring_rm(str(cfg.model), device, cfg.dtype)
     try:
         return ScoringServer((cfg.host, cfg.port), rm, cfg, server_info(rm, cfg, device, dtype))
     except OSError as err:
         raise ConfigError(f"flag --port: cannot listen on {cfg.host}:{cfg.port}: {err.strerror or err}") from None
+
+
+def _can_listen(host: str, port: int) -> None:
+    import socket
+
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server itself binds
+        probe.bind((host, port))
+    except OSError as err:
+        raise ConfigError(f"flag --port: cannot listen on {host}:{port}: {err.strerror or err}") from None
+    finally:
+        probe.close()
 
 
 def serve(cfg: ServeConfig) -> None:

@@ -269,3 +269,22 @@ def test_grpo_with_a_dead_reward_url_is_one_error_line_and_writes_nothing(tiny_c
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and url in lines[0] and "flag --reward-model" in lines[0] and "hpc_rm serve" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_port_in_use_is_one_error_line_before_the_model_loads(rm_folder, capsys, monkeypatch):
+    import socket
+
+    from core.reward_model import HPCRewardModel
+    from hpc_rm.serve import main
+
+    monkeypatch.setattr(HPCRewardModel, "from_pretrained",
+                        classmethod(lambda *a, **k: pytest.fail("the model loaded despite a busy port")))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_:
+            main(["--model", rm_folder, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"])
+    assert exit_.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and f"flag --port: cannot listen on 127.0.0.1:{port}" in lines[0]
