@@ -82,6 +82,17 @@ KNOWN_MODELS: dict[str, ModelShape] = {
     "Qwen/Qwen2.5-32B-Instruct": _qwen(64, 5120, 27648, 40, 8, 32768),
     "Qwen/Qwen2.5-72B": _qwen(80, 8192, 29568, 64, 8, 131072),
     "Qwen/Qwen2.5-72B-Instruct": _qwen(80, 8192, 29568, 64, 8, 32768),
+    # The registry's models (core.models) as the registry loads them, for a GPU machine where their wheels are not
+    # installed; where they are, their own config.json is read instead (a test checks the two agree). The Qwen
+    # coders' GGUF conversion unties the LM head (630M / 1.78B parameters instead of the hub's 494M / 1.54B).
+    "smollm2-135m-instruct": ModelShape(30, 576, 1536, 9, 3, 49152, True, max_positions=8192, qkv_bias=False,
+                                        source="table: SmolLM2-135M-Instruct's config.json"),
+    "minilm-l6": ModelShape(6, 384, 1536, 12, 12, 30522, encoder=True, max_positions=512,
+                            source="table: all-MiniLM-L6-v2's config.json"),
+    "qwen2.5-coder-0.5b-instruct": ModelShape(24, 896, 4864, 14, 2, 151936, False, max_positions=32768,
+                                              source="table: Qwen2.5-Coder-0.5B-Instruct's config.json"),
+    "qwen2.5-coder-1.5b-instruct": ModelShape(28, 1536, 8960, 12, 2, 151936, False, max_positions=32768,
+                                              source="table: Qwen2.5-Coder-1.5B-Instruct's config.json"),
 }
 
 

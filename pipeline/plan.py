@@ -164,7 +164,10 @@ class Zero:
         def offloaded(key):
             return (zero.get(key) or {}).get("device", "none") in {"cpu", "nvme"}
 
-        return cls(int(zero.get("stage", 0)), offloaded("offload_optimizer"), offloaded("offload_param"))
+        stage = zero.get("stage", 0)
+        if not isinstance(stage, int):
+            raise ConfigError(f"deepspeed zero_optimization.stage: {stage!r}; the plan needs a number (0-3)")
+        return cls(stage, offloaded("offload_optimizer"), offloaded("offload_param"))
 
     def describe(self) -> str:
         if self.stage == 0:
@@ -446,8 +449,8 @@ def _causal_inference(cfg, memory, model: str, dtype: str | None, batch: int, pr
     seq = prompt + new_tokens
     plan.items.append(Item("KV cache (transformers generate)", batch * seq * shape.kv_bytes_per_token(b) / spread_over,
                            f"{batch} seq x {seq} tokens x {KV_FORMULA}"))
-    plan.items.append(Item("activations (prefill, one layer)", inference_activations(shape, batch, prompt) / spread_over,
-                           KORTHIKANTI))
+    prefill = inference_activations(shape, batch, prompt) / spread_over
+    plan.items.append(Item("activations (prefill, one layer)", prefill, KORTHIKANTI))
     return plan
 
 

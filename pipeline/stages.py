@@ -312,8 +312,9 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
                          "--out", run / "classroom"),
                   [run / "classroom" / "run.json"], ["data"], state_dir=run / "classroom"),
         StagePlan("classroom_eval", "base vs tuned tutor in the classroom on held-out problems",
-                  launch("classroom_eval", "policy", "classroom-eval", *flags("classroom_eval"), "--run", run / "classroom",
-                         "--prompts", data / "eval.jsonl", "--out", reports / "classroom_eval"),
+                  launch("classroom_eval", "policy", "classroom-eval", *flags("classroom_eval"),
+                         "--run", run / "classroom", "--prompts", data / "eval.jsonl",
+                         "--out", reports / "classroom_eval"),
                   [reports / "classroom_eval" / "report.json"], ["classroom"]),
     ]
     return {plan.name: plan for plan in plans}

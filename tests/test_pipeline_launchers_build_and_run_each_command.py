@@ -100,8 +100,8 @@ def test_accelerate_argv_is_one_accelerate_launch_accepts(tmp_path):
     --num_processes and -m MODULE flags the launcher builds are accelerate's own."""
     (tmp_path / "cpu.yaml").write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\n"
                                        "mixed_precision: 'no'\nnum_machines: 1\nnum_processes: 1\nuse_cpu: true\n")
-    (tmp_path / "probe.py").write_text("import pathlib, sys\n"
-                                       f"pathlib.Path({str(tmp_path)!r}, 'ran.txt').write_text(' '.join(sys.argv[1:]))\n")
+    (tmp_path / "probe.py").write_text(f"import pathlib, sys\npathlib.Path({str(tmp_path)!r}, 'ran.txt')"
+                                       ".write_text(' '.join(sys.argv[1:]))\n")
     argv = Launcher(kind="accelerate", config_file=tmp_path / "cpu.yaml").argv("probe", ["--flag", "x"])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
     out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)

@@ -176,14 +176,32 @@ def test_shapes_read_from_local_models_count_their_real_parameters(tmp_path, tin
     qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
                                         num_attention_heads=8, num_key_value_heads=2, tie_word_embeddings=False))
     qwen.save_pretrained(tmp_path / "qwen")
-    for path, model in ((tmp_path / "qwen", qwen), (tiny_causal_lm, AutoModelForCausalLM.from_pretrained(tiny_causal_lm)),
-                        (tiny_encoder, AutoModel.from_pretrained(tiny_encoder))):
+    llama, bert = AutoModelForCausalLM.from_pretrained(tiny_causal_lm), AutoModel.from_pretrained(tiny_encoder)
+    for path, model in ((tmp_path / "qwen", qwen), (tiny_causal_lm, llama), (tiny_encoder, bert)):
         shape = model_shape(str(path))
         assert shape.source.startswith("config.json")
         assert shape.params == sum(p.numel() for p in model.parameters()), path
     lora = get_peft_model(qwen, LoraConfig(r=4, target_modules="all-linear"))
     trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
     assert model_shape(str(tmp_path / "qwen")).lora_params(4) == trainable
+
+
+def test_the_tables_registry_entries_agree_with_the_local_models():
+    from pipeline.model_sizes import _from_config, _local_folder
+
+    checked = 0
+    for name in ("smollm2-135m-instruct", "minilm-l6", "qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct"):
+        folder = _local_folder(name)
+        if folder is None:
+            continue  # not installed here (`make models`)
+        from transformers import AutoConfig
+
+        local = _from_config(AutoConfig.from_pretrained(folder), "")
+        table = KNOWN_MODELS[name]
+        assert (table.params, table.layers, table.kv_heads, table.max_positions) == \
+            (local.params, local.layers, local.kv_heads, local.max_positions), name
+        checked += 1
+    assert checked >= 2  # `make setup` installs SmolLM2 and MiniLM
 
 
 def test_an_unknown_hub_model_is_one_config_error(tmp_path):
