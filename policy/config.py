@@ -39,8 +39,8 @@ class VLLMOptions(Config):
     tensor_parallel_size: int = Field(1, ge=1, description="tensor parallel size for vLLM (colocate)")
     max_model_length: int | None = Field(
         None, ge=1, description="vLLM's context window in tokens (colocate): at least the longest prompt plus "
-                                "max_completion_length; smaller leaves more KV cache per GPU. None: the model's "
-                                "own (32k for Qwen2.5, far more KV cache than the run needs)")
+                                "max_completion_length. None: the model's own (32k for Qwen2.5), and vLLM refuses "
+                                "to start when its memory share cannot hold one sequence that long")
     enable_sleep_mode: bool = Field(False, description="colocate: vLLM offloads its weights and frees its KV cache "
                                                        "while the policy trains, and wakes up for each generation "
                                                        "(more memory for the update, some transfer time per step)")
