@@ -12,6 +12,7 @@ from pydantic import Field
 
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
+from core.models import DEVICE_HELP, Device, pick_device
 from core.schema import LabeledItem, read_jsonl, write_jsonl
 from core.reward_model import HPCRewardModel, check_rm_folder
 
@@ -25,6 +26,7 @@ class ScoreConfig(Config):
     bf16: bool = Field(False, description="score with the backbone's weights in bf16: batches 2.4-3.6x faster on "
                                           "CPUs with AMX or AVX512-BF16 (and on GPUs); scores moved by <0.01 on a 0-2 "
                                           "scale in benchmarks/")
+    device: Device = Field("auto", description="reward model: " + DEVICE_HELP)
     compile: bool = Field(False, description="compile the backbone (torch.compile, weights frozen): a one-off 20-50 s "
                                              "for MiniLM on 2 CPU cores, then batches 1.1-1.5x faster than eager bf16 "
                                              "(benchmarks/: pays off after ~6,000 pairs at 256 tokens, ~60,000 at "
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--model, --input and --out are required")
     check_rm_folder(cfg.model)
     items = read_jsonl(cfg.input, LabeledItem)  # bad input stops before the model loads
-    rm = HPCRewardModel.from_pretrained(cfg.model)
+    device = pick_device(cfg.device)
+    rm = HPCRewardModel.from_pretrained(cfg.model).to("cuda" if device == "spread" else device)  # on one GPU
     n = write_jsonl(cfg.out, score_items(rm, items, cfg.batch_size, cfg.weights, cfg.bf16, cfg.compile))
     print(f"scored {n} items -> {cfg.out}")

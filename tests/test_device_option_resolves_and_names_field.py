@@ -1,4 +1,5 @@
-"""The `device` / `dtype` options of local generation, the local judge, the student, policy eval and classroom eval:
+"""The `device` / `dtype` options of local generation, the local judge, the student, policy eval, classroom eval
+and RM scoring (`hpc_rm score --device`):
 spellings are checked when the config is read (a bad one names its field), `auto` resolves to this process's
 local-rank GPU when CUDA is available and to the CPU otherwise, `auto` dtype is bf16 on a GPU and float32 on CPU
 (today's CPU defaults), and `load_causal_lm` puts the weights where the option says."""
@@ -28,13 +29,14 @@ def _configs():
     from core.judges.local_judge import LocalJudgeConfig
     from policy.classroom_config import StudentOptions
     from policy.classroom_eval import ClassroomEvalConfig
+    from hpc_rm.score import ScoreConfig
     from policy.evaluate import EvalConfig
 
     return {"generate": GenerateConfig, "judge": LocalJudgeConfig, "student": StudentOptions, "eval": EvalConfig,
-            "classroom-eval": ClassroomEvalConfig}
+            "classroom-eval": ClassroomEvalConfig, "rm-score": ScoreConfig}
 
 
-@pytest.mark.parametrize("name", ["generate", "judge", "student", "eval", "classroom-eval"])
+@pytest.mark.parametrize("name", ["generate", "judge", "student", "eval", "classroom-eval", "rm-score"])
 def test_every_local_model_config_has_a_device_field_defaulting_to_auto(name):
     cls = _configs()[name]
     field = cls.model_fields["device"]
@@ -67,7 +69,7 @@ def test_cpu_defaults_are_unchanged():
     if torch.cuda.is_available():
         pytest.skip("checks the CPU defaults")
     configs = {name: cls() if name != "judge" else cls(name="local") for name, cls in _configs().items()
-               if name != "classroom-eval"}
+               if name not in ("classroom-eval", "rm-score")}
     resolved = {name: pick_dtype(cfg.dtype, pick_device(cfg.device)) for name, cfg in configs.items()}
     assert resolved == {"generate": "float32", "judge": "bfloat16", "student": "bfloat16", "eval": "float32"}
     assert {name: pick_device(cfg.device) for name, cfg in configs.items()} == dict.fromkeys(configs, "cpu")
