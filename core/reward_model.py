@@ -1,4 +1,4 @@
-"""HPC-RM: a backbone (encoder or decoder) with one head per rubric dimension, saved as a self-describing folder.
+"""HPC-RM: a backbone (encoder or decoder) with one head per rubric dimension, a transformers `PreTrainedModel`.
 
 Heads:
 - "ordinal": a softmax over the dimension's ordered levels, trained with class-weighted cross-entropy and read
@@ -8,14 +8,23 @@ Heads:
 Pooling: for encoders the mean over all tokens next to the mean over the response's tokens ("mean_pair": the
 labels are about the response, read in its context), or the plain mean; for decoders the last non-pad token.
 
-Folder layout (everything scoring needs): `rm_config.json` (RMSpec: backbone, rubric, heads, aggregation
-weights, lengths, training config), `backbone/` (full weights + tokenizer) or `adapter/` (LoRA) + `tokenizer/`,
-and `heads.safetensors`.
+`HPCRewardModel` is a `PreTrainedModel` with its own registered config, `HPCRewardConfig` (model_type
+"hpc_reward"): the rubric, heads, pooling, weights, lengths, LoRA settings and training record, plus the backbone's
+own config (`backbone_config`) and `hidden_size`. So `save_pretrained` / `from_pretrained` / `Trainer.save_model`
+(the path that gathers ZeRO-3 shards), DeepSpeed's "auto" bucket sizes (read from `config.hidden_size`),
+`zero.Init` and gradient checkpointing work the transformers way, and `AutoModel.from_pretrained(folder)` loads it.
+
+Folder layout (everything scoring needs, nothing else):
+- `config.json`: HPCRewardConfig (the backbone is rebuilt from `backbone_config`, so no other folder is read);
+- `model.safetensors` (or shards + index): the backbone's and the heads' weights. With LoRA (`lora.r > 0`) only the
+  adapter tensors and the heads: the base backbone is loaded by name (`backbone`), the adapter applied over it;
+- the tokenizer's files.
+Folders written before this layout (`rm_config.json`, `backbone/` or `adapter/` + `tokenizer/`,
+`heads.safetensors`) are refused with one line naming `python -m hpc_rm convert OLD --out NEW`.
 """
 from __future__ import annotations
 
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -24,12 +33,13 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from core.errors import ModelNotFoundError
 from core.models import is_encoder, load_tokenizer, resolve_model
 from core.rubric import Rubric, load_rubric
-from core.schema import write_json
 from core.reward_encoding import encode_pairs, pad_batch
+from core.schema import DataError
 
 HeadKind = Literal["ordinal", "regression"]
 Pooling = Literal["mean_pair", "mean", "last"]
@@ -37,6 +47,8 @@ Pooling = Literal["mean_pair", "mean", "last"]
 # lengths ~1.5x slower (bf16, 32 x 12 heads: 7-10 ms at 100-125 tokens, ~5 ms padded to a multiple of 16).
 # A single pair is not padded: its attention is ~1% of its time, and padding would add work to every layer.
 SCORING_LENGTH_MULTIPLE = 16
+CONFIG_FILE = "config.json"
+LEGACY_CONFIG_FILE = "rm_config.json"  # the layout before HPCRewardConfig (see hpc_rm/convert.py)
 
 
 class LoraSpec(BaseModel):
@@ -48,7 +60,8 @@ class LoraSpec(BaseModel):
 
 
 class RMSpec(BaseModel):
-    """Everything needed to rebuild a reward model; stored as rm_config.json."""
+    """Everything that describes a reward model apart from its weights and its backbone's architecture: the
+    validated view of HPCRewardConfig that the code reads (`HPCRewardModel.spec`)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     backbone: str = Field(description="registry name, hub id or path of the backbone it was built from")
@@ -71,18 +84,87 @@ class RMSpec(BaseModel):
         "are not affected")
 
 
+class HPCRewardConfig(PretrainedConfig):
+    """The reward model's transformers config: RMSpec's fields as plain JSON values, the backbone's own config
+    (`backbone_config`, a dict with its `model_type`) and `hidden_size` (the backbone's; DeepSpeed sizes its
+    "auto" buckets from it)."""
+
+    model_type = "hpc_reward"
+
+    backbone: str = ""
+    decoder: bool = False
+    pooling: str = "mean_pair"
+    rubric: dict | None = None
+    head: str = "ordinal"
+    head_hidden: int = 0
+    freeze_backbone: bool = False
+    weights: dict | None = None
+    max_length: int = 512
+    max_response_tokens: int = 192
+    read_context: bool = True
+    dropout: float | int = 0.1
+    lora: dict | None = None
+    training: dict | None = None
+    level_logit_shift: dict | None = None
+    backbone_config: dict | None = None
+    hidden_size: int | None = None
+
+
+AutoConfig.register(HPCRewardConfig.model_type, HPCRewardConfig, exist_ok=True)
+
+
+def spec_from_config(config: HPCRewardConfig) -> RMSpec:
+    values = {name: getattr(config, name, None) for name in RMSpec.model_fields}
+    return RMSpec.model_validate({k: v for k, v in values.items() if v is not None})
+
+
+def _spec_values(spec: RMSpec) -> dict:
+    return json.loads(spec.model_dump_json())
+
+
+def _backbone_config_dict(backbone_config) -> dict:
+    values = backbone_config.to_dict()
+    values.pop("dtype", None)  # the weights' dtype is chosen when loading
+    values.pop("transformers_version", None)
+    return values
+
+
+def _hidden_size(backbone_config) -> int:
+    text = backbone_config.get_text_config() if hasattr(backbone_config, "get_text_config") else backbone_config
+    return int(text.hidden_size)
+
+
 def check_rm_folder(path: str | Path) -> Path:
-    """The folder, or ModelNotFoundError (bad input: one error line) when it holds no reward model."""
+    """The folder, or ModelNotFoundError (bad input: one error line) when it holds no reward model; a folder in
+    the old layout gets a line that says how to convert it."""
     path = Path(path)
-    if not (path / "rm_config.json").exists():
-        raise ModelNotFoundError(str(path), f"reward model {str(path)!r}: not a reward model folder (no "
-                                            f"rm_config.json; `python -m hpc_rm train` writes one)")
-    return path
+    config = path / CONFIG_FILE
+    if config.is_file():
+        try:
+            model_type = json.loads(config.read_text()).get("model_type")
+        except (ValueError, AttributeError):
+            model_type = None
+        if model_type == HPCRewardConfig.model_type:
+            return path
+        raise ModelNotFoundError(str(path), f"reward model {str(path)!r}: not a reward model folder ({CONFIG_FILE} "
+                                            f"has model_type {model_type!r}, not {HPCRewardConfig.model_type!r})")
+    if (path / LEGACY_CONFIG_FILE).is_file():
+        raise ModelNotFoundError(str(path), f"reward model {str(path)!r}: a folder in the old layout "
+                                            f"({LEGACY_CONFIG_FILE}, written before the reward model was a "
+                                            f"transformers model); convert it once with `python -m hpc_rm convert "
+                                            f"{path} --out NEW_FOLDER` and use NEW_FOLDER")
+    raise ModelNotFoundError(str(path), f"reward model {str(path)!r}: not a reward model folder (no {CONFIG_FILE}; "
+                                        f"`python -m hpc_rm train` writes one)")
 
 
-def read_rm_spec(path: str | Path) -> "RMSpec":
+def read_rm_config(path: str | Path) -> HPCRewardConfig:
+    """A reward model folder's config without loading any weights."""
+    return HPCRewardConfig.from_json_file(str(check_rm_folder(path) / CONFIG_FILE))
+
+
+def read_rm_spec(path: str | Path) -> RMSpec:
     """A reward model folder's spec (rubric, backbone, heads) without loading any weights."""
-    return RMSpec.model_validate_json((check_rm_folder(path) / "rm_config.json").read_text())
+    return spec_from_config(read_rm_config(path))
 
 
 def _check_weights(rubric: Rubric, weights: dict[str, float]) -> dict[str, float]:
@@ -91,35 +173,110 @@ def _check_weights(rubric: Rubric, weights: dict[str, float]) -> dict[str, float
     return {name: float(weights[name]) for name in rubric.names}
 
 
-def _load_backbone(name_or_path: str, lora: LoraSpec, dtype: torch.dtype):
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(resolve_model(name_or_path), dtype=dtype)
-    if lora.r > 0:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-        ))
-    return model
+def _is_peft(module: nn.Module) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(module, PeftModel)
 
 
-class HPCRewardModel(nn.Module):
-    def __init__(self, spec: RMSpec, backbone: nn.Module, tokenizer):
-        super().__init__()
-        self.spec = spec
-        self.backbone = backbone
-        self.tokenizer = tokenizer
-        tokenizer.truncation_side = "left"  # keep the end of the dialogue if a context still overflows
+def _add_lora(backbone: nn.Module, lora: LoraSpec) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(backbone, LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+    ))
+
+
+def _backbone_from_config(config: HPCRewardConfig) -> nn.Module:
+    """A backbone with the architecture in `config.backbone_config`, in the current default dtype (the dtype
+    from_pretrained loads in); under DeepSpeed ZeRO-3 transformers builds it inside `zero.Init`."""
+    if not config.backbone_config:
+        raise ValueError("HPCRewardConfig.backbone_config is empty: build a reward model with "
+                         "HPCRewardModel.from_backbone or load a saved folder")
+    values = dict(config.backbone_config)
+    model_type = values.pop("model_type")
+    return AutoModel.from_config(AutoConfig.for_model(model_type, **values), dtype=torch.get_default_dtype())
+
+
+def _folder_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def saved_with_lora(key: str) -> bool:
+    """Whether a state-dict key is written to a LoRA reward model's folder: the heads (everything outside the
+    backbone) and the adapter tensors; the base backbone's weights are not (they load from its name)."""
+    return not key.startswith("backbone.") or "lora_" in key
+
+
+class HPCRewardModel(PreTrainedModel):
+    config_class = HPCRewardConfig
+    base_model_prefix = "backbone"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True  # delegated: the backbone's layers checkpoint themselves
+    # attention runs inside the backbone; these let a load ask for the backbone's implementations
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: HPCRewardConfig, backbone: nn.Module | None = None, tokenizer=None):
+        """`backbone`: pretrained weights to use (from_backbone, conversion); None builds it from
+        `config.backbone_config` (from_pretrained, which then loads the saved weights into it)."""
+        super().__init__(config)
+        self.spec = spec_from_config(config)
+        spec = self.spec
         if spec.decoder and spec.pooling != "last":
             raise ValueError(f"decoder backbone {spec.backbone}: pooling must be 'last', not {spec.pooling!r}")
-        self.pooled_size = backbone.config.hidden_size * (2 if spec.pooling == "mean_pair" else 1)
+        if backbone is None:
+            backbone = _backbone_from_config(config)
+        else:
+            # pretrained weights: post_init below must not re-initialise them
+            for module in backbone.modules():
+                module._is_hf_initialized = True
+        if spec.lora.r > 0 and not _is_peft(backbone):
+            backbone = _add_lora(backbone, spec.lora)
+        self.backbone = backbone
+        inner_config = self._inner_backbone().config
+        if config.backbone_config is None:
+            config.backbone_config = _backbone_config_dict(inner_config)
+        config.hidden_size = _hidden_size(inner_config)
+        self.tokenizer = tokenizer
+        self.pooled_size = config.hidden_size * (2 if spec.pooling == "mean_pair" else 1)
         self.dropout = nn.Dropout(spec.dropout)
         self.heads = nn.ModuleDict({d.name: self._make_head(len(d.levels)) for d in spec.rubric.dimensions})
         if spec.freeze_backbone:
             self.backbone.requires_grad_(False)
         # Stored with the weights so a checkpoint is complete; read by the loss.
         self.max_levels = {d.name: d.max_score for d in spec.rubric.dimensions}
+        self.post_init()
+
+    def _init_weights(self, module):
+        """The heads keep PyTorch's own initialisation (as before this was a PreTrainedModel); the backbone is
+        pretrained or loaded, and initialises itself through its own `_init_weights` when built from a config."""
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer) -> None:
+        if tokenizer is not None:
+            tokenizer.truncation_side = "left"  # keep the end of the dialogue if a context still overflows
+        self._tokenizer = tokenizer
+
+    def _inner_backbone(self) -> PreTrainedModel:
+        """The transformers backbone, under the LoRA wrapper when there is one."""
+        return self.backbone.get_base_model() if _is_peft(self.backbone) else self.backbone
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self._inner_backbone().get_input_embeddings()
 
     def _head_width(self, n_levels: int) -> int:
         return n_levels if self.spec.head == "ordinal" else 1
@@ -138,7 +295,10 @@ class HPCRewardModel(nn.Module):
                       freeze_backbone: bool = False, max_length: int = 512, max_response_tokens: int = 192,
                       read_context: bool = True, dropout: float = 0.1, lora: LoraSpec | None = None,
                       dtype: str = "float32", training: dict | None = None) -> "HPCRewardModel":
-        """Untrained heads on a pretrained backbone, for any rubric (pooling defaults to the backbone's kind)."""
+        """Untrained heads on a pretrained backbone, for any rubric (pooling defaults to the backbone's kind).
+        The backbone loads through `AutoModel.from_pretrained`, which under a DeepSpeed ZeRO-3 config (set by
+        the TrainingArguments built before this) loads it partitioned, inside `zero.Init`; the heads are
+        partitioned by DeepSpeed when the engine starts."""
         rubric = load_rubric(rubric) if isinstance(rubric, (str, Path)) else rubric
         decoder = not is_encoder(str(backbone))
         spec = RMSpec(
@@ -148,47 +308,76 @@ class HPCRewardModel(nn.Module):
             max_response_tokens=max_response_tokens, read_context=read_context, dropout=dropout,
             lora=lora or LoraSpec(), training=training or {},
         )
-        model = _load_backbone(spec.backbone, spec.lora, getattr(torch, dtype))
-        return cls(spec, model, load_tokenizer(spec.backbone))
+        model = AutoModel.from_pretrained(resolve_model(spec.backbone), dtype=getattr(torch, dtype))
+        config = HPCRewardConfig(**_spec_values(spec), backbone_config=_backbone_config_dict(model.config),
+                                 hidden_size=_hidden_size(model.config))
+        return cls(config, backbone=model, tokenizer=load_tokenizer(spec.backbone))
 
-    def save_pretrained(self, path: str | Path) -> None:
-        from safetensors.torch import save_file
+    def sync_config(self) -> HPCRewardConfig:
+        """Copy the spec (which training edits, e.g. level_logit_shift) into the config that is saved."""
+        for name, value in _spec_values(self.spec).items():
+            setattr(self.config, name, value)
+        return self.config
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+    def save_pretrained(self, save_directory: str | Path, is_main_process: bool = True, state_dict: dict | None = None,
+                        **kwargs) -> None:
+        """The transformers save (config.json, model.safetensors) plus the tokenizer. `state_dict` is what
+        `Trainer.save_model` passes (under ZeRO-3 the gathered full weights). With LoRA only the adapter and heads
+        are written (`saved_with_lora`)."""
+        self.sync_config()
         if self.spec.lora.r > 0:
-            self.backbone.save_pretrained(path / "adapter")
-            self.tokenizer.save_pretrained(path / "tokenizer")
-        else:
-            self.backbone.save_pretrained(path / "backbone")
-            self.tokenizer.save_pretrained(path / "backbone")
-        heads = {k: v.detach().cpu().contiguous() for k, v in self.heads.state_dict().items()}
-        tmp = path / ".heads.safetensors.tmp"
-        save_file(heads, str(tmp))
-        os.replace(tmp, path / "heads.safetensors")  # a reader never sees half a file
-        write_json(path / "rm_config.json", json.loads(self.spec.model_dump_json()))
+            state_dict = {k: v for k, v in (state_dict if state_dict is not None else self.state_dict()).items()
+                          if saved_with_lora(k)}
+        super().save_pretrained(str(save_directory), is_main_process=is_main_process, state_dict=state_dict,
+                                **kwargs)
+        if is_main_process and self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(save_directory))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> "HPCRewardModel":
-        from safetensors.torch import load_file
-        from transformers import AutoModel, AutoTokenizer
-
-        path = Path(path)
-        spec = read_rm_spec(path)
-        if spec.lora.r > 0:
-            from peft import PeftModel
-
-            base = AutoModel.from_pretrained(resolve_model(spec.backbone), dtype=torch.float32)
-            backbone = PeftModel.from_pretrained(base, path / "adapter")
-            tokenizer = AutoTokenizer.from_pretrained(path / "tokenizer")
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *model_args, device: str | None = "cpu",
+                        **kwargs) -> "HPCRewardModel":
+        """A saved reward model folder, in eval mode on `device` (None: where transformers put it, e.g. with a
+        `device_map`). Weights load in float32 unless `dtype=` says otherwise (cast_backbone casts the backbone
+        for inference; pooling and heads stay fp32). A LoRA folder loads its base backbone by name, then the
+        adapter and heads."""
+        path = check_rm_folder(pretrained_model_name_or_path)
+        kwargs.setdefault("dtype", torch.float32)
+        config = kwargs.pop("config", None)
+        if not isinstance(config, HPCRewardConfig):
+            config = read_rm_config(path)
+        if (config.lora or {}).get("r", 0) > 0:
+            model = cls._from_lora_folder(path, config, kwargs["dtype"])
         else:
-            backbone = AutoModel.from_pretrained(path / "backbone", dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(path / "backbone")
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        model = cls(spec, backbone, tokenizer)
-        model.heads.load_state_dict(load_file(path / "heads.safetensors"))
-        return model.to(device).eval()
+            model = super().from_pretrained(str(path), *model_args, config=config, **kwargs)
+        model.spec = spec_from_config(model.config)
+        model.tokenizer = _folder_tokenizer(path)
+        if device is not None:
+            model = model.to(device)
+        return model.eval()
+
+    @classmethod
+    def _from_lora_folder(cls, path: Path, config: HPCRewardConfig, dtype) -> "HPCRewardModel":
+        from safetensors.torch import load_file
+
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+        base = AutoModel.from_pretrained(resolve_model(config.backbone),
+                                         dtype=torch.float32 if dtype == "auto" else dtype)
+        if config.hidden_size and _hidden_size(base.config) != config.hidden_size:
+            raise DataError(f"{path}: its LoRA adapter was trained on a backbone with hidden size "
+                            f"{config.hidden_size}, but {config.backbone!r} has {_hidden_size(base.config)}")
+        model = cls(config, backbone=base)
+        files = sorted(path.glob("model*.safetensors"))
+        if not files:
+            raise DataError(f"{path}: no model.safetensors (adapter and heads)")
+        state = {}
+        for file in files:
+            state.update(load_file(str(file)))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if saved_with_lora(k)]
+        if missing or unexpected:
+            raise DataError(f"{path}: adapter and heads do not match the config (missing {missing[:5]}, "
+                            f"unexpected {unexpected[:5]})")
+        return model
 
     # -- properties the policy stage reads -----------------------------------------------------------------------
     @property
@@ -228,6 +417,9 @@ class HPCRewardModel(nn.Module):
         inputs = {"input_ids": input_ids, "attention_mask": None if unpadded else attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
+        if self.spec.decoder:
+            inputs["use_cache"] = False  # one forward, no generation: a KV cache is wasted work (and checkpointing
+            # turns it off with a warning)
         hidden = self.backbone(**inputs).last_hidden_state.float()  # pool and run the heads in fp32
         return self.pool(hidden, attention_mask, response_mask)
 
@@ -380,3 +572,6 @@ class HPCRewardModel(nn.Module):
         """Weighted sum of the per-dimension scores (weights default to the model's aggregation weights)."""
         weights = _check_weights(self.rubric, weights) if weights is not None else self.spec.weights
         return sum(weights[name] * np.asarray(preds[name], dtype=np.float64) for name in self.dimensions)
+
+
+AutoModel.register(HPCRewardConfig, HPCRewardModel, exist_ok=True)

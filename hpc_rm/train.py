@@ -5,11 +5,20 @@ class-weighted cross-entropy over levels (ordinal head) or class-weighted square
 (regression head), averaged over the labeled entries only, so a missing label contributes nothing.
 Runs the same on one CPU, under `torchrun --nproc_per_node 2` (DDP over gloo) or `accelerate launch`
 with a DeepSpeed config (`--deepspeed configs/deepspeed/zero2.json`).
+
+Order matters for DeepSpeed ZeRO-3: the TrainingArguments (which carry the DeepSpeed config) are built first, then
+the model, so `transformers.integrations.is_deepspeed_zero3_enabled()` is true while the backbone loads and it
+loads partitioned (`zero.Init`). The model is saved by every rank through `Trainer.save_model` (the path that
+gathers ZeRO-3 shards) into `out/.saving/`, and moved into `out/` by the main process after a barrier.
+`--validation` then reloads the saved folder in the main process alone and evaluates that (the files, not the
+sharded in-memory model, which only all ranks together could run).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -67,7 +76,13 @@ class TrainConfig(Config):
         "1 = the argmax of a head trained with balanced weights; 0.7 was picked on each fold of the MRBench "
         "cross-validation from the other folds (see hpc_rm.data.level_logit_shift)")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (r=0: full fine-tuning)")
-    dtype: Literal["float32", "bfloat16"] = Field("float32", description="backbone weights dtype")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="backbone weights dtype; bfloat16 also trains under bf16 autocast (the heads stay "
+        "float32)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute the backbone's layer activations in the backward pass instead of keeping "
+        "them (activation checkpointing, non-reentrant): less memory for long inputs and large backbones, ~30% more "
+        "compute")
     seed: int = Field(0, description="random seed (init, shuffling, dropout)")
     checkpoints: bool = Field(True, description="save resumable checkpoints under out/checkpoints")
     save_steps: int = Field(0, description="checkpoint every N steps (0: at each epoch end)")
@@ -188,7 +203,8 @@ def _training_args(cfg: TrainConfig, checkpoint_dir: Path, pooled: bool) -> Trai
         report_to=cfg.report_to or [], disable_tqdm=not cfg.progress, use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="random" if pooled else "group_by_length", remove_unused_columns=False, label_names=["labels"],
         ddp_find_unused_parameters=True, deepspeed=cfg.deepspeed, bf16=cfg.dtype == "bfloat16",
-        dataloader_num_workers=0,
+        dataloader_num_workers=0, activation_checkpointing=cfg.gradient_checkpointing and not pooled,
+        activation_checkpointing_kwargs={"use_reentrant": False},
     )
 
 
@@ -211,6 +227,13 @@ def train_reward_model(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubri
 
     With `freeze_backbone`, the pooled vectors are computed once (or passed in as `pooled`, rows matching
     `items`, e.g. shared by the folds of a cross-validation) and only the heads are trained on them."""
+    return _train(cfg, items, rubric, checkpoint_dir, pooled)[0]
+
+
+def _train(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubric, checkpoint_dir: Path,
+           pooled: torch.Tensor | None = None) -> tuple[HPCRewardModel, RewardTrainer]:
+    # The arguments first: under a ZeRO-3 DeepSpeed config they make the backbone load partitioned (zero.Init).
+    args = _training_args(cfg, checkpoint_dir, cfg.freeze_backbone)
     rm = build_model(cfg, rubric)
     labels = label_matrix(items, rubric)
     level_weights = {
@@ -230,7 +253,7 @@ def train_reward_model(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubri
     else:
         dataset = PairDataset(rm.encode(contexts, responses), labels, groups)
     trainer = RewardTrainer(
-        model=rm, args=_training_args(cfg, checkpoint_dir, cfg.freeze_backbone), train_dataset=dataset,
+        model=rm, args=args, train_dataset=dataset,
         data_collator=make_collator(rm.tokenizer), level_weights=level_weights,
         head_learning_rate=cfg.head_learning_rate, rank_loss_weight=cfg.rank_loss_weight,
     )
@@ -248,7 +271,55 @@ def train_reward_model(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubri
     rm.eval()
     rm.is_main_process = trainer.is_world_process_zero()
     rm.world_size = trainer.args.world_size
+    return rm, trainer
+
+
+SAVING_DIR = ".saving"
+
+
+def save_trained(trainer: Trainer, out: Path) -> None:
+    """Save the trained model into `out` (config.json, weights, tokenizer). Call it on every rank:
+    `Trainer.save_model` gathers ZeRO-3 shards collectively, and the main process writes `out/.saving/`; after a
+    barrier the main process replaces the model files in `out` with those (config.json last, so a folder with a
+    new config.json holds the new weights), and removes `.saving`."""
+    from core.reward_model import CONFIG_FILE
+
+    tmp = out / SAVING_DIR
+    main = trainer.is_world_process_zero()
+    if main and tmp.exists():
+        shutil.rmtree(tmp)  # left by an interrupted save
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # Trainer's pickle of its arguments; the YAML is kept
+        stale = [p for p in out.iterdir() if p.is_file() and (p.name == CONFIG_FILE or p.name.startswith("model")
+                                                              and ".safetensors" in p.name)]
+        for path in stale:
+            path.unlink()
+        names = sorted(p.name for p in tmp.iterdir())
+        for name in sorted(names, key=lambda n: n == CONFIG_FILE):
+            os.replace(tmp / name, out / name)
+        tmp.rmdir()
+    trainer.accelerator.wait_for_everyone()
+
+
+def train_and_save(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubric) -> HPCRewardModel:
+    """Train on every rank, save into cfg.out through the trainer (every rank), write train_config.yaml (main
+    process); returns the in-memory model (sharded under ZeRO-3)."""
+    rm, trainer = _train(cfg, items, rubric, cfg.out / "checkpoints")
+    save_trained(trainer, cfg.out)
+    if rm.is_main_process:
+        (cfg.out / "train_config.yaml").write_text(dump_config(cfg))
     return rm
+
+
+def _leave_deepspeed() -> None:
+    """After training: a later from_pretrained in this process must load plainly, not into zero.Init."""
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
+
+    if is_deepspeed_zero3_enabled():
+        unset_hf_deepspeed_config()
 
 
 @exits_on_bad_input()
@@ -260,18 +331,23 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--labels and --out are required (in the YAML config or as flags)")
     rubric = load_rubric(cfg.rubric)
     items = read_labels(cfg.labels, rubric, cfg.annotator)
-    rm = train_reward_model(cfg, items, rubric, cfg.out / "checkpoints")
-    if not rm.is_main_process:
+    validation = read_labels(cfg.validation, rubric, cfg.annotator) if cfg.validation is not None else None
+    rm = train_and_save(cfg, items, rubric)
+    main_process, world_size, metrics = rm.is_main_process, rm.world_size, rm.train_metrics
+    del rm
+    if not main_process:
         return
-    rm.save_pretrained(cfg.out)
-    (cfg.out / "train_config.yaml").write_text(dump_config(cfg))
     summary = {"model": str(cfg.out), "train_items": len(items), "labels": str(cfg.labels),
-               "world_size": rm.world_size, "train_metrics": rm.train_metrics}
-    if cfg.validation is not None:
+               "world_size": world_size, "train_metrics": metrics}
+    if validation is not None:
         from hpc_rm.evaluate import evaluate_model
 
-        summary["validation"] = evaluate_model(rm, read_labels(cfg.validation, rubric, cfg.annotator),
-                                               cfg.out / "validation")
+        # The saved folder, reloaded by this process alone: what a user of the model gets, and no forward through
+        # a model sharded over ranks that have finished.
+        _leave_deepspeed()
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        saved = HPCRewardModel.from_pretrained(cfg.out, device=device)
+        summary["validation"] = evaluate_model(saved, validation, cfg.out / "validation")
     write_json(cfg.out / "train_summary.json", summary)
     print(f"saved reward model to {cfg.out}")
     if "validation" in summary:

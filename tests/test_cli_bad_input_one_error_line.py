@@ -92,6 +92,10 @@ TABLE = [
             "--batch-size many", "--model {m}", na(SCORE_CASES, "scores responses; labels in them are passed through")),
     Command("hpc_rm serve", "--model {rm} --host 127.0.0.1 --port 0", None, "--port many", "--model {m}",
             na(FILE_CASES, "reads no data file: requests bring the pairs (a bad request is a 400: its own test)")),
+    Command("hpc_rm convert", "{rm} --out {out}/new", None, "--check maybe", None,
+            {**na(FILE_CASES, "reads a reward model folder, not a data file"), "unknown_model": "its model is the "
+             "folder OLD, not a name (a missing, new-layout or non-RM folder: test_rm_legacy_folder_converts_"
+             "with_equal_scores.py)"}),
     Command("hpc_rm consistency", "--human {data} --llm {llm} --rubric hpc --out {out}", "labels",
             "--seeds many", "--train.backbone {m}"),
     Command("hpc_rm.crossval", "--labels {data} --train.rubric hpc --out {out}", "labels", "--folds many",

@@ -34,7 +34,7 @@ def test_trained_model_stores_the_shift_and_uses_it_for_levels_not_scores(tiny_e
     items = synthetic_items(48)
     rm = train_reward_model(cfg, items, rubric, tmp_path / "ckpt")
     rm.save_pretrained(tmp_path / "rm")
-    stored = json.loads((tmp_path / "rm" / "rm_config.json").read_text())["level_logit_shift"]
+    stored = json.loads((tmp_path / "rm" / "config.json").read_text())["level_logit_shift"]
     assert set(stored) == set(rubric.names)
     loaded = HPCRewardModel.from_pretrained(tmp_path / "rm")
     name = rubric.names[0]

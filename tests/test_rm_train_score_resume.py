@@ -49,7 +49,7 @@ def test_train_checkpoints_resume_and_score(tiny_encoder, labels_file, tmp_path)
     scored = tmp_path / "scored.jsonl"
     score.main(["--model", str(out), "--input", str(labels_file), "--out", str(scored)])
     rows = [json.loads(line) for line in scored.read_text().splitlines()]
-    weights = json.loads((out / "rm_config.json").read_text())["weights"]  # the rubric's aggregation weights
+    weights = json.loads((out / "config.json").read_text())["weights"]  # the rubric's aggregation weights
     originals = read_jsonl(labels_file, LabeledItem)
     assert [r["id"] for r in rows] == [i.id for i in originals]
     for row in rows:
