@@ -36,9 +36,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redo", nargs="+", default=[], metavar="STAGE", help="run these even if up to date")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan; load no model, run nothing")
     parser.add_argument("--json", action="store_true", help="plan: print the memory plan as JSON")
+    parser.add_argument("--node-rank", type=int, default=None, metavar="N",
+                        help="this machine's rank for every multi-node launcher (nnodes > 1): run the same command "
+                             "on each machine with its own N (default: each launcher's node_rank)")
     add_arguments(parser, PipelineConfig)
     args = parser.parse_args(argv)
     cfg = build_config(PipelineConfig, args)
+    if args.node_rank is not None:
+        for name, settings in cfg.stages.items():
+            if settings.launcher.nnodes > 1:
+                if not 0 <= args.node_rank < settings.launcher.nnodes:
+                    raise ConfigError(f"--node-rank {args.node_rank}: stage {name} runs on "
+                                      f"{settings.launcher.nnodes} nodes (ranks 0-{settings.launcher.nnodes - 1})")
+                settings.launcher.node_rank = args.node_rank
     try:
         plans = with_needs(plan_stages(cfg), args.only or DEMO_STAGES)
     except ValueError as err:  # an unknown stage name in the config or in --only

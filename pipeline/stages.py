@@ -34,7 +34,7 @@ class Launcher(Config):
     processes: int = Field(1, ge=1, description="processes per node, one per GPU (torchrun --nproc-per-node; "
                                                 "accelerate --num_processes is this times nnodes)")
     nnodes: int = Field(1, ge=1, description="machines the stage runs on; run the same pipeline command on each, "
-                                             "with its own node_rank")
+                                             "with its own node_rank (`python -m pipeline run --node-rank N`)")
     node_rank: int = Field(0, ge=0, description="this machine's rank among nnodes (0: the main one)")
     master_addr: str | None = Field(None, description="address of node 0 (required when nnodes > 1)")
     master_port: int = Field(29500, ge=1, le=65535, description="rendezvous port on node 0 (nnodes > 1)")
@@ -281,11 +281,11 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
         StagePlan("rm", "HPC reward model trained on the LLM labels",
                   launch("rm", "hpc_rm", "train", *flags("rm"), "--labels", labels / "labels.jsonl",
                          "--rubric", cfg.rubric, "--out", run / "rm"),
-                  [run / "rm" / "config.json"], ["annotate"]),
+                  [run / "rm" / "rm_config.json"], ["annotate"]),
         StagePlan("mrbench_rm", "an RM on MRBench's human labels: the eval's human-grounded independent judge",
                   launch("mrbench_rm", "hpc_rm", "train", *flags("mrbench_rm"), "--labels", mr / "human.jsonl",
                          "--rubric", "mrbench", "--out", run / "mrbench_rm"),
-                  [run / "mrbench_rm" / "config.json"], ["mrbench_human"]),
+                  [run / "mrbench_rm" / "rm_config.json"], ["mrbench_human"]),
         StagePlan("grpo", "GRPO on the weighted RM reward with a KL penalty",
                   launch("grpo", "policy", "grpo", *flags("grpo"), *reward_model("grpo"),
                          "--prompts", data / "rl.jsonl", "--out", run / "policy"),

@@ -71,6 +71,20 @@ def test_a_launcher_name_alone_is_its_kind(tmp_path):
     assert "torch.distributed.run" in plan_stages(cfg)["rm"].argv
 
 
+def test_each_machine_of_a_multi_node_stage_gives_its_rank_on_the_command_line(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("stages:\n  grpo: {launcher: {kind: torchrun, processes: 8, nnodes: 2, master_addr: node0}}\n")
+
+    def dry_run(*extra):
+        return subprocess.run([sys.executable, "-m", "pipeline", "run", "--config", str(path), "--only", "grpo",
+                               "--dry-run", *extra], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    assert "--nnodes 2 --node-rank 0 --master-addr node0" in dry_run().stdout
+    assert "--nnodes 2 --node-rank 1 --master-addr node0" in dry_run("--node-rank", "1").stdout
+    bad = dry_run("--node-rank", "2")
+    assert bad.returncode == 2 and "--node-rank 2: stage grpo runs on 2 nodes" in bad.stderr
+
+
 def test_the_launcher_is_part_of_the_stage_fingerprint(tmp_path):
     def key(launcher):
         cfg = PipelineConfig(run_dir=tmp_path, stages={"data": {"launcher": launcher}})
