@@ -6,7 +6,7 @@ few synthetic labels and prompts, then runs the real CLIs as subprocesses, one a
 
   rm-train   python -m hpc_rm train  --dtype bfloat16 --lora.r 8 --gradient-checkpointing true
   rm-score   python -m hpc_rm score  --bf16 true
-  grpo       python -m policy grpo   --max-steps 2 --bf16 true
+  grpo       python -m policy grpo   --max-steps 2 --bf16 true --policy-dtype bfloat16 (float32 on cpu)
   eval       python -m policy eval   --device cuda   (base vs tuned, RM scores, KL, GSM8K perplexity)
 
 and prints each stage's wall time, peak GPU memory and peak host memory. Peak GPU memory is what PyTorch's caching
@@ -126,7 +126,8 @@ def stages(work: Path, models: dict, data: dict, device: str) -> list[tuple[str,
         ("grpo", "policy", ["grpo", "--policy", models["policy"], "--reward-model", rm, "--prompts", data["rl"],
                             "--out", grpo, "--beta", "0.04", "--loss-type", "grpo", "--max-steps", "2",
                             "--prompts-per-step", "2", "--num-generations", "2", "--max-completion-length", "16",
-                            "--save-steps", "2", "--bf16", "true", "--logging-steps", "1"]),
+                            "--save-steps", "2", "--bf16", "true", "--logging-steps", "1",
+                            "--policy-dtype", "float32" if device == "cpu" else "bfloat16"]),
         ("eval", "policy", ["eval", "--run", grpo, "--prompts", data["eval"], "--out", str(work / "eval"),
                             "--device", device, "--gsm8k", str(ROOT / "data/gsm8k/test.jsonl"), "--gsm8k-items", "4",
                             "--max-new-tokens", "16", "--batch-size", "4", "--bootstrap-resamples", "100"]),

@@ -67,6 +67,7 @@ class JudgeOptions(Config):
                     "transcript)")
     model: str = Field("smollm2-135m-instruct", description="local judge: registry name, hub id or folder")
     dtype: Literal["float32", "bfloat16"] = Field("bfloat16", description="local judge's weights")
+    device: Device = Field("auto", description="local judge: " + DEVICE_HELP)
     batch_size: int = Field(8, ge=1, description="local judge: prompts per forward pass")
     reject_threshold: float = Field(0.5, gt=0, lt=1, description="local judge: REJECT when its probability, "
                                                                  "normalised over OK and REJECT, exceeds this")

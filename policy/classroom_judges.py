@@ -152,7 +152,7 @@ class JudgePanel:
 
         if self._local is None:
             tokenizer = load_tokenizer(self.options.model)
-            model = load_causal_lm(self.options.model, dtype=self.options.dtype).eval()
+            model = load_causal_lm(self.options.model, dtype=self.options.dtype, device=self.options.device).eval()
             choice = [tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in ("OK", "REJECT")]
             if choice[0] == choice[1]:
                 raise ConfigError(f"field judges.model: {self.options.model}'s tokenizer starts OK and REJECT with "

@@ -27,16 +27,17 @@ def test_bad_device_spelling_is_refused(value):
 def _configs():
     from annotation.generate import GenerateConfig
     from core.judges.local_judge import LocalJudgeConfig
-    from policy.classroom_config import StudentOptions
+    from policy.classroom_config import JudgeOptions, StudentOptions
     from policy.classroom_eval import ClassroomEvalConfig
     from hpc_rm.score import ScoreConfig
     from policy.evaluate import EvalConfig
 
     return {"generate": GenerateConfig, "judge": LocalJudgeConfig, "student": StudentOptions, "eval": EvalConfig,
-            "classroom-eval": ClassroomEvalConfig, "rm-score": ScoreConfig}
+            "classroom-eval": ClassroomEvalConfig, "rm-score": ScoreConfig, "classroom-judge": JudgeOptions}
 
 
-@pytest.mark.parametrize("name", ["generate", "judge", "student", "eval", "classroom-eval", "rm-score"])
+@pytest.mark.parametrize("name", ["generate", "judge", "student", "eval", "classroom-eval", "rm-score",
+                                  "classroom-judge"])
 def test_every_local_model_config_has_a_device_field_defaulting_to_auto(name):
     cls = _configs()[name]
     field = cls.model_fields["device"]
@@ -71,7 +72,8 @@ def test_cpu_defaults_are_unchanged():
     configs = {name: cls() if name != "judge" else cls(name="local") for name, cls in _configs().items()
                if name not in ("classroom-eval", "rm-score")}
     resolved = {name: pick_dtype(cfg.dtype, pick_device(cfg.device)) for name, cfg in configs.items()}
-    assert resolved == {"generate": "float32", "judge": "bfloat16", "student": "bfloat16", "eval": "float32"}
+    assert resolved == {"generate": "float32", "judge": "bfloat16", "student": "bfloat16", "eval": "float32",
+                        "classroom-judge": "bfloat16"}
     assert {name: pick_device(cfg.device) for name, cfg in configs.items()} == dict.fromkeys(configs, "cpu")
 
 
@@ -131,7 +133,7 @@ def test_each_stage_loads_its_model_with_its_own_device_option(tiny_causal_lm, t
     import policy.evaluate as evaluate
     from annotation.generate import GenerateConfig, run_generate
     from core.judges.local_judge import LocalJudge, LocalJudgeConfig
-    from policy.classroom_config import StudentOptions
+    from policy.classroom_config import JudgeOptions, StudentOptions
     from policy.student import build_student
     from tests.test_generate_local_styles_and_resume import write_prompts
 
