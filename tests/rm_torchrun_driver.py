@@ -2,10 +2,7 @@
 `hpc_rm.train.train_and_save` (saved with `Trainer.save_model`), then, in the main process, score probe pairs with
 the model still in memory and write them to --scores, so a test can compare them with the reloaded folder.
 
-    torchrun --nproc_per_node 2 tests/rm_torchrun_driver.py --scores FILE [--fsdp] -- <hpc_rm train flags>
-
-`--fsdp`: train fully sharded (FSDP2 over gloo, full state dict on save); the sharded in-memory model is then
-scored by every rank together (its forward gathers the shards), the main process writes the scores.
+    torchrun --nproc_per_node 2 tests/rm_torchrun_driver.py --scores FILE -- <hpc_rm train flags>
 """
 from __future__ import annotations
 
@@ -32,28 +29,15 @@ def main() -> None:
     split = argv.index("--")
     own = argparse.ArgumentParser()
     own.add_argument("--scores", type=Path, required=True)
-    own.add_argument("--fsdp", action="store_true")
-    options = own.parse_args(argv[:split])
-    scores_path = options.scores
-    if options.fsdp:
-        import hpc_rm.train
-        from transformers import TrainingArguments
-
-        def sharded(**kwargs):
-            return TrainingArguments(**kwargs, fsdp="full_shard", fsdp_config={
-                "fsdp_version": 2, "transformer_layer_cls_to_wrap": ["BertLayer"],
-                "state_dict_type": "FULL_STATE_DICT", "reshard_after_forward": True})
-
-        hpc_rm.train.TrainingArguments = sharded
+    scores_path = own.parse_args(argv[:split]).scores
     parser = argparse.ArgumentParser()
     add_arguments(parser, TrainConfig)
     cfg = build_config(TrainConfig, parser.parse_args(argv[split + 1:]))
     rubric = load_rubric(cfg.rubric)
     rm = train_and_save(cfg, read_labels(cfg.labels, rubric, cfg.annotator), rubric)
-    if options.fsdp or rm.is_main_process:
-        scores = rm.score([c for c, _ in PROBES], [r for _, r in PROBES])
     if rm.is_main_process:
-        scores_path.write_text(json.dumps({"world_size": rm.world_size, "fsdp": bool(options.fsdp),
+        scores = rm.score([c for c, _ in PROBES], [r for _, r in PROBES])
+        scores_path.write_text(json.dumps({"world_size": rm.world_size,
                                            "scores": {k: v.tolist() for k, v in scores.items()}}))
 
 
