@@ -19,8 +19,8 @@ from pydantic import Field, ValidationError
 from core.config import Config, add_arguments, build_config
 from core.errors import ModelNotFoundError, exits_on_bad_input
 from core.models import resolve_model
-from core.reward_model import (CONFIG_FILE, LEGACY_CONFIG_FILE, HPCRewardConfig, HPCRewardModel, RMSpec,
-                               check_rm_folder)
+from core.reward_config import CONFIG_FILE, LEGACY_CONFIG_FILE, HPCRewardConfig, RMSpec, check_rm_folder
+from core.reward_model import HPCRewardModel
 from core.schema import DataError, LabeledItem, read_jsonl
 
 TOLERANCE = 1e-5

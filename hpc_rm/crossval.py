@@ -27,7 +27,7 @@ from core.schema import DataError, LabeledItem, save_figure, write_json, write_t
 from hpc_rm.baseline import TfidfBaseline, scores_and_levels
 from hpc_rm.data import MISSING, folds_by_meta, group_ids, group_of, grouped_folds, label_matrix, read_labels
 from hpc_rm.metrics import GROUP_PAIR_ACCURACY_NOTE, all_metrics
-from core.reward_model import HeadKind
+from core.reward_config import HeadKind
 from hpc_rm.train import TrainConfig, build_model, train_reward_model
 
 

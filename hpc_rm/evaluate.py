@@ -13,7 +13,8 @@ from core.schema import LabeledItem, write_json, write_text
 from hpc_rm.data import group_ids, label_matrix, read_labels
 from hpc_rm.metrics import (GROUP_PAIR_ACCURACY_NOTE, all_metrics, calibration_curve, metrics_table,
                             plot_calibration)
-from core.reward_model import HPCRewardModel, read_rm_spec
+from core.reward_config import read_rm_spec
+from core.reward_model import HPCRewardModel
 
 
 class EvalConfig(Config):

@@ -14,7 +14,8 @@ from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.models import DEVICE_HELP, Device, pick_device
 from core.schema import LabeledItem, read_jsonl, write_jsonl
-from core.reward_model import HPCRewardModel, check_rm_folder
+from core.reward_config import check_rm_folder
+from core.reward_model import HPCRewardModel
 
 
 class ScoreConfig(Config):

@@ -30,7 +30,7 @@ from pydantic import Field
 
 from core.config import Config, ConfigError, run_cli
 from core.reward_client import load_scoring_rm
-from core.reward_model import check_rm_folder
+from core.reward_config import check_rm_folder
 
 MAX_BODY_BYTES = 256 * 1024 * 1024
 

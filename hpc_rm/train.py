@@ -35,7 +35,8 @@ from core.schema import LabeledItem, write_json
 from hpc_rm.averaging import EpochWeightAverage
 from hpc_rm.data import (MISSING, GroupedShuffleSampler, PairDataset, class_weights, group_ids, label_matrix,
                          level_logit_shift, make_collator, read_labels)
-from core.reward_model import HeadKind, HPCRewardModel, LoraSpec, Pooling
+from core.reward_config import HeadKind, LoraSpec, Pooling
+from core.reward_model import HPCRewardModel
 
 
 class TrainConfig(Config):
@@ -282,7 +283,7 @@ def save_trained(trainer: Trainer, out: Path) -> None:
     `Trainer.save_model` gathers ZeRO-3 shards collectively, and the main process writes `out/.saving/`; after a
     barrier the main process replaces the model files in `out` with those (config.json last, so a folder with a
     new config.json holds the new weights), and removes `.saving`."""
-    from core.reward_model import CONFIG_FILE
+    from core.reward_config import CONFIG_FILE
 
     tmp = out / SAVING_DIR
     main = trainer.is_world_process_zero()

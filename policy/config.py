@@ -164,7 +164,7 @@ def check_run_inputs(cfg: GRPORunConfig, check_rm: bool = True) -> GRPORunConfig
     (core.errors)."""
     from core.models import check_model_exists
     from core.reward_client import is_url
-    from core.reward_model import check_rm_folder
+    from core.reward_config import check_rm_folder
     from core.schema import PromptItem, read_jsonl
 
     read_jsonl(cfg.prompts, PromptItem)

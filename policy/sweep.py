@@ -128,7 +128,7 @@ def rm_dimensions(reward_model: str) -> list[str]:
         client = RemoteRewardModel(reward_model)
         client.close()
         return client.dimensions
-    from core.reward_model import read_rm_spec
+    from core.reward_config import read_rm_spec
 
     return read_rm_spec(reward_model).rubric.names
 

@@ -30,7 +30,8 @@ def main() -> None:
     from torch.distributed.tensor import DTensor
     from transformers import set_seed
 
-    from core.reward_model import HPCRewardModel, LoraSpec
+    from core.reward_config import LoraSpec
+    from core.reward_model import HPCRewardModel
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--backbone", required=True)

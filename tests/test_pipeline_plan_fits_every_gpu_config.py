@@ -14,7 +14,8 @@ import yaml
 
 from core.config import load_config
 from pipeline.model_sizes import KNOWN_MODELS, model_shape
-from pipeline.plan import Zero, activations, memory_plan, model_states
+from pipeline.memory_formulas import Zero, activations, model_states
+from pipeline.plan import memory_plan
 from pipeline.stages import DEMO_STAGES, PipelineConfig
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,8 @@ import torch
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from core.errors import ModelNotFoundError
-from core.reward_model import HPCRewardConfig, HPCRewardModel, check_rm_folder, read_rm_spec
+from core.reward_config import HPCRewardConfig, check_rm_folder, read_rm_spec
+from core.reward_model import HPCRewardModel
 
 CONTEXTS = ["Student: 3*4=7?", "## Dialogue so far\nStudent: what is 2+2?"]
 RESPONSES = ["Not quite: count three groups of four.", "Great question. What is 2+1?"]

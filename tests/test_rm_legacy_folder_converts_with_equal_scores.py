@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.reward_model import HPCRewardModel, LoraSpec
+from core.reward_config import LoraSpec
+from core.reward_model import HPCRewardModel
 
 CONTEXTS = ["Student: 3*4=7?", "## Dialogue so far\nStudent: what is 2+2?", ""]
 RESPONSES = ["Not quite: count three groups of four.", "Great question. What is 2+1?", "The answer is 4."]

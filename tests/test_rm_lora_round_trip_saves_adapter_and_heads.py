@@ -3,7 +3,8 @@
 import numpy as np
 from safetensors import safe_open
 
-from core.reward_model import HPCRewardModel, LoraSpec
+from core.reward_config import LoraSpec
+from core.reward_model import HPCRewardModel
 from core.rubric import load_rubric
 from hpc_rm.train import TrainConfig, train_and_save
 from tests.test_rm_train_score_resume import synthetic_items
