@@ -33,8 +33,7 @@ import yaml
 from pipeline.memory_formulas import (GB, KORTHIKANTI, KV_FORMULA, Item, Zero, activations, billions, dtype_bytes,
                                       inference_activations, model_states)
 from pipeline.model_sizes import ModelShape, model_shape
-from pipeline.stages import (PipelineConfig, StageSettings, grpo_values, is_url, stage_values)
-
+from pipeline.stages import PipelineConfig, StageSettings, grpo_values, is_url, stage_values
 
 
 @dataclass
@@ -75,7 +74,6 @@ class StageMemory:
     stage: str
     launcher: str
     processes: int
-    gpus_needed: int
     gpus_available: int
     roles: list[GpuPlan] = field(default_factory=list)
     cpu_bytes: float = 0.0
@@ -83,6 +81,10 @@ class StageMemory:
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # launch shapes the hardware cannot hold
     estimated: bool = True
+
+    @property
+    def gpus_needed(self) -> int:
+        return sum(r.gpus for r in self.roles)
 
     @property
     def fits(self) -> bool:
@@ -107,12 +109,12 @@ def lora_r_of(values: dict) -> int:
     return int(lora.get("r", 0))  # the RM's LoraSpec: r = 0 means full fine-tuning
 
 
-def rm_shape_and_bytes(cfg: PipelineConfig, rm_stage: str, dtype: str | None) -> tuple[ModelShape, float, dict]:
-    """The RM a stage loads (the run's `rm_stage` output): its backbone's shape and its weight bytes in `dtype`."""
+def rm_model(cfg: PipelineConfig, rm_stage: str) -> tuple[ModelShape, int, dict]:
+    """The RM a stage loads (the run's `rm_stage` output): its backbone's shape, its parameter count (backbone plus
+    LoRA adapters) and the stage's values."""
     values = stage_values(cfg, rm_stage)
     shape = model_shape(values.get("backbone", "minilm-l6"))
-    weights = dtype_bytes(dtype) * (shape.params + shape.lora_params(lora_r_of(values)))
-    return shape, weights, values
+    return shape, shape.params + shape.lora_params(lora_r_of(values)), values
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -124,9 +126,10 @@ def plan_stage(cfg: PipelineConfig, name: str) -> StageMemory:
     settings = cfg.stages.get(name, StageSettings())
     hw = cfg.hardware
     launcher = settings.launcher
-    label = launcher.kind + (f" x{launcher.processes}" + (f" x{launcher.nnodes} nodes" if launcher.nnodes > 1 else "")
-                             if launcher.kind != "python" else "")
-    memory = StageMemory(name, label, launcher.world_size, 0, hw.nodes * hw.gpus_per_node,
+    label = launcher.kind
+    if launcher.kind != "python":
+        label += f" x{launcher.processes}" + (f" x{launcher.nnodes} nodes" if launcher.nnodes > 1 else "")
+    memory = StageMemory(name, label, launcher.world_size, hw.nodes * hw.gpus_per_node,
                          cpu_capacity=None if hw.cpu_memory_gb is None else hw.cpu_memory_gb * GB)
     if launcher.processes > hw.gpus_per_node:
         memory.problems.append(f"{launcher.processes} processes per node, hardware.gpus_per_node is "
@@ -142,7 +145,6 @@ def plan_stage(cfg: PipelineConfig, name: str) -> StageMemory:
         memory.notes.append("not estimated: the plan does not model this stage yet")
         return memory
     builder(cfg, name, memory)
-    memory.gpus_needed = max(memory.gpus_needed, sum(r.gpus for r in memory.roles))
     return memory
 
 
@@ -241,7 +243,7 @@ def build_grpo(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
                      role="training process")
     if not grpo.get("max_prompt_tokens"):
         plan.notes.append(f"prompt length assumed {hw.prompt_tokens} tokens (no max_prompt_tokens in the config)")
-    world = training_world(cfg, name)[0]
+    world = memory.processes  # set by _training
     launcher = settings.launcher
     if launcher.kind == "python" and name == "grpo":
         if launcher.devices is not None and len(launcher.devices.split(",")) > 1:
@@ -274,12 +276,12 @@ def build_grpo(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
         plan.notes.append("rollouts with transformers generate on the training GPU (KV cache not counted)")
     # The reward model: a copy on every training GPU, or a server on its own GPU.
     rm_url = is_url(grpo.get("reward_model"))
-    rm_shape, rm_weights, rm_values = rm_shape_and_bytes(cfg, "rm", grpo.get("rm_dtype", "auto"))
+    rm_shape, rm_params, rm_values = rm_model(cfg, "rm")
     rm_len = int(rm_values.get("max_length", 256))
     if rm_url:
         plan.notes.append(f"reward model served at {grpo.get('reward_model')}: no copy on the training GPUs")
     else:
-        plan.items.append(Item("RM copy", rm_weights, f"{billions(rm_shape)} backbone in "
+        plan.items.append(Item("RM copy", dtype_bytes(grpo.get("rm_dtype", "auto")) * rm_params, f"{billions(rm_shape)} backbone in "
                                f"{grpo.get('rm_dtype', 'auto')} (auto: bf16 on GPU) [{rm_shape.source}]"))
         plan.items.append(Item("RM scoring activations", inference_activations(
             rm_shape, int(grpo.get("rm_batch_size", 32)), rm_len), f"{KORTHIKANTI}, one layer, no gradients",
@@ -305,7 +307,7 @@ def build_grpo(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
         else:
             splan = _process(cfg, memory, "RM server GPU", 1)
             batch = int(server.batch_size or grpo.get("rm_batch_size", 32))
-            splan.items.append(Item("RM weights", rm_shape_and_bytes(cfg, "rm", "auto")[1],
+            splan.items.append(Item("RM weights", dtype_bytes("auto") * rm_params,
                                     f"{billions(rm_shape)} backbone in bf16 [{rm_shape.source}]"))
             splan.items.append(Item("scoring activations", inference_activations(rm_shape, batch, rm_len),
                                     f"{KORTHIKANTI}, one layer, {batch} pairs x {rm_len} tokens"))
@@ -386,8 +388,8 @@ def build_eval(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
                              int(values.get("batch_size", 16)), prompt, new_tokens, copies=2, spread_over=spread)
     plan.notes.append("base and tuned policy are held together (GSM8K perplexity, win rates)")
     for rm_stage in ("rm", "mrbench_rm"):
-        shape, weights, rm_values = rm_shape_and_bytes(cfg, rm_stage, "auto")
-        plan.items.append(Item(f"RM of the {rm_stage} stage", weights / spread, f"{billions(shape)} backbone in bf16"
+        shape, params, _ = rm_model(cfg, rm_stage)
+        plan.items.append(Item(f"RM of the {rm_stage} stage", dtype_bytes("auto") * params / spread, f"{billions(shape)} backbone in bf16"
                                + (f" / {spread} GPUs" if spread > 1 else "")))
     for judge in _local_judges(values.get("judges", [])):
         jshape = model_shape(judge.get("model", "smollm2-135m-instruct"))

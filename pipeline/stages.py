@@ -202,13 +202,13 @@ def grpo_values(cfg: PipelineConfig, name: str) -> dict:
         for key in ("reward_model", "prompts", "max_steps"):
             if values.get(key) is not None:
                 grpo[key] = values[key]
-        return grpo or {}
+        return grpo
     return values
 
 
-def server_command(cfg: PipelineConfig, name: str, server: Server) -> str:
-    """The command that starts one of a stage's servers (on its own GPUs, before the stage)."""
-    grpo = grpo_values(cfg, name)
+def server_command(cfg: PipelineConfig, grpo: dict, server: Server) -> str:
+    """The command that starts one of a stage's servers (on its own GPUs, before the stage); `grpo`: the stage's
+    GRPO values (`grpo_values`)."""
     env = f"CUDA_VISIBLE_DEVICES={server.devices} " if server.devices is not None else ""
     if server.kind == "vllm":
         vllm = grpo.get("vllm") or {}
@@ -241,12 +241,14 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
     def launch(name: str, module: str, *args) -> list[str]:
         return cfg.stages.get(name, StageSettings()).launcher.argv(module, list(args))
 
+    grpo = {name: grpo_values(cfg, name) for name in ("grpo", "sweep")}  # each stage's GRPO YAML, read once
+
     def reward_model(name: str) -> list:
         """The run's RM folder, unless the stage's GRPO config names a served RM by its http(s):// address."""
-        return [] if is_url(grpo_values(cfg, name).get("reward_model")) else ["--reward-model", run / "rm"]
+        return [] if is_url(grpo[name].get("reward_model")) else ["--reward-model", run / "rm"]
 
     def servers(name: str) -> list[str]:
-        return [server_command(cfg, name, server) for server in cfg.stages.get(name, StageSettings()).servers]
+        return [server_command(cfg, grpo[name], server) for server in cfg.stages.get(name, StageSettings()).servers]
 
     data, labels, mr = run / "data", run / "labels", run / "mrbench"
     reports = run / "reports"
