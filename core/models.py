@@ -345,12 +345,9 @@ def load_causal_lm(name: str, dtype: str = "float32", device: str | None = None,
 
     if device is not None:
         device = pick_device(device)
-        dtype = pick_dtype(dtype, device)
         if device != "cpu":
             kwargs.setdefault("device_map", "auto" if device == "spread" else device)
-    dtype = check_dtype(dtype)
-    if dtype == "auto":
-        dtype = "float32"
+    dtype = pick_dtype(dtype, device or "cpu")  # no device: auto is float32, as on cpu
     return AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=getattr(torch, dtype), **kwargs)
 
 

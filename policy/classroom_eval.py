@@ -158,7 +158,7 @@ def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
     tuned, base = ecfg.tuned or run["policy"], ecfg.base or run["base_policy"]
     for name in (tuned, base):  # before the student loads and solves anything
         check_model_exists(name)
-    pick_device(ecfg.device)  # so is a GPU asked for on a machine without one
+    device = pick_device(ecfg.device)  # so is a GPU asked for on a machine without one
     read_jsonl(ecfg.prompts, PromptItem)  # bad prompts, too
     out = Path(ecfg.out or Path(ecfg.run) / "eval")
     classroom = build_classroom(cfg, load_tokenizer(tuned), student)
@@ -169,8 +169,8 @@ def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
     if rm_path:
         from core.reward_model import HPCRewardModel
         rm = HPCRewardModel.from_pretrained(rm_path)
-        if pick_device(ecfg.device) != "spread":
-            rm.to(pick_device(ecfg.device))
+        if device != "spread":
+            rm.to(device)
     panel = JudgePanel(cfg.judges)
     with tqdm(total=5, desc="classroom eval", unit="part") as bar:
         bar.set_postfix_str("student alone")

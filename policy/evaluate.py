@@ -212,14 +212,12 @@ def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: d
     chats = [row["prompt"] for row in rows for _ in range(k)]
     sampling = dict(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"],
                     batch_size=cfg.batch_size, seed=cfg.seed, desc=f"sampling {name}")
-    if cfg.sampler == "vllm":  # the engine is gone before the transformers copy (for log-probs) loads
-        with policy_sampler(cfg, path, None, tokenizer) as sample:
-            rollouts = sample(chats, **sampling)
+    # with --sampler vllm the engine is gone before the transformers copy (for log-probs) loads
+    model = None if cfg.sampler == "vllm" else load_policy(path, cfg)
+    with policy_sampler(cfg, path, model, tokenizer) as sample:
+        rollouts = sample(chats, **sampling)
+    if model is None:
         model = load_policy(path, cfg)
-    else:
-        model = load_policy(path, cfg)
-        with policy_sampler(cfg, path, model, tokenizer) as sample:
-            rollouts = sample(chats, **sampling)
     preds = rm.score([row["context"] for row in rows for _ in range(k)], [r.text for r in rollouts],
                      batch_size=cfg.batch_size)
     preds["weighted"] = rm.reward(preds, weights)
