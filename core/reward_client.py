@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 from core.errors import ModelNotFoundError
+from core.models import pick_device, pick_dtype
+from core.reward_config import check_weights, weighted_reward
 from core.rubric import Rubric
 
 RM_DTYPES = ("auto", "float32", "bfloat16")
@@ -32,30 +34,38 @@ def is_url(value: object) -> bool:
     return isinstance(value, str) and value.lower().startswith(("http://", "https://"))
 
 
+def rm_device(device: str | torch.device | None = None) -> torch.device:
+    """Where to score: None is accelerate's device for this process (the local rank's GPU in a distributed run); a
+    device option (auto | cpu | cuda | cuda:N | spread, see `core.models.pick_device`) is resolved, `spread` to the
+    first GPU (a reward model fits one); a torch.device is kept."""
+    if device is None:
+        from accelerate import PartialState
+
+        return PartialState().device
+    if isinstance(device, torch.device):
+        return device
+    picked = pick_device(device)
+    return torch.device("cuda" if picked == "spread" else picked)
+
+
 def rm_placement(dtype: str, device: str | torch.device) -> tuple[torch.device, torch.dtype]:
-    """(device, backbone dtype) for scoring: "auto" is bf16 on CUDA (half the memory and weight traffic; scores
-    moved by <0.01 on a 0-2 scale in benchmarks/) and fp32 on CPU (as the CPU demo has always scored)."""
+    """(device, backbone dtype) for scoring on a resolved device: "auto" is bf16 on CUDA (half the memory and weight
+    traffic; scores moved by <0.01 on a 0-2 scale in benchmarks/) and fp32 on CPU (as the CPU demo has always
+    scored), as `core.models.pick_dtype` decides for every stage."""
     if dtype not in RM_DTYPES:
         raise ValueError(f"rm dtype must be one of {RM_DTYPES}, got {dtype!r}")
     device = torch.device(device)
-    if dtype == "auto":
-        dtype = "bfloat16" if device.type == "cuda" else "float32"
-    return device, getattr(torch, dtype)
+    return device, getattr(torch, pick_dtype(dtype, "cpu" if device.type == "cpu" else "cuda"))
 
 
 def load_scoring_rm(path: str, device: str | torch.device | None = None, dtype: str = "auto"):
-    """A reward model ready to score: `RemoteRewardModel` for a URL, else the folder's `HPCRewardModel` on `device`
-    (None: accelerate's device for this process, which is the local rank's GPU in a distributed run, and `cuda` =
-    device 0 only in a single process) with its backbone in `dtype` (see `rm_placement`)."""
+    """A reward model ready to score: `RemoteRewardModel` for a URL, else the folder's `HPCRewardModel` on
+    `rm_device(device)` with its backbone in `dtype` (see `rm_placement`)."""
     if is_url(path):
         return RemoteRewardModel(path)
     from core.reward_model import HPCRewardModel
 
-    if device is None:
-        from accelerate import PartialState
-
-        device = PartialState().device
-    device, torch_dtype = rm_placement(dtype, device)
+    device, torch_dtype = rm_placement(dtype, rm_device(device))
     rm = HPCRewardModel.from_pretrained(path).to(device)
     if torch_dtype != torch.float32:
         rm.cast_backbone(torch_dtype)
@@ -191,10 +201,8 @@ class RemoteRewardModel:
 
     def reward(self, preds: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
         """Weighted sum of the per-dimension scores (weights default to the served model's)."""
-        if weights is not None and set(weights) != set(self.dimensions):
-            raise ValueError(f"weights must name exactly the dimensions {self.dimensions}, got {sorted(weights)}")
-        weights = weights if weights is not None else self._weights
-        return sum(float(weights[d]) * np.asarray(preds[d], dtype=np.float64) for d in self.dimensions)
+        weights = check_weights(self.dimensions, weights) if weights is not None else self._weights
+        return weighted_reward(preds, weights)
 
     def close(self) -> None:
         self._client.close()

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoConfig, PretrainedConfig
 
@@ -134,3 +135,15 @@ def read_rm_config(path: str | Path) -> HPCRewardConfig:
 def read_rm_spec(path: str | Path) -> RMSpec:
     """A reward model folder's spec (rubric, backbone, heads) without loading any weights."""
     return spec_from_config(read_rm_config(path))
+
+
+def check_weights(dimensions: list[str], weights: dict[str, float]) -> dict[str, float]:
+    """Aggregation weights naming exactly `dimensions`, in their order, as floats (ValueError otherwise)."""
+    if set(weights) != set(dimensions):
+        raise ValueError(f"weights must name exactly the dimensions {dimensions}, got {sorted(weights)}")
+    return {name: float(weights[name]) for name in dimensions}
+
+
+def weighted_reward(preds: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """The reward: the weighted sum of per-dimension scores (float64), for in-process and served models alike."""
+    return sum(weight * np.asarray(preds[name], dtype=np.float64) for name, weight in weights.items())

@@ -34,7 +34,8 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from core.models import is_encoder, load_tokenizer, resolve_model
 from core.reward_config import (HeadKind, HPCRewardConfig, LoraSpec, Pooling, RMSpec, _backbone_config_dict,
-                                _hidden_size, _spec_values, check_rm_folder, read_rm_config, spec_from_config)
+                                _hidden_size, _spec_values, check_rm_folder, check_weights, read_rm_config,
+                                spec_from_config, weighted_reward)
 from core.rubric import Rubric, load_rubric
 from core.reward_encoding import encode_pairs, pad_batch
 from core.schema import DataError
@@ -43,12 +44,6 @@ from core.schema import DataError
 # lengths ~1.5x slower (bf16, 32 x 12 heads: 7-10 ms at 100-125 tokens, ~5 ms padded to a multiple of 16).
 # A single pair is not padded: its attention is ~1% of its time, and padding would add work to every layer.
 SCORING_LENGTH_MULTIPLE = 16
-
-
-def _check_weights(rubric: Rubric, weights: dict[str, float]) -> dict[str, float]:
-    if set(weights) != set(rubric.names):
-        raise ValueError(f"weights must name exactly the dimensions {rubric.names}, got {sorted(weights)}")
-    return {name: float(weights[name]) for name in rubric.names}
 
 
 def _is_peft(module: nn.Module) -> bool:
@@ -182,7 +177,7 @@ class HPCRewardModel(PreTrainedModel):
         spec = RMSpec(
             backbone=str(backbone), decoder=decoder, pooling=pooling or ("last" if decoder else "mean_pair"),
             rubric=rubric, head=head, head_hidden=head_hidden, freeze_backbone=freeze_backbone,
-            weights=_check_weights(rubric, weights or rubric.default_weights()), max_length=max_length,
+            weights=check_weights(rubric.names, weights or rubric.default_weights()), max_length=max_length,
             max_response_tokens=max_response_tokens, read_context=read_context, dropout=dropout,
             lora=lora or LoraSpec(), training=training or {},
         )
@@ -448,8 +443,5 @@ class HPCRewardModel(PreTrainedModel):
 
     def reward(self, preds: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
         """Weighted sum of the per-dimension scores (weights default to the model's aggregation weights)."""
-        weights = _check_weights(self.rubric, weights) if weights is not None else self.spec.weights
-        return sum(weights[name] * np.asarray(preds[name], dtype=np.float64) for name in self.dimensions)
-
-
-AutoModel.register(HPCRewardConfig, HPCRewardModel, exist_ok=True)
+        return weighted_reward(preds, check_weights(self.dimensions, weights) if weights is not None
+                               else self.spec.weights)

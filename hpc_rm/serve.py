@@ -29,7 +29,8 @@ from typing import Literal
 from pydantic import Field
 
 from core.config import Config, ConfigError, run_cli
-from core.reward_client import load_scoring_rm
+from core.models import DEVICE_HELP, Device
+from core.reward_client import load_scoring_rm, rm_device, rm_placement
 from core.reward_config import check_rm_folder
 
 MAX_BODY_BYTES = 256 * 1024 * 1024
@@ -45,8 +46,7 @@ class ServeConfig(Config):
                                                        "fill a batch")
     max_request_pairs: int = Field(4096, ge=1, description="most pairs one request may carry (the client splits "
                                                            "larger calls)")
-    device: str = Field("auto", description="device to score on: auto (cuda if available, else cpu), cpu, cuda, "
-                                            "cuda:1, ...")
+    device: Device = Field("auto", description="device to score on: " + DEVICE_HELP + " (spread: the first GPU)")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="backbone dtype: auto is bfloat16 on CUDA and float32 on CPU (pooling and heads stay "
                             "float32)")
@@ -219,20 +219,6 @@ class ScoreHandler(BaseHTTPRequestHandler):
         pass
 
 
-def scoring_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as err:
-        raise ConfigError(f"flag --device: {name!r} is not a device ({err})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"flag --device: {name!r} asked for, but CUDA is not available here")
-    return device
-
-
 def server_info(rm, cfg: ServeConfig, device, dtype: str) -> dict:
     return {
         "model": str(cfg.model), "rubric": json.loads(rm.rubric.model_dump_json()), "dimensions": rm.dimensions,
@@ -245,13 +231,11 @@ def server_info(rm, cfg: ServeConfig, device, dtype: str) -> dict:
 
 def make_server(cfg: ServeConfig, rm=None) -> ScoringServer:
     """The bound (not yet serving) server; loads the RM unless one is given. Bad input raises core.errors."""
-    from core.reward_client import rm_placement
-
     if cfg.model is None:
         raise ConfigError("flag --model: required (a reward model folder from `python -m hpc_rm train`)")
     check_rm_folder(cfg.model)
-    device = scoring_device(cfg.device)
-    dtype = str(rm_placement(cfg.dtype, device)[1]).removeprefix("torch.")
+    device, torch_dtype = rm_placement(cfg.dtype, rm_device(cfg.device))
+    dtype = str(torch_dtype).removeprefix("torch.")
     _can_listen(cfg.host, cfg.port)  # before a large model spends minutes loading
     if rm is None:
         rm = load_scoring_rm(str(cfg.model), device, cfg.dtype)

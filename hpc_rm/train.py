@@ -36,6 +36,7 @@ from hpc_rm.averaging import EpochWeightAverage
 from hpc_rm.data import (MISSING, GroupedShuffleSampler, PairDataset, class_weights, group_ids, label_matrix,
                          level_logit_shift, make_collator, read_labels)
 from core.reward_config import HeadKind, LoraSpec, Pooling
+from core.reward_client import rm_device
 from core.reward_model import HPCRewardModel
 
 
@@ -346,8 +347,7 @@ def main(argv: list[str] | None = None) -> None:
         # The saved folder, reloaded by this process alone: what a user of the model gets, and no forward through
         # a model sharded over ranks that have finished.
         _leave_deepspeed()
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        saved = HPCRewardModel.from_pretrained(cfg.out, device=device)
+        saved = HPCRewardModel.from_pretrained(cfg.out, device=rm_device("auto"))
         summary["validation"] = evaluate_model(saved, validation, cfg.out / "validation")
     write_json(cfg.out / "train_summary.json", summary)
     print(f"saved reward model to {cfg.out}")

@@ -155,7 +155,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
     overrides = {"max_steps": cfg.max_steps}
     overrides.update({k: v for k, v in (("reward_model", cfg.reward_model), ("prompts", cfg.prompts)) if v})
     template = check_run_inputs(load_config(GRPORunConfig, cfg.grpo_config, overrides))  # before anything runs
-    device = pick_device(cfg.eval.device)  # where the eval puts the policies (the RM joins them); checked first
+    pick_device(cfg.eval.device)  # where the eval puts the policies (the RM joins them): a bad one stops here
     out = Path(cfg.out)
     tokenizer = load_tokenizer(template.policy)
     rows = load_prompt_rows(cfg.eval.prompts, template.system_prompt, cfg.eval.max_prompts, tokenizer,
@@ -170,7 +170,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
             train_in_own_process(run_cfg, out / "run_configs" / f"{run_name(weights)}.yaml", cfg.launcher)
         runs_to_score.append((weights, run_dir))
 
-    rm = load_reward_model(template.reward_model, None if device == "spread" else device, template.rm_dtype)
+    rm = load_reward_model(template.reward_model, cfg.eval.device, template.rm_dtype)
     settings = {"max_new_tokens": cfg.eval.max_new_tokens or template.max_completion_length,
                 "temperature": cfg.eval.temperature or template.temperature, "top_p": template.top_p}
     _, base_out, base_scores, base = score_policy(template.policy, tokenizer, rows, rm, rm.weights, settings,
