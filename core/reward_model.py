@@ -445,3 +445,6 @@ class HPCRewardModel(PreTrainedModel):
         """Weighted sum of the per-dimension scores (weights default to the model's aggregation weights)."""
         return weighted_reward(preds, check_weights(self.dimensions, weights) if weights is not None
                                else self.spec.weights)
+
+
+AutoModel.register(HPCRewardConfig, HPCRewardModel, exist_ok=True)
