@@ -166,11 +166,10 @@ def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
     items: list[PromptItem] = [classroom.items_by_prompt[prompt_key(row["prompt"])] for row in rows]
     rm_path = ecfg.reward_model or cfg.reward_model
     rm = None
-    if rm_path:
-        from core.reward_model import HPCRewardModel
-        rm = HPCRewardModel.from_pretrained(rm_path)
-        if device != "spread":
-            rm.to(device)
+    if rm_path:  # on the eval's device (spread: the first GPU), in fp32 as before
+        from core.reward_client import load_scoring_rm
+
+        rm = load_scoring_rm(rm_path, device, "float32")
     panel = JudgePanel(cfg.judges)
     with tqdm(total=5, desc="classroom eval", unit="part") as bar:
         bar.set_postfix_str("student alone")

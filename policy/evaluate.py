@@ -318,7 +318,7 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     s = run_settings(cfg)
     for name in (s["base"], s["tuned"]):  # a bad --tuned stops before the base policy is sampled
         check_model_exists(name)
-    device = pick_device(cfg.device)  # a GPU asked for on a machine without one stops here too
+    pick_device(cfg.device)  # a GPU asked for on a machine without one stops here too
     if cfg.sampler == "vllm":
         require_vllm()
     tokenizer = load_tokenizer(s["base"])
@@ -326,12 +326,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"],
                             exclude_problem_ids=excluded)
     k = cfg.samples_per_prompt
-    if rm is None:
-        import torch
-
-        rm = load_reward_model(s["reward_model"])
-        if device != "spread" and isinstance(rm, torch.nn.Module):  # an RM served over HTTP stays where it is
-            rm.to(device)
+    if rm is None:  # on the eval's device (spread: the first GPU); an RM served over HTTP stays where it is
+        rm = load_reward_model(s["reward_model"], cfg.device)
     weights = s["weights"] or rm.weights
     report = {"settings": {key: str(v) for key, v in s.items()}, "prompts": len(rows), "samples_per_prompt": k}
     base_model, base_out, base_scores, report["base"] = score_policy(s["base"], tokenizer, rows, rm, weights, s,
