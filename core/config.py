@@ -17,6 +17,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.errors import BadInput, exits_on_bad_input, note_config
 
+
+def is_url(value: object) -> bool:
+    """True for an `http://` or `https://` address (any case), e.g. a reward model served by `hpc_rm serve` where a
+    config may also name a folder. Here, light to import, so the pipeline can ask without loading torch."""
+    return isinstance(value, str) and value.lower().startswith(("http://", "https://"))
+
 C = TypeVar("C", bound="Config")
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.config import is_url  # noqa: F401 (callers ask reward_client whether a reward_model is served)
 from core.errors import ModelNotFoundError
 from core.models import pick_device, pick_dtype
 from core.reward_config import check_weights, weighted_reward
@@ -27,11 +28,6 @@ from core.rubric import Rubric
 
 RM_DTYPES = ("auto", "float32", "bfloat16")
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-
-
-def is_url(value: object) -> bool:
-    """True for an `http://` or `https://` address (a reward model served by `hpc_rm serve`)."""
-    return isinstance(value, str) and value.lower().startswith(("http://", "https://"))
 
 
 def rm_device(device: str | torch.device | None = None) -> torch.device:

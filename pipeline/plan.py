@@ -30,10 +30,11 @@ from urllib.parse import parse_qsl
 
 import yaml
 
+from core.config import is_url
 from pipeline.memory_formulas import (GB, KORTHIKANTI, KV_FORMULA, Item, Zero, activations, billions, dtype_bytes,
                                       inference_activations, model_states)
 from pipeline.model_sizes import ModelShape, model_shape
-from pipeline.stages import PipelineConfig, StageSettings, grpo_values, is_url, stage_values
+from pipeline.stages import PipelineConfig, StageSettings, grpo_values, stage_values
 
 
 @dataclass

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, model_validator
 
-from core.config import Config, load_yaml
+from core.config import Config, is_url, load_yaml
 from pipeline.runner import StagePlan
 
 STAGE_ORDER = [
@@ -166,10 +166,6 @@ def _flags(settings: StageSettings) -> list[str]:
         else:
             out.append(str(value).lower() if isinstance(value, bool) else str(value))
     return out
-
-
-def is_url(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(("http://", "https://"))
 
 
 def _set_dotted(tree: dict, key: str, value: Any) -> None:
