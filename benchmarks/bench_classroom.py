@@ -29,7 +29,7 @@ PARTS = ["tutor_s", "student_s", "solve_s", "judges_s"]
 
 
 def train_split(cfg) -> dict:
-    from policy.classroom_run import run_classroom
+    from policy.classroom.run import run_classroom
 
     summary = run_classroom(cfg)
     logs = [json.loads(line) for line in open(Path(cfg.out) / "train_log.jsonl")]
@@ -59,9 +59,9 @@ def rollout_once(classroom, panel, items, generate, one_at_a_time: bool) -> dict
 
 def batching(cfg, n_dialogues: int) -> dict:
     from core.models import load_tokenizer
-    from policy.classroom_eval import tutor_generator
-    from policy.classroom_judges import JudgePanel
-    from policy.classroom_run import build_classroom
+    from policy.classroom.eval import tutor_generator
+    from policy.classroom.judges import JudgePanel
+    from policy.classroom.run import build_classroom
 
     tokenizer = load_tokenizer(cfg.policy)
     classroom = build_classroom(cfg, tokenizer)
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     set_offline()
-    from policy.classroom_config import ClassroomConfig
+    from policy.classroom.config import ClassroomConfig
 
     cfg = load_config(ClassroomConfig, args.config, {
         "prompts": args.prompts, "out": str(args.out / "run"), "max_steps": args.steps, "save_steps": 10_000,

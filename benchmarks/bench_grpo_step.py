@@ -5,7 +5,7 @@
 2. Rollout variants on the real policy (same prompts, fixed number of new tokens), one lever at a time: plain
    fp32 `generate` at TRL's default batch, inverse-CDF sampling instead of torch.multinomial, bf16 weights, a
    larger batch. Ratio to plain and to the fp32 bound. The sampler's own cost is timed on its own too.
-3. A few real GRPO steps (TRL GRPOTrainer via policy.grpo) split into generation, reward scoring and policy
+3. A few real GRPO steps (TRL GRPOTrainer via policy.train.grpo) split into generation, reward scoring and policy
    update: TRL's defaults (fp32 rollouts with torch.multinomial, fp32 update), then + the bf16 rollout copy with
    inverse CDF, then + bf16 autocast in the update (the demo), then the demo with a 4x larger generation batch
    (steps_per_generation 4). The rollout tokens/s of each row are measured inside the trainer.
@@ -32,7 +32,7 @@ from core.models import load_causal_lm, load_tokenizer, set_offline  # noqa: E40
 from core.sampling import inverse_cdf_sampling, sample_inverse_cdf  # noqa: E402
 from core.schema import write_json, write_text  # noqa: E402
 from benchmarks.compute_bound import matmul_gflops  # noqa: E402
-from policy.config import GRPORunConfig  # noqa: E402
+from policy.train.config import GRPORunConfig  # noqa: E402
 from policy.prompts import load_prompt_rows  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def rollout_tokens_per_s(model, tokenizer, chats, batch: int, new_tokens: int, i
 def grpo_step_split(cfg: GRPORunConfig, rm) -> dict:
     from transformers import TrainerCallback
 
-    from policy.grpo import build_trainer
+    from policy.train.grpo import build_trainer
 
     class StepClock(TrainerCallback):
         def __init__(self):

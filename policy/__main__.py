@@ -1,11 +1,11 @@
 from core.cli import dispatch
 
 COMMANDS = {
-    "grpo": ("policy.grpo", "GRPO on the weighted HPC reward with a KL penalty"),
-    "eval": ("policy.evaluate", "base vs tuned policy on held-out prompts"),
-    "sweep": ("policy.sweep", "reward-weight sweep and single-dimension ablations"),
-    "classroom": ("policy.classroom_run", "GRPO over whole dialogues with a simulated student (solve rate, judges)"),
-    "classroom-eval": ("policy.classroom_eval", "base vs tuned tutor in the classroom on held-out problems"),
+    "grpo": ("policy.train.grpo", "GRPO on the weighted HPC reward with a KL penalty"),
+    "eval": ("policy.evaluation.evaluate", "base vs tuned policy on held-out prompts"),
+    "sweep": ("policy.experiments.sweep", "reward-weight sweep and single-dimension ablations"),
+    "classroom": ("policy.classroom.run", "GRPO over whole dialogues with a simulated student (solve rate, judges)"),
+    "classroom-eval": ("policy.classroom.eval", "base vs tuned tutor in the classroom on held-out problems"),
 }
 
 

@@ -8,10 +8,10 @@ import pytest
 
 from core.config import ConfigError
 from core.llm_client import ClientConfig
-from policy.classroom_config import JudgeOptions
-from policy.classroom_judges import JudgePanel, Verdict
-from policy.classroom_rewards import ThinkParams, answer_is_right, think_score
-from policy.rewards import RewardSetup, build_reward_functions, validate_extra_params
+from policy.classroom.config import JudgeOptions
+from policy.classroom.judges import JudgePanel, Verdict
+from policy.classroom.rewards import ThinkParams, answer_is_right, think_score
+from policy.train.rewards import RewardSetup, build_reward_functions, validate_extra_params
 from tests.fake_openai_server import FakeOpenAI
 
 
@@ -59,7 +59,7 @@ class StubRM:
 
 
 def total_rewards(mode: str, panel, records):
-    from policy.classroom_rewards import TurnHeadReward
+    from policy.classroom.rewards import TurnHeadReward
 
     extras = validate_extra_params({"solve_rate": {"weight": 2.0}, "judges": {"penalty": 0.5, "mode": mode},
                                     "clean_end": {"bonus": 0.1}, "turn_truncated": {"penalty": 0.25}})

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from core.schema import PromptItem, StudentProfile, write_jsonl
-from policy.classroom import Classroom, opening_of
-from policy.classroom_config import END_MARKER, DialogueOptions, StudentOptions
+from policy.classroom.dialogue import Classroom, opening_of
+from policy.classroom.config import END_MARKER, DialogueOptions, StudentOptions
 
 PROFILE = StudentProfile(grade="5th grade", interests=["football"], misconception="adds instead of subtracting")
 
@@ -128,8 +128,8 @@ def test_dialogues_end_at_max_turns_or_end_marker_with_batched_calls(tokenizer):
 @pytest.fixture(scope="module")
 def trainer(tiny_causal_lm, tmp_path_factory):
     from core.config import load_config
-    from policy.classroom_config import ClassroomConfig
-    from policy.classroom_run import build_classroom_trainer
+    from policy.classroom.config import ClassroomConfig
+    from policy.classroom.run import build_classroom_trainer
 
     folder = tmp_path_factory.mktemp("classroom-mask")
     write_jsonl(folder / "rl.jsonl", items(4))
@@ -190,7 +190,7 @@ def test_student_tokens_get_no_gradient_through_trl_loss(trainer):
     ("Ten apples.\nThen 5 more?", "Ten apples.\nThen 5 more?"),
 ])
 def test_student_replies_keep_only_the_students_words(raw, reply):
-    from policy.student import clean_reply
+    from policy.classroom.student import clean_reply
 
     assert clean_reply(raw) == reply
 

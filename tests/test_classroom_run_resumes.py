@@ -25,8 +25,8 @@ def student_server():
 @pytest.fixture(scope="module")
 def classroom_run(tiny_causal_lm, tiny_rm, student_server, tmp_path_factory):
     from core.config import load_config
-    from policy.classroom_config import ClassroomConfig
-    from policy.classroom_run import run_classroom
+    from policy.classroom.config import ClassroomConfig
+    from policy.classroom.run import run_classroom
 
     folder = tmp_path_factory.mktemp("classroom-run")
     write_jsonl(folder / "rl.jsonl", items(4))
@@ -65,7 +65,7 @@ def test_classroom_run_logs_each_reward_and_the_time_split(classroom_run, studen
 
 
 def test_stopped_classroom_run_resumes(classroom_run):
-    from policy.classroom_run import run_classroom
+    from policy.classroom.run import run_classroom
 
     cfg, _ = classroom_run
     summary = run_classroom(cfg.model_copy(update={"max_steps": 3}))
@@ -76,7 +76,7 @@ def test_stopped_classroom_run_resumes(classroom_run):
 def test_classroom_eval_reports_intervals_and_transcripts(classroom_run, tmp_path):
     from core.config import load_config
     from core.schema import LabeledItem, read_jsonl
-    from policy.classroom_eval import ClassroomEvalConfig, evaluate_classroom
+    from policy.classroom.eval import ClassroomEvalConfig, evaluate_classroom
 
     cfg, _ = classroom_run
     write_jsonl(tmp_path / "eval.jsonl", items(7)[4:])

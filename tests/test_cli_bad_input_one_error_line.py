@@ -189,7 +189,7 @@ def entry_point(name: str):
 
 def classroom_run(tmp: Path) -> Path:
     """A finished `policy classroom` run as `classroom-eval` reads it: run.json only."""
-    from policy.classroom_config import ClassroomConfig
+    from policy.classroom.config import ClassroomConfig
 
     cfg = ClassroomConfig(beta=0.04, loss_type="grpo", policy="smollm2-135m-instruct")
     folder = tmp / "classroom"

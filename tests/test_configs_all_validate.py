@@ -23,11 +23,11 @@ def stage_config_classes():
     from hpc_rm.consistency import ConsistencyConfig
     from hpc_rm.crossval import CrossValConfig
     from hpc_rm.train import TrainConfig
-    from policy.classroom_config import ClassroomConfig
-    from policy.classroom_eval import ClassroomEvalConfig
-    from policy.config import GRPORunConfig
-    from policy.evaluate import EvalConfig
-    from policy.sweep import SweepConfig
+    from policy.classroom.config import ClassroomConfig
+    from policy.classroom.eval import ClassroomEvalConfig
+    from policy.train.config import GRPORunConfig
+    from policy.evaluation.evaluate import EvalConfig
+    from policy.experiments.sweep import SweepConfig
 
     return {
         "data": DataConfig, "generate": GenerateConfig, "annotate": LabelConfig, "mrbench_label": LabelConfig,

@@ -27,10 +27,10 @@ def test_bad_device_spelling_is_refused(value):
 def _configs():
     from annotation.generate import GenerateConfig
     from core.judges.local_judge import LocalJudgeConfig
-    from policy.classroom_config import JudgeOptions, StudentOptions
-    from policy.classroom_eval import ClassroomEvalConfig
+    from policy.classroom.config import JudgeOptions, StudentOptions
+    from policy.classroom.eval import ClassroomEvalConfig
     from hpc_rm.score import ScoreConfig
-    from policy.evaluate import EvalConfig
+    from policy.evaluation.evaluate import EvalConfig
 
     return {"generate": GenerateConfig, "judge": LocalJudgeConfig, "student": StudentOptions, "eval": EvalConfig,
             "classroom-eval": ClassroomEvalConfig, "rm-score": ScoreConfig, "classroom-judge": JudgeOptions}
@@ -130,11 +130,11 @@ def test_each_stage_loads_its_model_with_its_own_device_option(tiny_causal_lm, t
     (recorded, then loaded on the CPU: this machine has no cuda:1)."""
     import core.judges.local_judge as local_judge
     import core.models
-    import policy.evaluate as evaluate
+    import policy.evaluation.evaluate as evaluate
     from annotation.generate import GenerateConfig, run_generate
     from core.judges.local_judge import LocalJudge, LocalJudgeConfig
-    from policy.classroom_config import JudgeOptions, StudentOptions
-    from policy.student import build_student
+    from policy.classroom.config import JudgeOptions, StudentOptions
+    from policy.classroom.student import build_student
     from tests.test_generate_local_styles_and_resume import write_prompts
 
     seen = []

@@ -38,6 +38,39 @@ def test_repository_has_no_layering_violation():
     assert layering_violations(REPO) == []
 
 
+# inside policy: sub-package -> the policy sub-packages it may not import (training stands alone; see policy/__init__)
+POLICY_FORBIDDEN = {"train": {"evaluation", "classroom", "experiments"}, "evaluation": {"classroom", "experiments"}}
+
+
+def policy_room_violations(root: Path) -> list[str]:
+    """'file:line: policy.room imports policy.other' for each import that crosses policy's rooms the wrong way."""
+    problems = []
+    for room, forbidden in POLICY_FORBIDDEN.items():
+        for path in sorted((root / "policy" / room).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] == "policy" and len(parts) > 1 and parts[1] in forbidden:
+                        problems.append(f"{path.relative_to(root)}:{node.lineno}: policy.{room} imports policy.{parts[1]}")
+                        break
+    return problems
+
+
+def test_policy_training_never_imports_evaluation_or_the_classroom():
+    assert policy_room_violations(REPO) == []
+
+
+def test_training_importing_evaluation_is_caught(tmp_path):
+    (tmp_path / "policy" / "train").mkdir(parents=True)
+    (tmp_path / "policy" / "train" / "planted.py").write_text("def f():\n    from policy.evaluation import stats\n")
+    assert policy_room_violations(tmp_path) == ["policy/train/planted.py:2: policy.train imports policy.evaluation"]
+
+
 def test_every_project_package_is_covered():
     packages = {p.parent.name for p in REPO.glob("*/__init__.py")} | {p.parent.name for p in REPO.glob("*/__main__.py")}
     assert packages - {"tests", "benchmarks"} <= PROJECT, "a new top-level package needs a row in ALLOWED"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from core.config import ConfigError, load_config
-from policy.config import GRPORunConfig
+from policy.train.config import GRPORunConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "policy"
 
@@ -42,8 +42,8 @@ def test_extra_rewards_are_checked():
 
 def test_weights_must_match_reward_model_dimensions(tiny_encoder):
     from core.reward_model import HPCRewardModel
-    from policy.grpo import reward_weights_for
-    from policy.rewards import RewardSetup, build_reward_functions, validate_extra_params
+    from policy.train.grpo import reward_weights_for
+    from policy.train.rewards import RewardSetup, build_reward_functions, validate_extra_params
 
     rm = HPCRewardModel.from_backbone(tiny_encoder, "hpc")
     cfg = load_config(GRPORunConfig, overrides={"beta": 0.04, "loss_type": "grpo",
@@ -65,7 +65,7 @@ def test_shipped_configs_validate(name):
 
 
 def test_shipped_eval_config_validates():
-    from policy.evaluate import EvalConfig
+    from policy.evaluation.evaluate import EvalConfig
 
     cfg = load_config(EvalConfig, CONFIGS / "eval_tiny.yaml")
     assert cfg.samples_per_prompt >= 1 and cfg.max_prompt_tokens
@@ -73,8 +73,8 @@ def test_shipped_eval_config_validates():
 
 def test_report_to_reaches_the_trainer_arguments():
     from core.config import load_config
-    from policy.config import GRPORunConfig
-    from policy.grpo import trl_args
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import trl_args
 
     base = {"beta": 0.04, "loss_type": "grpo", "out": "/tmp/unused"}
     assert trl_args(load_config(GRPORunConfig, overrides=base), [1.0]).report_to in ("none", [], ["none"])
@@ -85,7 +85,7 @@ def test_report_to_reaches_the_trainer_arguments():
 def test_an_rm_that_reads_fewer_tokens_than_the_policy_writes_is_warned_about():
     from types import SimpleNamespace
 
-    from policy.grpo import rm_reads_less_warning
+    from policy.train.grpo import rm_reads_less_warning
 
     rm = SimpleNamespace(spec=SimpleNamespace(max_response_tokens=128))
     assert rm_reads_less_warning(rm, 128) is None

@@ -34,7 +34,7 @@ def files(tmp_path_factory, tiny_encoder):
 
 
 def eval_config(files, tiny_causal_lm, tmp_path, **overrides):
-    from policy.evaluate import EvalConfig
+    from policy.evaluation.evaluate import EvalConfig
 
     return load_config(EvalConfig, overrides={
         "run": str(tmp_path / "no-run"), "base": tiny_causal_lm, "tuned": tiny_causal_lm,
@@ -44,8 +44,8 @@ def eval_config(files, tiny_causal_lm, tmp_path, **overrides):
 
 def test_transformers_sampler_samples_what_eval_sampled_before(files, tiny_causal_lm, tmp_path):
     from core.models import load_causal_lm, load_tokenizer
-    from policy.evaluate import run_settings, score_policy
-    from policy.grpo import load_reward_model
+    from policy.evaluation.evaluate import run_settings, score_policy
+    from policy.train.grpo import load_reward_model
     from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
     from policy.rollout import sample_responses
 
@@ -68,7 +68,7 @@ def test_transformers_sampler_samples_what_eval_sampled_before(files, tiny_causa
 def test_vllm_sampler_without_vllm_is_one_error_line(files, tiny_causal_lm, tmp_path, capsys):
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
-    from policy.evaluate import main
+    from policy.evaluation.evaluate import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--run", str(tmp_path / "no-run"), "--base", tiny_causal_lm, "--tuned", tiny_causal_lm,
@@ -116,7 +116,7 @@ class FakeEngines:
 
 def test_vllm_sampler_glue_with_a_stand_in_engine(files, tiny_causal_lm, tmp_path, monkeypatch):
     from core.models import load_tokenizer
-    from policy.evaluate import evaluate_policies
+    from policy.evaluation.evaluate import evaluate_policies
 
     tokenizer = load_tokenizer(tiny_causal_lm)
     fakes = FakeEngines(tokenizer.eos_token_id)

@@ -46,8 +46,8 @@ def test_rm_loads_on_the_device_in_the_dtype(tiny_encoder, tmp_path):
 
 def test_policy_dtype_reaches_model_init_kwargs():
     from core.config import load_config
-    from policy.config import GRPORunConfig
-    from policy.grpo import trl_args
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import trl_args
 
     assert trl_args(load_config(GRPORunConfig, overrides=BASE), [1.0]).model_init_kwargs == {"dtype": "float32"}
     for dtype in ("bfloat16", "auto"):
@@ -57,7 +57,7 @@ def test_policy_dtype_reaches_model_init_kwargs():
 
 def test_shipped_demo_config_trains_fp32_master_weights():
     from core.config import load_config
-    from policy.config import GRPORunConfig
+    from policy.train.config import GRPORunConfig
 
     assert load_config(GRPORunConfig, "configs/policy/tiny.yaml").policy_dtype == "float32"
     assert load_config(GRPORunConfig, "configs/policy/7b.yaml").policy_dtype == "bfloat16"
@@ -75,8 +75,8 @@ def prompts(tmp_path_factory):
 
 def test_bf16_policy_and_reference_model_are_built_in_bf16(tiny_causal_lm, prompts, tmp_path):
     from core.config import load_config
-    from policy.config import GRPORunConfig
-    from policy.grpo import build_trainer
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import build_trainer
 
     cfg = load_config(GRPORunConfig, overrides={
         **BASE, "policy": tiny_causal_lm, "reward_model": "", "prompts": prompts, "out": str(tmp_path),
@@ -89,8 +89,8 @@ def test_bf16_policy_and_reference_model_are_built_in_bf16(tiny_causal_lm, promp
 
 def test_vllm_options_reach_the_grpo_config():
     from core.config import load_config
-    from policy.config import GRPORunConfig
-    from policy.grpo import trl_args
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import trl_args
 
     cfg = load_config(GRPORunConfig, overrides={**BASE, "vllm": {
         "enabled": True, "mode": "colocate", "max_model_length": 2048, "enable_sleep_mode": True,
@@ -107,7 +107,7 @@ def test_vllm_options_reach_the_grpo_config():
 
 def test_zero3_without_gathered_save_is_refused():
     from core.config import ConfigError, load_config
-    from policy.config import GRPORunConfig
+    from policy.train.config import GRPORunConfig
 
     zero3 = {"zero_optimization": {"stage": 3}}
     with pytest.raises(ConfigError, match="stage3_gather_16bit_weights_on_model_save"):
@@ -122,8 +122,8 @@ def test_lora_run_saves_the_base_with_the_adapter_merged(tiny_causal_lm, tiny_en
 
     from core.config import load_config
     from core.reward_model import HPCRewardModel
-    from policy.config import GRPORunConfig
-    from policy.grpo import run_grpo
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import run_grpo
 
     HPCRewardModel.from_backbone(tiny_encoder, "hpc", max_length=64).save_pretrained(tmp_path / "rm")
     cfg = load_config(GRPORunConfig, overrides={
@@ -149,7 +149,7 @@ def test_zero3_context_is_lifted_while_the_rm_loads():
     engine gathers); `whole_models_under_zero3` lifts that for the RM's load only."""
     from transformers.integrations import deepspeed as hf_deepspeed
 
-    from policy.grpo import whole_models_under_zero3
+    from policy.train.grpo import whole_models_under_zero3
 
     class Zero3:
         def is_zero3(self):
@@ -168,23 +168,23 @@ def test_zero3_context_is_lifted_while_the_rm_loads():
 
 def test_build_trainer_loads_the_rm_on_the_trainers_device_in_rm_dtype(tiny_causal_lm, tiny_encoder, prompts,
                                                                         tmp_path, monkeypatch):
-    import policy.grpo
+    import policy.train.grpo
     from core.config import load_config
     from core.reward_model import HPCRewardModel
-    from policy.config import GRPORunConfig
+    from policy.train.config import GRPORunConfig
 
     HPCRewardModel.from_backbone(tiny_encoder, "hpc", max_length=64).save_pretrained(tmp_path / "rm")
-    calls, real = [], policy.grpo.load_reward_model
+    calls, real = [], policy.train.grpo.load_reward_model
 
     def recording(path, device=None, dtype="auto"):
         calls.append((device, dtype))
         return real(path, device, dtype)
 
-    monkeypatch.setattr(policy.grpo, "load_reward_model", recording)
+    monkeypatch.setattr(policy.train.grpo, "load_reward_model", recording)
     cfg = load_config(GRPORunConfig, overrides={
         **BASE, "policy": tiny_causal_lm, "reward_model": str(tmp_path / "rm"), "prompts": prompts,
         "out": str(tmp_path / "run"), "num_generations": 2, "prompts_per_step": 1, "rm_dtype": "bfloat16"})
-    trainer, cache = policy.grpo.build_trainer(cfg)
+    trainer, cache = policy.train.grpo.build_trainer(cfg)
     assert calls == [(trainer.args.device, "bfloat16")] and trainer.args.device == trainer.accelerator.device
     assert {p.dtype for p in cache.rm.backbone.parameters()} == {torch.bfloat16}
     assert trainer.args.reward_weights == [0.4, 0.3, 0.3]

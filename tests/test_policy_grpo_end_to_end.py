@@ -38,8 +38,8 @@ def tiny_rm(tiny_encoder, tmp_path_factory):
 @pytest.fixture(scope="module")
 def grpo_run(tiny_causal_lm, tiny_rm, prompt_files, tmp_path_factory):
     from core.config import load_config
-    from policy.config import GRPORunConfig
-    from policy.grpo import run_grpo
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import run_grpo
 
     out = tmp_path_factory.mktemp("grpo")
     cfg = load_config(GRPORunConfig, overrides={
@@ -71,7 +71,7 @@ def test_grpo_writes_policy_loadable_by_transformers(grpo_run):
 
 
 def test_resume_continues_from_checkpoint(grpo_run, tiny_rm):
-    from policy.grpo import run_grpo
+    from policy.train.grpo import run_grpo
 
     cfg, _ = grpo_run
     summary = run_grpo(cfg.model_copy(update={"max_steps": 3}))
@@ -82,7 +82,7 @@ def test_resume_continues_from_checkpoint(grpo_run, tiny_rm):
 def test_finished_run_drops_its_resume_checkpoints_by_default(grpo_run, tmp_path):
     from pathlib import Path
 
-    from policy.grpo import run_grpo
+    from policy.train.grpo import run_grpo
 
     cfg, _ = grpo_run
     assert sorted(p.name for p in Path(cfg.out).glob("checkpoint-*"))  # kept when asked
@@ -93,7 +93,7 @@ def test_finished_run_drops_its_resume_checkpoints_by_default(grpo_run, tmp_path
 
 def test_eval_reports_on_tiny_run(grpo_run, prompt_files, tmp_path):
     from core.config import load_config
-    from policy.evaluate import EvalConfig, evaluate_policies
+    from policy.evaluation.evaluate import EvalConfig, evaluate_policies
 
     cfg, _ = grpo_run
     gsm8k = tmp_path / "gsm8k.jsonl"
@@ -122,8 +122,8 @@ def test_bf16_rollout_copy_samples_and_follows_the_trained_weights(tiny_causal_l
     import torch
 
     from core.config import load_config
-    from policy.config import GRPORunConfig
-    from policy.grpo import build_trainer
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import build_trainer
 
     cfg = load_config(GRPORunConfig, overrides={
         "policy": tiny_causal_lm, "reward_model": tiny_rm, "prompts": str(prompt_files / "rl.jsonl"),
@@ -155,7 +155,7 @@ def test_bf16_rollout_copy_samples_and_follows_the_trained_weights(tiny_causal_l
 
 def test_rollout_copy_is_refused_with_vllm():
     from core.config import ConfigError, load_config
-    from policy.config import GRPORunConfig
+    from policy.train.config import GRPORunConfig
 
     with pytest.raises(ConfigError, match="rollout_dtype"):
         load_config(GRPORunConfig, overrides={"beta": 0.0, "loss_type": "grpo", "rollout_dtype": "bfloat16",
@@ -166,7 +166,7 @@ def test_eval_scores_with_independent_judges_rms_and_tutorbench(grpo_run, prompt
                                                                tmp_path):
     from core.config import load_config
     from core.reward_model import HPCRewardModel
-    from policy.evaluate import EvalConfig, evaluate_policies
+    from policy.evaluation.evaluate import EvalConfig, evaluate_policies
 
     cfg, _ = grpo_run
     other_rm = tmp_path / "mrbench_rm"
@@ -204,7 +204,7 @@ def test_eval_scores_with_independent_judges_rms_and_tutorbench(grpo_run, prompt
 def test_a_gain_only_the_training_rm_sees_is_flagged():
     import numpy as np
 
-    from policy.independent import compare_scores, hacking_gaps
+    from policy.evaluation.independent import compare_scores, hacking_gaps
 
     rng = np.random.default_rng(0)
     base = rng.uniform(0.5, 1.5, 40)
@@ -222,7 +222,7 @@ def test_a_gain_only_the_training_rm_sees_is_flagged():
 def test_a_scorer_that_sees_the_tuned_policy_worse_flags_it_even_without_a_training_gain():
     import numpy as np
 
-    from policy.independent import compare_scores, hacking_gaps
+    from policy.evaluation.independent import compare_scores, hacking_gaps
 
     rng = np.random.default_rng(1)
     base = rng.uniform(0.5, 1.5, 40)
@@ -239,7 +239,7 @@ def test_sweep_reads_each_weighting_off_independent_scorers(grpo_run, prompt_fil
 
     from core.config import load_config
     from core.reward_model import HPCRewardModel
-    from policy.sweep import SweepConfig, run_sweep
+    from policy.experiments.sweep import SweepConfig, run_sweep
 
     cfg, _ = grpo_run
     grpo_yaml = tmp_path / "grpo.yaml"
@@ -259,7 +259,7 @@ def test_sweep_reads_each_weighting_off_independent_scorers(grpo_run, prompt_fil
 
 
 def test_a_judge_is_trusted_only_when_it_agreed_with_humans():
-    from policy.independent import judge_standing
+    from policy.evaluation.independent import judge_standing
 
     good = {"A": {"qwk": 0.5}, "B": {"qwk": 0.3}}
     flat = {"A": {"qwk": 0.0}, "B": {"qwk": None}}

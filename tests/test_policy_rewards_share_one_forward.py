@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policy.rewards import (EXTRA_REWARDS, RewardSetup, build_reward_functions, leaked_answers,
+from policy.train.rewards import (EXTRA_REWARDS, RewardSetup, build_reward_functions, leaked_answers,
                             validate_extra_params)
 
 CONTEXTS = ["## Problem\nSam has 7 apples and gives away 3.", "## Problem\nA box holds 12 pens; 5 are red."]

@@ -14,7 +14,7 @@ from core.schema import PromptItem, StudentProfile, write_jsonl
 def template(tiny_causal_lm, tiny_encoder, tmp_path_factory):
     from core.config import load_config
     from core.reward_model import HPCRewardModel
-    from policy.config import GRPORunConfig
+    from policy.train.config import GRPORunConfig
 
     folder = tmp_path_factory.mktemp("sweep-run")
     HPCRewardModel.from_backbone(tiny_encoder, "hpc", max_length=64).save_pretrained(folder / "rm")
@@ -29,26 +29,26 @@ def template(tiny_causal_lm, tiny_encoder, tmp_path_factory):
 
 
 def test_a_run_trains_in_a_child_process(template, tmp_path, monkeypatch):
-    import policy.grpo
-    from policy.sweep import train_in_own_process
+    import policy.train.grpo
+    from policy.experiments.sweep import train_in_own_process
 
     def no_trainer_here(*args, **kwargs):
         raise AssertionError("the sweep's own process built a trainer")
 
-    monkeypatch.setattr(policy.grpo, "build_trainer", no_trainer_here)
-    monkeypatch.setattr(policy.grpo, "run_grpo", no_trainer_here)
+    monkeypatch.setattr(policy.train.grpo, "build_trainer", no_trainer_here)
+    monkeypatch.setattr(policy.train.grpo, "run_grpo", no_trainer_here)
     run = template.model_copy(update={"weights": {"Helpfulness": 1.0, "Personalization": 0.0, "Creativity": 0.0},
                                       "out": str(tmp_path / "run")})
     train_in_own_process(run, tmp_path / "run_configs" / "run.yaml")
     assert (tmp_path / "run" / "policy" / "config.json").exists()
     from core.config import load_config
-    from policy.config import GRPORunConfig
+    from policy.train.config import GRPORunConfig
 
     assert load_config(GRPORunConfig, tmp_path / "run_configs" / "run.yaml") == run  # the resolved config
 
 
 def test_a_failed_run_stops_the_sweep_with_its_rerun_command(template, tmp_path):
-    from policy.sweep import train_in_own_process
+    from policy.experiments.sweep import train_in_own_process
 
     broken = template.model_copy(update={"prompts": str(tmp_path / "absent.jsonl"), "out": str(tmp_path / "run")})
     with pytest.raises(RuntimeError, match=r"sweep run broken failed \(exit status 2.*rerun it alone with: .*"
@@ -58,7 +58,7 @@ def test_a_failed_run_stops_the_sweep_with_its_rerun_command(template, tmp_path)
 
 
 def test_launcher_prefixes_the_training_command(tmp_path):
-    from policy.sweep import train_command
+    from policy.experiments.sweep import train_command
 
     config = tmp_path / "w.yaml"
     assert train_command("", config) == [sys.executable, "-m", "policy", "grpo", "--config", str(config)]

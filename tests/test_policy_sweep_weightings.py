@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from core.config import ConfigError, load_config
-from policy.sweep import SweepConfig, run_name, weightings
+from policy.experiments.sweep import SweepConfig, run_name, weightings
 
 DIMS = ["Helpfulness", "Personalization", "Creativity"]
 

@@ -133,9 +133,9 @@ def test_a_bad_request_gets_400_with_one_message(server, body, message):
 def test_grpo_rewards_on_the_url_equal_rewards_on_the_folder(server, local_rm):
     from core.config import load_config
     from core.reward_client import RemoteRewardModel
-    from policy.config import GRPORunConfig
-    from policy.grpo import load_reward_model, reward_weights_for
-    from policy.rewards import RewardSetup, build_reward_functions, validate_extra_params
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import load_reward_model, reward_weights_for
+    from policy.train.rewards import RewardSetup, build_reward_functions, validate_extra_params
 
     cfg = load_config(GRPORunConfig, overrides={"beta": 0.04, "loss_type": "grpo", "reward_model": server,
                                                 "weights": {"Helpfulness": 0.5, "Personalization": 0.25,
@@ -239,8 +239,8 @@ def test_grpo_trains_on_a_served_reward_model(server, tiny_causal_lm, prompts, t
     import httpx
 
     from core.config import load_config
-    from policy.config import GRPORunConfig
-    from policy.grpo import run_grpo
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import run_grpo
 
     before = httpx.get(server + "/info").json()["served"]["pairs"]
     cfg = load_config(GRPORunConfig, overrides={
@@ -257,7 +257,7 @@ def test_grpo_with_a_dead_reward_url_is_one_error_line_and_writes_nothing(tiny_c
                                                                           capsys):
     import socket
 
-    from policy.grpo import main
+    from policy.train.grpo import main
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

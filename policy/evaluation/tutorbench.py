@@ -26,7 +26,7 @@ from core.config import Config
 from core.sources import load_gsm8k, load_mathtutorbench
 from policy.prompts import parse_number
 from policy.rollout import Rollout, sample_responses
-from policy.stats import mean_interval, win_rate
+from policy.evaluation.stats import mean_interval, win_rate
 
 SCAFFOLDING = (
     "You are an experienced math teacher and you are going to respond to a student in a useful and caring way. "

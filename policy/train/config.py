@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from core.config import Config
 from policy.prompts import DEFAULT_SYSTEM_PROMPT
-from policy.rewards import validate_extra_params
+from policy.train.rewards import validate_extra_params
 
 LossType = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
 

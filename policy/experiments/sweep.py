@@ -30,11 +30,11 @@ from core.config import Config, ConfigError, dump_config, load_config, run_cli  
 from core.models import load_tokenizer, pick_device  # noqa: E402
 from core.reward_client import RemoteRewardModel, is_url  # noqa: E402
 from core.schema import save_figure, write_json, write_text  # noqa: E402
-from policy.config import GRPORunConfig, check_run_inputs  # noqa: E402
-from policy.evaluate import (EvalConfig, compare, excluded_problems, independent_scorers,  # noqa: E402
+from policy.train.config import GRPORunConfig, check_run_inputs  # noqa: E402
+from policy.evaluation.evaluate import (EvalConfig, compare, excluded_problems, independent_scorers,  # noqa: E402
                              score_policy)
-from policy.independent import compare_scores, prompt_scores  # noqa: E402
-from policy.grpo import FINAL_POLICY, load_reward_model  # noqa: E402
+from policy.evaluation.independent import compare_scores, prompt_scores  # noqa: E402
+from policy.train.grpo import FINAL_POLICY, load_reward_model  # noqa: E402
 from policy.prompts import load_prompt_rows  # noqa: E402
 
 
@@ -143,7 +143,7 @@ def train_in_own_process(run_cfg: GRPORunConfig, config_path: Path, launcher: st
     engine, CUDA memory, DeepSpeed state) ends with the process."""
     write_text(config_path, dump_config(run_cfg))
     command = train_command(launcher, config_path)
-    root = str(Path(__file__).resolve().parent.parent)  # this checkout's packages, wherever the sweep is run from
+    root = str(Path(__file__).resolve().parents[2])  # this checkout's packages, wherever the sweep is run from
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     result = subprocess.run(command, env=env, check=False)
     if result.returncode != 0:

@@ -21,7 +21,7 @@ import numpy as np
 from core.judges import JudgeJob, RawLabel, build_judges
 from core.rubric import Rubric
 from core.schema import LabeledItem
-from policy.stats import paired_difference, win_rate
+from policy.evaluation.stats import paired_difference, win_rate
 
 
 @dataclass

@@ -14,10 +14,10 @@ from pydantic import Field
 from core.config import Config
 from core.llm_client import ClientConfig
 from core.models import DEVICE_HELP, Device
-from policy.classroom_rewards import CLASSROOM_REWARDS  # importing it registers them before validation
-from policy.config import GRPORunConfig
+from policy.classroom.rewards import CLASSROOM_REWARDS  # importing it registers them before validation
+from policy.train.config import GRPORunConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "classroom"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "classroom"
 END_MARKER = "<end_of_conversation>"
 
 TUTOR_SYSTEM_PROMPT = (

@@ -1,7 +1,7 @@
 """The classroom rollout: whole tutor-student dialogues as GRPO completions, through TRL's `rollout_func`.
 
 For each prompt TRL hands in (already repeated `num_generations` times) one dialogue between the tutor being
-trained and a frozen simulated student (policy/student.py), up to `max_turns` tutor turns; the tutor may end it
+trained and a frozen simulated student (policy/classroom/student.py), up to `max_turns` tutor turns; the tutor may end it
 with the end marker. All live dialogues advance together: one batched tutor call and one batched student call per
 turn, then one batched call for the student's final solutions.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from core.schema import PROBLEM_HEADER, PROFILE_HEADER, DataError, PromptItem, Turn, read_jsonl, render_context
 from policy.prompts import final_answer
-from policy.student import OPENING_REQUEST, ATTEMPT_ASK, reply_request, solve_request, student_chat
+from policy.classroom.student import OPENING_REQUEST, ATTEMPT_ASK, reply_request, solve_request, student_chat
 
 # (prompt ids per live dialogue) -> (sampled ids per dialogue, their log-probs or None)
 Generate = Callable[[list[list[int]]], tuple[list[list[int]], list[list[float]] | None]]

@@ -3,7 +3,7 @@
 
 Per problem, each tutor holds one dialogue with the student (same seed for both), then the student writes its final
 solutions; the student also solves every problem alone. Reported, for base, tuned and tuned minus base (paired
-over problems, bootstrap 95% intervals, policy/stats.py):
+over problems, bootstrap 95% intervals, policy/evaluation/stats.py):
 - delta solve: the solve rate after the dialogue minus the student's solo solve rate;
 - leak rate (the does_not_leak_answer judge rejects), judge rejection rate (any rule rejects), and a rule-based
   check that needs no judge: a tutor turn states the final number before the student did;
@@ -26,15 +26,15 @@ from core.config import Config, run_cli
 from core.models import DEVICE_HELP, Device, check_model_exists, load_causal_lm, load_tokenizer, pick_device
 from core.schema import (DataError, LabeledItem, PromptItem, Turn, read_jsonl, render_context, write_json, write_jsonl,
                          write_text)
-from policy.classroom import Dialogue, opening_of, prompt_key
-from policy.classroom_config import ClassroomConfig
-from policy.classroom_judges import JudgePanel
-from policy.classroom_rewards import solve_rate
-from policy.classroom_run import build_classroom
+from policy.classroom.dialogue import Dialogue, opening_of, prompt_key
+from policy.classroom.config import ClassroomConfig
+from policy.classroom.judges import JudgePanel
+from policy.classroom.rewards import solve_rate
+from policy.classroom.run import build_classroom
 from policy.prompts import final_answer
-from policy.rewards import leaked_answers
-from policy.stats import mean_interval, paired_difference
-from policy.student import sample_ids
+from policy.train.rewards import leaked_answers
+from policy.evaluation.stats import mean_interval, paired_difference
+from policy.classroom.student import sample_ids
 
 LEAK_RULE = "does_not_leak_answer"
 

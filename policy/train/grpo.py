@@ -28,9 +28,9 @@ from core.config import ConfigError, dump_config, run_cli
 from core.models import load_tokenizer, resolve_model
 from core.sampling import inverse_cdf_sampling
 from core.schema import write_json, write_jsonl, write_text
-from policy.config import GRPORunConfig, check_run_inputs
+from policy.train.config import GRPORunConfig, check_run_inputs
 from policy.prompts import load_prompt_rows
-from policy.rewards import HeadReward, RewardSetup, build_reward_functions, validate_extra_params
+from policy.train.rewards import HeadReward, RewardSetup, build_reward_functions, validate_extra_params
 
 FINAL_POLICY = "policy"  # subfolder of `out` holding the trained policy
 
@@ -187,7 +187,7 @@ def build_trainer(cfg: GRPORunConfig, rm=None, *, tokenizer=None, rows: list[dic
                   ) -> tuple[TimedGRPOTrainer, object]:
     """(trainer, shared RM cache or None). `rm` may be passed in (tests, sweeps); by default it is loaded from the
     config (no RM when `cfg.reward_model` is None). The classroom passes its own rows, `rollout_func`, per-turn
-    head rewards and the services its rewards call (policy/classroom_run.py)."""
+    head rewards and the services its rewards call (policy/classroom/run.py)."""
     from datasets import Dataset
 
     args = trl_args(cfg, None)  # first: it sets up the distributed state, so `args.device` is this rank's device

@@ -1,8 +1,8 @@
 """`python -m policy classroom --config configs/policy/classroom_tiny.yaml`: GRPO over whole tutoring dialogues.
 
-The GRPO run of policy/grpo.py (same trainer, checkpoints, resume, run.json and train_log.jsonl) with three
+The GRPO run of policy/train/grpo.py (same trainer, checkpoints, resume, run.json and train_log.jsonl) with three
 parts swapped in: the rows are the classroom's problems, TRL's `rollout_func` runs the dialogues with the frozen
-student (policy/classroom.py), and the rewards read the dialogues (policy/classroom_rewards.py: solve rate,
+student (policy/classroom/dialogue.py), and the rewards read the dialogues (policy/classroom/rewards.py: solve rate,
 judges, RM heads per tutor turn, small terms), combined by `reward_weights`. The step's time split (tutor,
 student, solve attempts, judges) is logged next to TRL's metrics as `time/*`.
 """
@@ -14,12 +14,12 @@ import torch
 
 from core.config import run_cli
 from core.models import load_tokenizer
-from policy.classroom import Classroom
-from policy.classroom_config import ClassroomConfig
-from policy.classroom_judges import JudgePanel
-from policy.classroom_rewards import TurnHeadReward
-from policy.grpo import build_trainer, run_grpo
-from policy.student import build_student
+from policy.classroom.dialogue import Classroom
+from policy.classroom.config import ClassroomConfig
+from policy.classroom.judges import JudgePanel
+from policy.classroom.rewards import TurnHeadReward
+from policy.train.grpo import build_trainer, run_grpo
+from policy.classroom.student import build_student
 
 
 def build_classroom(cfg: ClassroomConfig, tokenizer, student=None) -> Classroom:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 
 from core.config import ConfigError
 from core.llm_client import ChatClient, LLMError
-from policy.student import transcript_text
+from policy.classroom.student import transcript_text
 
 ANSWER_PREFIX = '{"decision": "'
 

@@ -9,9 +9,9 @@ samples, response length, distinct-n, the share of training groups with zero rew
 Because the training RM is the one thing the policy was optimised against, its gain is not evidence on its own:
 `--judges` (LLM judges, the specs of `annotation label`) and `--rms` (other RM folders) score the same responses,
 and the report puts each one's gain next to the training RM's and flags a gain only the training RM sees
-(`policy/independent.py`). Rule-based checks (answer leaked, empty, cut at the token limit, length) run every time.
+(`policy/evaluation/independent.py`). Rule-based checks (answer leaked, empty, cut at the token limit, length) run every time.
 `--tutorbench.settings` adds MathTutorBench's teacher-turn win rates and `--tutorbench.gsm8k-accuracy-items` GSM8K
-accuracy (`policy/tutorbench.py`).
+accuracy (`policy/evaluation/tutorbench.py`).
 Models run on `--device` (auto: the GPU when there is one) in `--dtype` (auto: bf16 on a GPU, float32 on cpu);
 `--sampler vllm` samples every response through vLLM's offline engine instead of transformers' generate.
 Writes report.md, report.json, responses.jsonl and plots to `<run>/eval` (or --out).
@@ -33,14 +33,14 @@ from core.models import (DEVICE_HELP, DTYPE_HELP, Device, Dtype, check_model_exi
 from core.rubric import load_rubric
 from core.schema import write_json, write_jsonl
 from core.sources import load_mrbench_problems
-from policy.independent import (Scorer, compare_scores, hacking_gaps, judge_scorers, judge_standing,
+from policy.evaluation.independent import (Scorer, compare_scores, hacking_gaps, judge_scorers, judge_standing,
                                 load_agreement, load_rm_scorers, per_prompt, prompt_scores, rm_scorer)
 from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
-from policy.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
-from policy.rewards import leaked_answers
+from policy.evaluation.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
+from policy.train.rewards import leaked_answers
 from policy.rollout import Rollout, completion_logprobs, reference_perplexity
-from policy.stats import distinct_n, mean_interval, paired_difference, win_rate
-from policy.tutorbench import (TutorBenchOptions, gsm8k_accuracy, load_task, model_sampler, teacher_win_rates,
+from policy.evaluation.stats import distinct_n, mean_interval, paired_difference, win_rate
+from policy.evaluation.tutorbench import (TutorBenchOptions, gsm8k_accuracy, load_task, model_sampler, teacher_win_rates,
                                write_teacher_turns)
 
 
@@ -313,7 +313,7 @@ def run_tutorbench(cfg: EvalConfig, models: dict, tokenizer, scorers, excluded: 
 
 
 def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
-    from policy.grpo import load_reward_model
+    from policy.train.grpo import load_reward_model
 
     s = run_settings(cfg)
     for name in (s["base"], s["tuned"]):  # a bad --tuned stops before the base policy is sampled

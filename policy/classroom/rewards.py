@@ -1,4 +1,4 @@
-"""The classroom's rewards, each its own function in policy/rewards.py's registry, so `reward_weights` combine
+"""The classroom's rewards, each its own function in policy/train/rewards.py's registry, so `reward_weights` combine
 them with the HPC-RM heads and TRL logs each one (`rewards/<name>/mean`). They read the `dialogue` column that
 `Classroom.rollout_func` returns (turns, the student's final solutions, the reference answer).
 
@@ -24,7 +24,7 @@ from pydantic import Field
 
 from core.config import Config
 from policy.prompts import parse_number
-from policy.rewards import ExtraReward, HeadReward, register
+from policy.train.rewards import ExtraReward, HeadReward, register
 
 CLASSROOM_REWARDS = ("solve_rate", "judges", "clean_end", "turn_truncated", "think_format")
 BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
