@@ -107,14 +107,16 @@ class HPCRewardModel(PreTrainedModel):
         spec = self.spec
         if spec.decoder and spec.pooling != "last":
             raise ValueError(f"decoder backbone {spec.backbone}: pooling must be 'last', not {spec.pooling!r}")
+        pretrained = backbone is not None
         if backbone is None:
             backbone = _backbone_from_config(config)
-        else:
-            # pretrained weights: post_init below must not re-initialise them
-            for module in backbone.modules():
-                module._is_hf_initialized = True
         if spec.lora.r > 0 and not _is_peft(backbone):
             backbone = _add_lora(backbone, spec.lora)
+        if pretrained:
+            # Pretrained weights, and the LoRA matrices peft just initialised (lora_B zero, so the adapted backbone
+            # starts equal to the pretrained one): post_init below must re-initialise none of them.
+            for module in backbone.modules():
+                module._is_hf_initialized = True
         self.backbone = backbone
         inner_config = self._inner_backbone().config
         if config.backbone_config is None:
