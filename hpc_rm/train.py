@@ -32,6 +32,7 @@ from core.config import Config, add_arguments, build_config, dump_config
 from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
 from core.schema import LabeledItem, write_json
+from core.trainer_args import checkpointing_args
 from hpc_rm.averaging import EpochWeightAverage
 from hpc_rm.data import (MISSING, GroupedShuffleSampler, PairDataset, class_weights, group_ids, label_matrix,
                          level_logit_shift, make_collator, read_labels)
@@ -205,8 +206,8 @@ def _training_args(cfg: TrainConfig, checkpoint_dir: Path, pooled: bool) -> Trai
         report_to=cfg.report_to or [], disable_tqdm=not cfg.progress, use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="random" if pooled else "group_by_length", remove_unused_columns=False, label_names=["labels"],
         ddp_find_unused_parameters=True, deepspeed=cfg.deepspeed, bf16=cfg.dtype == "bfloat16",
-        dataloader_num_workers=0, activation_checkpointing=cfg.gradient_checkpointing and not pooled,
-        activation_checkpointing_kwargs={"use_reentrant": False},
+        dataloader_num_workers=0,
+        **checkpointing_args(cfg.gradient_checkpointing and not pooled, {"use_reentrant": False}),
     )
 
 

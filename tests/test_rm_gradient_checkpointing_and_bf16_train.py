@@ -8,6 +8,7 @@ import torch
 
 from core.config import add_arguments, build_config
 from core.rubric import load_rubric
+from core.trainer_args import is_checkpointing
 from hpc_rm.data import make_collator
 from hpc_rm.train import TrainConfig, _train, build_model
 from tests.test_rm_train_score_resume import synthetic_items
@@ -26,7 +27,7 @@ def test_checkpointed_bf16_lora_training_runs_and_recomputes(tiny_causal_lm, tmp
     rm, trainer = _train(cfg, items, rubric, tmp_path / "ckpt")
 
     assert trainer.args.bf16 and trainer.state.global_step == 2
-    assert rm.is_activation_checkpointing
+    assert is_checkpointing(rm)
     assert {p.dtype for n, p in rm.backbone.named_parameters() if "lora_" not in n} == {torch.bfloat16}
     assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
     moved = max(float((rm.heads.state_dict()[k].float() - v.float()).abs().max()) for k, v in initial.items())
@@ -56,5 +57,5 @@ def test_checkpointed_bf16_lora_training_runs_and_recomputes(tiny_causal_lm, tmp
         return len(calls)
 
     assert step() == 2
-    rm.activation_checkpointing_disable()
+    rm.gradient_checkpointing_disable()  # the name every supported transformers has
     assert step() == 1

@@ -28,6 +28,7 @@ from core.config import ConfigError, dump_config, run_cli
 from core.models import load_tokenizer, resolve_model
 from core.sampling import inverse_cdf_sampling
 from core.schema import write_json, write_jsonl, write_text
+from core.trainer_args import checkpointing_args
 from policy.train.config import GRPORunConfig, check_run_inputs
 from policy.prompts import load_prompt_rows
 from policy.train.rewards import HeadReward, RewardSetup, build_reward_functions, validate_extra_params
@@ -164,7 +165,7 @@ def trl_args(cfg: GRPORunConfig, reward_weights: list[float] | None) -> GRPOConf
         per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
         num_generations=cfg.num_generations, steps_per_generation=cfg.steps_per_generation,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        activation_checkpointing=cfg.gradient_checkpointing, bf16=cfg.bf16, seed=cfg.seed,
+        **checkpointing_args(cfg.gradient_checkpointing), bf16=cfg.bf16, seed=cfg.seed,
         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p,
         cache_implementation=cfg.cache_implementation, deepspeed=cfg.deepspeed,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
