@@ -11,7 +11,6 @@ output, never a made-up number, and every figure carries the n it was computed o
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -25,10 +24,11 @@ from pydantic import Field
 from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
+from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric, majority
-from core.schema import DataError, LabeledItem, read_jsonl
+from core.schema import DataError, LabeledItem, read_labels_jsonl
 
 HUMAN_PREFIX = "human:"
 LLM_PREFIX = "llm:"
@@ -255,7 +255,7 @@ def load_labels(paths: list[Path], rubric: Rubric) -> list[LabeledItem]:
     """Read every file; a label that does not fit the rubric is an error naming the file and line."""
     items = []
     for path in paths:
-        file_items = read_jsonl(path, LabeledItem, check=rubric.check_item)  # a bad score names its line
+        file_items = read_labels_jsonl(path, check=rubric.check_item)  # a bad score or a clashing id names its lines
         try:
             score_table(file_items, rubric)  # an item labeled twice by one annotator
         except DataError as err:
@@ -265,7 +265,7 @@ def load_labels(paths: list[Path], rubric: Rubric) -> list[LabeledItem]:
 
 
 def parse_config(argv: list[str] | None) -> AgreementConfig:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m annotation agreement", description=__doc__.split("\n")[0], conflict_handler="resolve"
     )
     add_arguments(parser, AgreementConfig)

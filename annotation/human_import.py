@@ -11,8 +11,8 @@ the row number as a spreadsheet shows it, header = row 1) and the field.
 """
 from __future__ import annotations
 
-import argparse
 import csv
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -22,11 +22,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from core.cli import ArgumentParser
 from core.config import Config, ConfigError, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from annotation.labelstudio import iter_export_annotations
 from core.rubric import Rubric, load_rubric
-from core.schema import DataError, LabeledItem, parse_json_lines, read_jsonl, write_jsonl
+from core.schema import DataError, LabeledItem, parse_json_lines, read_jsonl, read_text, write_jsonl
 from core.sources import load_mrbench
 
 ITEM_FIELDS = ("id", "context", "response", "annotator")
@@ -163,22 +164,18 @@ class LabelCollector:
 
 def iter_rows(path: Path, fmt: str) -> Iterator[tuple[str, dict]]:
     """(where, row) for each CSV row or JSONL line."""
-    try:
-        handle = path.open(newline="" if fmt == "csv" else None, encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    with handle:
-        if fmt == "csv":
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames:
-                raise DataError(f"{path}:1: no header row")
-            for row_number, row in enumerate(reader, start=2):
-                yield f"{path}:{row_number}", row
-            return
-        for lineno, row in parse_json_lines(path, handle):
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield f"{path}:{lineno}", row
+    text = read_text(path)  # UTF-8 (a spreadsheet's BOM is dropped); other bytes name their line
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames:
+            raise DataError(f"{path}:1: no header row")
+        for row_number, row in enumerate(reader, start=2):
+            yield f"{path}:{row_number}", row
+        return
+    for lineno, row in parse_json_lines(path, text.split("\n")):
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        yield f"{path}:{lineno}", row
 
 
 def lookup(row: dict, column: str):
@@ -303,7 +300,7 @@ def import_labels(config: ImportConfig, rubric: Rubric) -> tuple[list[LabeledIte
 
 
 def parse_config(argv: list[str] | None) -> ImportConfig:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m annotation import", description=__doc__.split("\n")[0], conflict_handler="resolve"
     )
     add_arguments(parser, ImportConfig)

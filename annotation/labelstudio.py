@@ -9,7 +9,6 @@ export that Label Studio produces after people labeled them (`python -m annotati
 """
 from __future__ import annotations
 
-import argparse
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -17,10 +16,11 @@ from pathlib import Path
 
 from pydantic import Field
 
+from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
-from core.schema import DataError, LabeledItem, iter_jsonl, write_json, write_text
+from core.schema import DataError, LabeledItem, iter_jsonl, read_text, write_json, write_text
 
 TASKS_FILE = "tasks.json"
 CONFIG_FILE = "labeling_config.xml"
@@ -89,9 +89,7 @@ def iter_export_annotations(path: Path) -> Iterator[tuple[str, dict, str, dict[s
     Label Studio JSON export. `where` names the file, task and annotation for error messages."""
     path = Path(path)
     try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        tasks = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
     if not isinstance(tasks, list):
@@ -120,7 +118,7 @@ def iter_export_annotations(path: Path) -> Iterator[tuple[str, dict, str, dict[s
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m annotation export-labelstudio", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m annotation export-labelstudio", description=__doc__.split("\n")[0])
     add_arguments(parser, ExportConfig)
     config = build_config(ExportConfig, parser.parse_args(argv))
     rubric = load_rubric(config.rubric)

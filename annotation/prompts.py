@@ -11,7 +11,6 @@ of the held-out GSM8K files never go to rm or rl. Each split then draws its size
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import random
 from collections import Counter, defaultdict
@@ -20,6 +19,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from core.cli import ArgumentParser
 from core.config import Config, ConfigError, add_arguments, build_config, load_config
 from core.errors import exits_on_bad_input
 from core.schema import PromptItem, StudentProfile, Turn, write_json, write_jsonl, write_text
@@ -301,7 +301,7 @@ def write_prompt_sets(drawn: dict[str, list[PromptItem]], summary: dict, out: Pa
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m annotation data", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m annotation data", description=__doc__.split("\n")[0])
     add_arguments(parser, DataConfig)
     config = build_config(DataConfig, parser.parse_args(argv))
     if config.out is None:

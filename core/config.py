@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import typing
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core.cli import ArgumentParser
 from core.errors import BadInput, exits_on_bad_input, note_config
+from core.schema import read_text
 
 
 def is_url(value: object) -> bool:
@@ -82,12 +85,36 @@ def _set_dotted(tree: dict, key: str, value: Any) -> None:
     tree[parts[-1]] = value
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key, first: int, again: int):
+        super().__init__(f"key {key!r} appears twice (lines {first} and {again}); keep one")
+        self.line = again
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key written twice in one mapping is an error: PyYAML keeps the last
+    value without a word. A merge (`<<: *base`) may still override the keys it brings in."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                if isinstance(key, Hashable) and key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen.setdefault(key, line)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path: Path) -> dict:
+    """A YAML config file as a dict: UTF-8 (a BOM is allowed), a mapping at the top, no key written twice."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        data = yaml.load(read_text(path, ConfigError), Loader=_StrictLoader) or {}
+    except _DuplicateKey as err:
+        raise ConfigError(f"{path}:{err.line}: invalid YAML: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(_yaml_problem(path, err)) from None
     if not isinstance(data, dict):
@@ -169,8 +196,7 @@ def run_cli(cls: type[C], argv: list[str] | None, prog: str, description: str | 
     """A stage command's `main`: flags over the YAML config, validate, `run(cfg)`; bad input (core.errors.BadInput:
     config, data, model name) ends in one `error: ...` line naming the file and field instead of a traceback.
     Returns (cfg, run's result)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, cls)
     with exits_on_bad_input():
         cfg = build_config(cls, parser.parse_args(argv))

@@ -59,8 +59,13 @@ def exits_on_bad_input():
     try:
         yield
     except BadInput as err:
-        line = error_line(err)
-        print(line, file=sys.stderr, flush=True)
-        exit_ = SystemExit(line)
-        exit_.code = EXIT_CODE  # an int code: the interpreter exits with it and prints nothing more
-        raise exit_ from None
+        raise bad_input_exit(err) from None
+
+
+def bad_input_exit(err: BadInput) -> SystemExit:
+    """Print the error line on stderr; returns the SystemExit (status 2) to raise, carrying the line."""
+    line = error_line(err)
+    print(line, file=sys.stderr, flush=True)
+    exit_ = SystemExit(line)
+    exit_.code = EXIT_CODE  # an int code: the interpreter exits with it and prints nothing more
+    return exit_

@@ -354,9 +354,9 @@ def load_causal_lm(name: str, dtype: str = "float32", device: str | None = None,
 def main(argv: list[str] | None = None) -> None:
     """`python -m core.models prepare [NAME ...]` converts/locates registry models once (default: the ones the
     default runs use, as `make setup` does; `make models` prepares the rest); `list` shows every name."""
-    import argparse
+    from core.cli import ArgumentParser
 
-    parser = argparse.ArgumentParser(prog="python -m core.models", description=main.__doc__)
+    parser = ArgumentParser(prog="python -m core.models", description=main.__doc__)
     parser.add_argument("action", choices=["prepare", "list"])
     parser.add_argument("names", nargs="*", help=f"registry names (default: {', '.join(DEFAULT_MODELS)})")
     args = parser.parse_args(argv)

@@ -1,18 +1,21 @@
 """The files every stage reads and writes: prompt sets and the labeled-item interchange format (JSONL).
 
 Data flows one way: prompts (`PromptItem`) -> responses and labels (`LabeledItem`) -> reward model -> policy.
-Readers validate every line and fail with `file:line: field ...`; writers write a temporary file and rename
-it, so an output is never half written.
+Readers validate every line and fail with `file:line: field ...`; files are UTF-8 (a BOM is dropped, other bytes
+name their line and offset), and a JSON array where JSONL is expected says how to convert it. Writers write a
+temporary file and rename it, so an output is never half written.
 """
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import BinaryIO, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -147,13 +150,55 @@ def read_jsonl(path: Path | str, model: type[M], check: Callable[[M], None] | No
     return list(iter_jsonl(path, model, check, allow_empty))
 
 
+def decode_utf8(path: Path, data: bytes, first_line: int = 1, offset: int = 0,
+                error: type[BadInput] = DataError) -> str:
+    """`data` (the file's bytes from `offset`, starting on line `first_line`) as text; a UTF-8 BOM at the start of
+    the file (Windows tools and spreadsheets write one) is dropped. Bytes that are not UTF-8 (a Latin-1 or
+    Windows-1252 export) raise `error` naming the file, the line and the byte offset in the file."""
+    try:
+        return data.decode("utf-8-sig" if offset == 0 else "utf-8")
+    except UnicodeDecodeError as err:
+        start = err.start + (3 if offset == 0 and data.startswith(codecs.BOM_UTF8) else 0)
+        line = first_line + data.count(b"\n", 0, start)
+        raise error(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[start]:02x} at byte offset {offset + start}); save the file "
+            "as UTF-8") from None
+
+
+def read_text(path: Path | str, error: type[BadInput] = DataError) -> str:
+    """A whole text file as UTF-8 (see `decode_utf8`); a missing file raises `error` naming it."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    return decode_utf8(path, data, error=error)
+
+
+def text_lines(path: Path, handle: BinaryIO) -> Iterator[str]:
+    """The lines of a file opened in binary mode, decoded one by one (`decode_utf8`), so a large file streams."""
+    offset = 0
+    for lineno, raw in enumerate(handle, 1):
+        yield decode_utf8(path, raw, lineno, offset)
+        offset += len(raw)
+
+
+def jsonl_hint(path: Path) -> str:
+    """What to say about a JSON array where JSONL is expected: the command that converts it."""
+    out = path.with_suffix(".jsonl") if path.suffix != ".jsonl" else path.with_name(path.stem + ".lines.jsonl")
+    return f"this command reads JSONL, one object per line (convert it: jq -c '.[]' {path} > {out})"
+
+
 def parse_json_lines(path: Path, lines: Iterable[str], allow_empty: bool = False) -> Iterator[tuple[int, object]]:
     """(line number, parsed value) for each non-blank line; bad JSON raises DataError naming file and line, and so
-    does a file without any line (an input that is empty is a mistake unless the caller allows it)."""
+    do a file without any line (an input that is empty is a mistake unless the caller allows it) and a JSON
+    array (a `.json` export where JSONL is expected), which says how to convert it."""
     empty = True
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        if empty and line.lstrip().startswith("["):
+            raise DataError(f"{path}: a JSON array; {jsonl_hint(path)}")
         empty = False
         try:
             yield lineno, json.loads(line)
@@ -163,17 +208,18 @@ def parse_json_lines(path: Path, lines: Iterable[str], allow_empty: bool = False
         raise DataError(f"{path}: empty file (no JSON lines)")
 
 
-def iter_jsonl(path: Path | str, model: type[M], check: Callable[[M], None] | None = None,
-               allow_empty: bool = False) -> Iterator[M]:
-    """Validate each line; the first bad one raises DataError naming file, line and field. `check(record)` may
-    raise ValueError('<field>: <problem>') for what the model cannot know (e.g. scores against a rubric)."""
+def iter_jsonl_lines(path: Path | str, model: type[M], check: Callable[[M], None] | None = None,
+                     allow_empty: bool = False) -> Iterator[tuple[int, M]]:
+    """(line number, record) for each line, validated; the first bad one raises DataError naming file, line and
+    field. `check(record)` may raise ValueError('<field>: <problem>') for what the model cannot know (e.g. scores
+    against a rubric). The file must be UTF-8 (a BOM is allowed)."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     with handle:
-        for lineno, record in parse_json_lines(path, handle, allow_empty):
+        for lineno, record in parse_json_lines(path, text_lines(path, handle), allow_empty):
             try:
                 item = model.model_validate(record)
                 if check is not None:
@@ -187,7 +233,37 @@ def iter_jsonl(path: Path | str, model: type[M], check: Callable[[M], None] | No
                 if isinstance(err, DataError):
                     raise
                 raise DataError(f"{path}:{lineno}: field {err}") from None
-            yield item
+            yield lineno, item
+
+
+def iter_jsonl(path: Path | str, model: type[M], check: Callable[[M], None] | None = None,
+               allow_empty: bool = False) -> Iterator[M]:
+    """The records of `iter_jsonl_lines`, without their line numbers."""
+    for _, item in iter_jsonl_lines(path, model, check, allow_empty):
+        yield item
+
+
+def read_labels_jsonl(path: Path | str, check: Callable[[LabeledItem], None] | None = None) -> list[LabeledItem]:
+    """Labeled items, one per (id, annotator). An id names one (context, response): the same id with another
+    context or response, or the same (id, annotator) with other scores, is an error naming both lines; a line that
+    repeats an earlier one is a warning on stderr and is read once."""
+    items, by_id, by_label = [], {}, {}
+    for lineno, item in iter_jsonl_lines(path, LabeledItem, check):
+        id_line, id_item = by_id.setdefault(item.id, (lineno, item))
+        for name in ("context", "response"):
+            if getattr(item, name) != getattr(id_item, name):
+                raise DataError(f"{path}:{lineno}: field {name}: item {item.id!r} has another {name} than on line "
+                                f"{id_line}; an id must name one (context, response)")
+        label_line, label_item = by_label.setdefault((item.id, item.annotator), (lineno, item))
+        if label_line != lineno:
+            if item.scores != label_item.scores:
+                raise DataError(f"{path}:{lineno}: field scores: {item.annotator} labeled item {item.id!r} "
+                                f"{item.scores} here but {label_item.scores} on line {label_line}")
+            print(f"warning: {path}:{lineno}: repeats line {label_line} (item {item.id!r}, annotator "
+                  f"{item.annotator}); read once", file=sys.stderr)
+            continue
+        items.append(item)
+    return items
 
 
 @contextmanager

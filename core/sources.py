@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.rubric import Rubric, load_rubric
 from core.schema import (
-    DataError, LabeledItem, PromptItem, StudentProfile, Turn, parse_json_lines, render_context,
+    DataError, LabeledItem, PromptItem, StudentProfile, Turn, jsonl_hint, parse_json_lines, read_text,
+    render_context,
 )
 
 
@@ -35,14 +36,11 @@ def problem_id(text: str) -> str:
 def _iter_json_records(path: Path) -> Iterator[tuple[str, dict]]:
     """(`file:line`, record) for a JSONL file or a JSON list; the line is where the record starts."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+    text = read_text(path)
     if text.lstrip().startswith("["):
         yield from _iter_json_list(path, text)
         return
-    for lineno, record in parse_json_lines(path, text.splitlines()):
+    for lineno, record in parse_json_lines(path, text.split("\n")):
         yield f"{path}:{lineno}", record
 
 
@@ -304,6 +302,8 @@ def mrbench_problem(history: str) -> str | None:
 def _mrbench_items(path: Path | str, rubric: Rubric | None) -> list[LabeledItem]:
     items = []
     for where, record in _iter_json_records(Path(path)):
+        if isinstance(record, dict) and "conversation_id" not in record and {"context", "response"} <= set(record):
+            raise DataError(_not_mrbench(Path(path), where))
         with _record_errors(where):
             raw = _RawMRB.model_validate(record)
             conv = raw.conversation_id
@@ -324,6 +324,15 @@ def _mrbench_items(path: Path | str, rubric: Rubric | None) -> list[LabeledItem]
                     scores=scores, annotator="human:mrbench" if rubric is not None else None, meta=meta,
                 ))
     return items
+
+
+def _not_mrbench(path: Path, where: str) -> str:
+    """An interchange record (a JSONL line) in a `.json` file, which readers of labels take for the MRBench release."""
+    if read_text(path).lstrip().startswith("["):
+        return (f"{where}: a JSON array of interchange records (context, response), not the MRBench release that a "
+                f".json file is read as; {jsonl_hint(path)}")
+    return (f"{where}: an interchange record (context, response), not an MRBench conversation (a .json file is read "
+            f"as the MRBench release); name the file {path.with_suffix('.jsonl')}")
 
 
 def _mrbench_scores(annotation: dict, rubric: Rubric, who: str) -> dict[str, int]:

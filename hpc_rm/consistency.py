@@ -8,13 +8,13 @@ response is shown with another student's profile). Mean and spread over seeds; M
 """
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field
 
+from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.models import check_model_exists
@@ -125,7 +125,7 @@ def run_seed(cfg: ConsistencyConfig, seed: int, human: list[LabeledItem], llm: l
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hpc_rm consistency", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m hpc_rm consistency", description=__doc__.split("\n\n")[0])
     add_arguments(parser, ConsistencyConfig)
     parser.add_argument("--rubric", default=None, help="rubric name or YAML path (same as --train.rubric)")
     args = parser.parse_args(argv)

@@ -7,7 +7,6 @@ probe pairs (and the items of `--items`, e.g. MRBench's) like the old model with
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from pydantic import Field, ValidationError
 
+from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import ModelNotFoundError, exits_on_bad_input
 from core.models import resolve_model
@@ -120,7 +120,7 @@ def convert(old: Path, new: Path, check: bool = True, items: list[LabeledItem] |
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hpc_rm convert", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m hpc_rm convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("old", type=Path, help="reward model folder in the old layout (rm_config.json)")
     add_arguments(parser, ConvertConfig)
     args = parser.parse_args(argv)

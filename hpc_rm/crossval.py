@@ -9,7 +9,6 @@ dialogues, test on its Bridge ones, and the reverse), to see whether what the RM
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import time
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.models import check_model_exists
@@ -252,7 +252,7 @@ def plot_cv(results: dict, rubric: Rubric, path: Path, bar: float | None = None)
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hpc_rm.crossval", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m hpc_rm.crossval", description=__doc__.split("\n\n")[0])
     add_arguments(parser, CrossValConfig)
     cfg = build_config(CrossValConfig, parser.parse_args(argv))
     if cfg.labels is None or cfg.out is None:

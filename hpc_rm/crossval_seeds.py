@@ -11,13 +11,13 @@ a context (`hpc_rm.metrics.within_group_pair_accuracy`, mean over dimensions).
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from core.cli import ArgumentParser
 from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
 from core.schema import DataError, iter_jsonl, save_figure, write_json, write_text
@@ -210,7 +210,7 @@ def plot_seeds(summary: dict, path: Path) -> Path:
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hpc_rm.crossval_seeds", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m hpc_rm.crossval_seeds", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", required=True, type=Path,
                         help="output folders of python -m hpc_rm.crossval that differ only in --train.seed")
     parser.add_argument("--out", required=True, type=Path, help="folder for seeds.md, seeds.json and seeds.png")

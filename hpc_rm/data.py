@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from core.rubric import Rubric
-from core.schema import DataError, LabeledItem, read_jsonl
+from core.schema import DataError, LabeledItem, read_labels_jsonl
 
 MISSING = -1  # label value of a dimension an annotator did not rate; the loss masks it out
 
@@ -19,7 +19,7 @@ def read_labels(path: Path | str, rubric: Rubric, annotator_prefix: str | None =
 
         source = load_mrbench(path, rubric)
     else:
-        source = read_jsonl(path, LabeledItem, check=rubric.check_item)  # a bad score names its line
+        source = read_labels_jsonl(path, check=rubric.check_item)  # a bad score or a clashing id names its lines
     items = []
     for item in source:
         if annotator_prefix and not (item.annotator or "").startswith(annotator_prefix):

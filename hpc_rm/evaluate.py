@@ -2,11 +2,11 @@
 Spearman, accuracy, MAE and a calibration plot, as JSON + Markdown + PNG."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from pydantic import Field
 
+from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.schema import LabeledItem, write_json, write_text
@@ -53,7 +53,7 @@ def evaluate_model(rm: HPCRewardModel, items: list[LabeledItem], out_dir: Path |
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hpc_rm eval", description=__doc__)
+    parser = ArgumentParser(prog="python -m hpc_rm eval", description=__doc__)
     add_arguments(parser, EvalConfig)
     cfg = build_config(EvalConfig, parser.parse_args(argv))
     if cfg.model is None or cfg.labels is None:

@@ -4,12 +4,12 @@ rare-level shift set in training, which scored higher macro-F1 than rounding `pr
 line of an interchange file (length-sorted batches, input order kept)."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 from pydantic import Field
 
+from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.models import DEVICE_HELP, Device
@@ -58,7 +58,7 @@ def score_items(rm: HPCRewardModel, items: list[LabeledItem], batch_size: int = 
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hpc_rm score", description=__doc__)
+    parser = ArgumentParser(prog="python -m hpc_rm score", description=__doc__)
     add_arguments(parser, ScoreConfig)
     cfg = build_config(ScoreConfig, parser.parse_args(argv))
     if cfg.model is None or cfg.input is None or cfg.out is None:

@@ -15,7 +15,6 @@ sharded in-memory model, which only all ranks together could run).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from pydantic import Field, model_validator
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config, dump_config
 from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
@@ -327,7 +327,7 @@ def _leave_deepspeed() -> None:
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hpc_rm train", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m hpc_rm train", description=__doc__.split("\n")[0])
     add_arguments(parser, TrainConfig)
     cfg = build_config(TrainConfig, parser.parse_args(argv))
     if cfg.labels is None or cfg.out is None:

@@ -17,6 +17,7 @@ import shlex
 import sys
 import time
 
+from core.cli import ArgumentParser
 from core.config import ConfigError, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.models import set_offline
@@ -27,8 +28,8 @@ from pipeline.stages import DEMO_STAGES, STAGE_ORDER, PipelineConfig, plan_stage
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m pipeline", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["run", "plan"])
     parser.add_argument("--only", nargs="+", default=None, metavar="STAGE",
                         help="run these stages and what they need; plan: just these "

@@ -1,7 +1,9 @@
 """Every command meets bad input with one clear line (issue #23): exit status 2, exactly one `error: ...` line on
 stderr naming the file, the line and the field (or the config key / flag), no traceback, and nothing written.
 
-One table: a row per command, a column per bad input (CASES). Each cell runs in-process through the command's
+One table: a row per command, a column per bad input (CASES; issue #32 added a file that is not UTF-8, a JSON
+array where JSONL is expected, an item labeled twice by one annotator with two responses, a YAML key written twice
+and an unknown flag). Each cell runs in-process through the command's
 real entry point (the package's dispatch, or `main` of a module run with `python -m`), so torch is imported once;
 test_cli_bad_input_outside_the_table.py runs two as real processes. A case that cannot apply to a
 command is listed in the row's `na` with the reason, so the table documents coverage. Adding a command is one
@@ -11,17 +13,19 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-CASES = ("missing_file", "empty_file", "bad_json_line", "score_out_of_range", "unknown_dimension", "missing_field",
-         "bad_yaml", "unknown_config_key", "wrong_flag_type", "unknown_model")
-FILE_CASES = CASES[:6]
-SCORE_CASES = ("score_out_of_range", "unknown_dimension")
-CONFIG_CASES = ("bad_yaml", "unknown_config_key")
+FILE_CASES = ("missing_file", "empty_file", "bad_json_line", "score_out_of_range", "unknown_dimension",
+              "missing_field", "not_utf8", "json_array", "duplicate_label")
+SCORE_CASES = ("score_out_of_range", "unknown_dimension", "duplicate_label")
+CONFIG_CASES = ("bad_yaml", "unknown_config_key", "duplicate_yaml_key")
+CASES = (*FILE_CASES, *CONFIG_CASES, "wrong_flag_type", "unknown_model", "unknown_flag")
 MODEL = "no-such-model"
+E_ACUTE_LATIN1 = "\u00e9".encode("latin-1")  # how a spreadsheet's Latin-1 export writes the e of café
 
 # Data files by kind: three valid rows, and the field line 2 lacks in the missing_field case.
 HPC = {"Helpfulness": 1, "Personalization": 2, "Creativity": 0}
@@ -65,7 +69,8 @@ GRPO_FLAGS = "--beta 0.04 --loss-type grpo --policy smollm2-135m-instruct"
 TABLE = [
     Command("annotation data", "--gsm8k-paths [{data}] --heldout-gsm8k-paths [] --out {out}", "gsm8k",
             "--seed many", None,
-            {**na(SCORE_CASES, "reads GSM8K problems, no rubric scores"), **NO_MODEL}),
+            {**na(SCORE_CASES, "reads GSM8K problems, no rubric scores"), **NO_MODEL,
+             "json_array": "GSM8K and MathDial ship as JSONL or as a JSON list; both are read"}),
     Command("annotation generate", "--prompts {data} --generators human:teacher --out {out}/result.jsonl",
             "prompts", "--batch-size many", "--generators local:{m}", NO_SCORES),
     Command("annotation label", "--items {data} --rubric hpc --judges local --out {out}", "items",
@@ -83,7 +88,8 @@ TABLE = [
     Command("annotation annotators", "list --db {data}", "sqlite", "--admin maybe", None,
             {"empty_file": "an empty file is an empty SQLite database", **na(SCORE_CASES, "reads no rubric scores"),
              "bad_json_line": "reads SQLite, not JSONL (a file that is not a database: its own test)",
-             "missing_field": "reads SQLite, not JSONL", **na(CONFIG_CASES, "takes no --config"), **NO_MODEL}),
+             **na(["missing_field", "not_utf8", "json_array"], "reads SQLite, not JSONL"),
+             **na(CONFIG_CASES, "takes no --config"), **NO_MODEL}),
     Command("hpc_rm train", "--labels {data} --rubric hpc --out {out}", "labels", "--batch-size many",
             "--backbone {m}"),
     Command("hpc_rm eval", "--model {rm} --labels {data} --out {out}", "labels", "--batch-size many",
@@ -114,25 +120,31 @@ TABLE = [
     Command("policy sweep", "--grpo-config configs/policy/tiny.yaml --reward-model {rm} --prompts {data} "
             "--eval.prompts {data} --out {out}", "prompts", "--max-steps many", "--reward-model {m}", NO_SCORES),
     Command("pipeline run", "--config {data} --run-dir {out} --dry-run", "yaml", "--seed many", None,
-            {"empty_file": "an empty config means all defaults", "bad_json_line": "reads no JSONL",
+            {"empty_file": "an empty config means all defaults",
+             **na(["bad_json_line", "json_array"], "reads YAML, not JSONL"),
              "missing_field": "every config key has a default", **NO_SCORES,
              "unknown_model": "passes model names to its stages, which check them"}),
 ]
 CELLS = [(cmd, case) for cmd in TABLE for case in CASES if case not in cmd.na]
 
 
-def _row(kind: str, k: int, case: str) -> str:
+def _row(kind: str, k: int, case: str) -> bytes:
     rows, missing = KINDS[kind]
     row = json.loads(json.dumps(rows[k]))
     if k == 1 and case == "bad_json_line":
-        return '{"id": "i1", "context": '
+        return b'{"id": "i1", "context": '
+    if k == 1 and case == "not_utf8":
+        key = next(key for key, value in row.items() if isinstance(value, str))
+        return json.dumps({**row, key: row[key] + " caf\u00e9"}, ensure_ascii=False).encode("latin-1")
+    if k == 2 and case == "duplicate_label":  # line 3: line 2's id and annotator, another response
+        return json.dumps({**rows[1], "response": "another response"}).encode()
     if k == 1 and case == "score_out_of_range":
         row["scores"] = {**row["scores"], "Helpfulness": 5}
     if k == 1 and case == "unknown_dimension":
         row["scores"] = {**row["scores"], "Bogus": 1}
     if k == 1 and case == "missing_field":
         row.pop(missing)
-    return json.dumps(row)
+    return json.dumps(row).encode()
 
 
 def write_data(kind: str, case: str, folder: Path) -> Path:
@@ -150,9 +162,12 @@ def write_data(kind: str, case: str, folder: Path) -> Path:
 
         LabelStore(path)
     elif kind == "yaml":
-        path.write_text("" if case == "empty_file" else "name: bad-input-test\n")
+        texts = {"empty_file": b"", "not_utf8": b"seed: 1\nname: caf" + E_ACUTE_LATIN1 + b"\n"}
+        path.write_bytes(texts.get(case, b"name: bad-input-test\n"))
+    elif case == "json_array":
+        path.write_text(json.dumps(KINDS[kind][0], indent=2))
     else:
-        path.write_text("" if case == "empty_file" else "".join(_row(kind, k, case) + "\n" for k in range(3)))
+        path.write_bytes(b"" if case == "empty_file" else b"".join(_row(kind, k, case) + b"\n" for k in range(3)))
     return path
 
 
@@ -168,7 +183,17 @@ def expected(cmd: Command, case: str, data: Path | None, tmp: Path) -> list[str]
         "unknown_config_key": [f"{tmp / 'cfg.yaml'}: invalid config: field no_such_key"],
         "wrong_flag_type": [f"flag {(cmd.bad_flag or '-').split()[0]}: "],
         "unknown_model": [MODEL, f"flag {model_flag}"],
+        "not_utf8": [f"{data}:2: not UTF-8 text (byte 0xe9 at byte offset {_offset(data, E_ACUTE_LATIN1)})"],
+        "json_array": [f"{data}: a JSON array; this command reads JSONL, one object per line", "jq -c '.[]'"],
+        "duplicate_label": [f"{data}:3: field response: item",
+                            re.compile(r"another response than (on line |at \S+:)2\b")],
+        "duplicate_yaml_key": [f"{tmp / 'dup.yaml'}:2: invalid YAML: key 'seed' appears twice (lines 1 and 2)"],
+        "unknown_flag": [": unrecognized arguments: --no-such-flag 1"],
     }[case]
+
+
+def _offset(path: Path | None, byte: bytes) -> int | None:
+    return path.read_bytes().find(byte) if path is not None and path.is_file() else None
 
 
 def registered(name: str) -> bool:
@@ -232,6 +257,11 @@ def run_cell(cmd: Command, case: str, tmp: Path, rm: Path, capsys, monkeypatch) 
     elif case == "unknown_config_key":
         (tmp / "cfg.yaml").write_text("no_such_key: 1\n")
         argv += ["--config", str(tmp / "cfg.yaml")]
+    elif case == "duplicate_yaml_key":
+        (tmp / "dup.yaml").write_text("seed: 1\nseed: 2\n")
+        argv += ["--config", str(tmp / "dup.yaml")]
+    elif case == "unknown_flag":
+        argv += ["--no-such-flag", "1"]
     elif case == "wrong_flag_type":
         argv += cmd.bad_flag.split()
     elif case == "unknown_model":
@@ -252,7 +282,8 @@ def run_cell(cmd: Command, case: str, tmp: Path, rm: Path, capsys, monkeypatch) 
     assert code == 2, f"{cmd.name} / {case}: exit status {code!r}, stderr:\n{err}"
     assert len(lines) == 1 and "Traceback" not in err, f"{cmd.name} / {case}: stderr:\n{err}"
     for part in expected(cmd, case, data, tmp):
-        assert part in lines[0], f"{cmd.name} / {case}: {part!r} not in {lines[0]!r}"
+        found = part.search(lines[0]) if isinstance(part, re.Pattern) else part in lines[0]
+        assert found, f"{cmd.name} / {case}: {part!r} not in {lines[0]!r}"
     after = snapshot(tmp)
     assert after == before, f"{cmd.name} / {case}: files changed: {sorted(set(after) ^ set(before))}"
 

@@ -5,14 +5,14 @@ file, so stopping and restarting the server (even with a kill) loses no acknowle
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from pydantic import Field
 
+from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
-from core.schema import DataError, LabeledItem, iter_jsonl
+from core.schema import DataError, LabeledItem, iter_jsonl_lines
 
 
 class ServeConfig(Config):
@@ -32,7 +32,7 @@ class ServeConfig(Config):
 def read_tasks(path: Path) -> list[LabeledItem]:
     """Unlabeled items with unique ids; a problem raises DataError naming the file and line."""
     items, seen = [], {}
-    for line, item in enumerate(iter_jsonl(path, LabeledItem), 1):
+    for line, item in iter_jsonl_lines(path, LabeledItem):
         if item.scores:
             raise DataError(f"{path}:{line}: field scores: tasks must be unlabeled (found {item.scores})")
         if item.id in seen:
@@ -59,7 +59,7 @@ def prepare_store(config: ServeConfig):
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m annotation serve", description=__doc__)
+    parser = ArgumentParser(prog="python -m annotation serve", description=__doc__)
     add_arguments(parser, ServeConfig)
     config = build_config(ServeConfig, parser.parse_args(argv))
     store, rubric = prepare_store(config)  # bad tasks or a database for another rubric: StoreError, one line

@@ -7,11 +7,11 @@ interchange JSONL (the same file as the admin page's export link).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from pydantic import Field
 
+from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.schema import write_jsonl
@@ -60,7 +60,7 @@ def run(action: str, config: AnnotatorsConfig) -> None:
 
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m annotation annotators", description=__doc__)
+    parser = ArgumentParser(prog="python -m annotation annotators", description=__doc__)
     parser.add_argument("action", choices=ACTIONS)
     add_arguments(parser, AnnotatorsConfig, config_file=False)
     args = parser.parse_args(argv)
