@@ -32,7 +32,7 @@ from core.config import Config, add_arguments, build_config, dump_config
 from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
 from core.schema import LabeledItem, write_json
-from core.trainer_args import checkpointing_args
+from core.trainer_args import RequireOptimizerSteps, checkpointing_args
 from hpc_rm.averaging import EpochWeightAverage
 from hpc_rm.data import (MISSING, GroupedShuffleSampler, PairDataset, class_weights, group_ids, label_matrix,
                          level_logit_shift, make_collator, read_labels)
@@ -259,6 +259,8 @@ def _train(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubric, checkpoin
         model=rm, args=args, train_dataset=dataset,
         data_collator=make_collator(rm.tokenizer), level_weights=level_weights,
         head_learning_rate=cfg.head_learning_rate, rank_loss_weight=cfg.rank_loss_weight,
+        callbacks=[RequireOptimizerSteps(f"epochs {cfg.epochs}, {len(items)} items, batch_size {cfg.batch_size}, "
+                                         f"grad_accum {cfg.grad_accum}")],
     )
     last_checkpoint = get_last_checkpoint(str(checkpoint_dir)) if cfg.resume and checkpoint_dir.is_dir() else None
     averaging = None

@@ -28,7 +28,7 @@ from core.config import ConfigError, dump_config, run_cli
 from core.models import load_tokenizer, resolve_model
 from core.sampling import inverse_cdf_sampling
 from core.schema import write_json, write_jsonl, write_text
-from core.trainer_args import checkpointing_args
+from core.trainer_args import RequireOptimizerSteps, checkpointing_args
 from policy.train.config import GRPORunConfig, check_run_inputs
 from policy.prompts import load_prompt_rows
 from policy.train.rewards import HeadReward, RewardSetup, build_reward_functions, validate_extra_params
@@ -217,6 +217,7 @@ def build_trainer(cfg: GRPORunConfig, rm=None, *, tokenizer=None, rows: list[dic
         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, peft_config=lora_config(cfg),
         rollout_dtype=None if cfg.rollout_dtype == "float32" else getattr(torch, cfg.rollout_dtype),
         inverse_cdf=cfg.rollout_sampler == "inverse_cdf", rollout_func=rollout_func,
+        callbacks=[RequireOptimizerSteps(f"max_steps {cfg.max_steps}")],
     )
     return trainer, cache
 
