@@ -4,6 +4,9 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# gpu-smoke runs with .venv's python where there is one, else PYTHON (a GPU node's own environment)
+PYTHON ?= python3
+SMOKE_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 CONFIG ?= configs/tiny.yaml
 RUN ?=
 REDO ?=
@@ -65,8 +68,9 @@ classroom:
 bench:
 	$(PY) benchmarks/run_all.py --out benchmarks/results
 
-## gpu-smoke: tiny random Qwen2 policy + RM through RM training (bf16, LoRA, checkpointing), scoring, 2 GRPO steps and
-## eval on one GPU; prints each stage's time and peak GPU memory; fails on any error or over 8 minutes.
-## Refused without CUDA; DEVICE=cpu runs the same stages on the CPU.
+## gpu-smoke: tiny random Qwen2 policy + RM through RM training (bf16, LoRA, checkpointing), scoring, 2 GRPO steps, eval,
+## 2 classroom steps and, where deepspeed imports, one RM run under ZeRO-2 and one under ZeRO-3, on one GPU; a preflight
+## prints the versions and the GPU; writes each stage's time and peak GPU memory to gpu_smoke.json. Needs no .venv and
+## no model wheel (any python with the dependencies: PYTHON=...). Refused without CUDA; DEVICE=cpu runs it on the CPU.
 gpu-smoke:
-	$(PY) benchmarks/gpu_smoke.py $(if $(DEVICE),--device $(DEVICE))
+	$(SMOKE_PY) benchmarks/gpu_smoke.py $(if $(DEVICE),--device $(DEVICE))
