@@ -7,7 +7,9 @@ take what `checkpointing_args` returns, so one call site works on every supporte
 from __future__ import annotations
 
 import dataclasses
+import json
 from functools import cache
+from pathlib import Path
 
 
 @cache
@@ -31,3 +33,20 @@ def is_checkpointing(model) -> bool:
     """Whether activation checkpointing is on for a transformers model, under either version's name."""
     flag = getattr(model, "is_activation_checkpointing", None)
     return bool(getattr(model, "is_gradient_checkpointing", False) if flag is None else flag)
+
+
+def deepspeed_settings(deepspeed: dict | str | Path | None) -> dict:
+    """A `deepspeed` option as transformers takes it (an inline dict or a JSON file's path) read into a dict ({} for
+    None), so a check of its contents sees a file's settings too. A missing or broken file is a ValueError naming it
+    (config validators turn it into an error naming the field)."""
+    if deepspeed is None:
+        return {}
+    if isinstance(deepspeed, dict):
+        return deepspeed
+    path = Path(deepspeed)
+    try:
+        return json.loads(path.read_text())
+    except OSError as err:
+        raise ValueError(f"deepspeed config {path}: cannot read it ({err.strerror})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"deepspeed config {path}: not JSON (line {err.lineno}: {err.msg})") from None
