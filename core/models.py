@@ -312,17 +312,20 @@ def pick_device(device: str = "auto", field: str = "device") -> str:
     device = check_device(device)
     if device == "cpu":
         return "cpu"
-    available = torch.cuda.is_available()
+    available = torch.cuda.is_available()  # asks the driver; opens no CUDA context
+    # torch.cuda.current_device() would open a context (~0.5 GB on GPU 0) in a process that may never use the GPU,
+    # e.g. the sweep's parent while its runs train: read it only once CUDA is in use here anyway.
+    current = torch.cuda.current_device() if available and torch.cuda.is_initialized() else 0
     if device == "auto":
         if not available:
             return "cpu"
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', torch.cuda.current_device()))}"
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', current))}"
     if not available:
         raise ConfigError(f"field {field}: {device!r} needs CUDA, but torch.cuda.is_available() is False here "
                           f"(torch {torch.__version__}); use --{field.replace('_', '-')} cpu or auto")
     if device == "spread":
         return device
-    index = int(device.partition(":")[2] or torch.cuda.current_device())
+    index = int(device.partition(":")[2] or current)
     if index >= torch.cuda.device_count():
         raise ConfigError(f"field {field}: {device!r}, but this machine has {torch.cuda.device_count()} CUDA "
                           f"device(s)")

@@ -1,9 +1,9 @@
 """How a stage gets a reward model to score with: a folder loaded onto a device in a dtype, or the URL of a
 `python -m hpc_rm serve` server.
 
-- `load_scoring_rm(path_or_url, device, dtype)`: a folder is loaded with `HPCRewardModel.from_pretrained`, moved to
-  `device` (default: this process's accelerate device, i.e. the local rank's GPU under torchrun / accelerate) and
-  its backbone cast to `dtype` ("auto": bf16 on CUDA, fp32 elsewhere; pooling and heads stay fp32); an `http://` or
+- `load_scoring_rm(path_or_url, device, dtype)`: a folder is loaded with `HPCRewardModel.from_pretrained` straight
+  onto `device` (default: this process's accelerate device, i.e. the local rank's GPU under torchrun / accelerate)
+  with its backbone in `dtype` ("auto": bf16 on CUDA, fp32 elsewhere; pooling and heads stay fp32); an `http://` or
   `https://` URL gives a `RemoteRewardModel`.
 - `RemoteRewardModel(url)`: what the policy stage reads from a reward model, over HTTP: `score(contexts,
   responses)` (per-dimension arrays in input order), `dimensions`, `weights`, `rubric`, `reward(preds, weights)`
@@ -62,10 +62,9 @@ def load_scoring_rm(path: str, device: str | torch.device | None = None, dtype: 
     from core.reward_model import HPCRewardModel
 
     device, torch_dtype = rm_placement(dtype, rm_device(device))
-    rm = HPCRewardModel.from_pretrained(path).to(device)
-    if torch_dtype != torch.float32:
-        rm.cast_backbone(torch_dtype)
-    return rm.eval()
+    # Built and filled in the target dtype on the target device (heads stay fp32): an fp32 load then a cast would
+    # put twice the bf16 size on the GPU first (131 GB for a 32B RM on an 80 GB GPU).
+    return HPCRewardModel.from_pretrained(path, dtype=torch_dtype, device=device).eval()
 
 
 class RewardServerUnavailable(ModelNotFoundError):

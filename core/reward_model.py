@@ -93,6 +93,9 @@ class HPCRewardModel(PreTrainedModel):
     base_model_prefix = "backbone"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True  # delegated: the backbone's layers checkpoint themselves
+    # A bf16 load (`from_pretrained(dtype=torch.bfloat16)`, how scoring loads) builds and fills the backbone in bf16
+    # and keeps the small heads in fp32, as they were trained: no fp32 copy of the backbone is ever made.
+    _keep_in_fp32_modules_strict = ["heads"]
     # attention runs inside the backbone; these let a load ask for the backbone's implementations
     _supports_sdpa = True
     _supports_flash_attn = True
@@ -217,11 +220,13 @@ class HPCRewardModel(PreTrainedModel):
         adapter and heads."""
         path = check_rm_folder(pretrained_model_name_or_path)
         kwargs.setdefault("dtype", torch.float32)
+        if device is not None and torch.device(device).type != "cpu":
+            kwargs.setdefault("device_map", {"": str(device)})  # the weights load straight onto that GPU
         config = kwargs.pop("config", None)
         if not isinstance(config, HPCRewardConfig):
             config = read_rm_config(path)
         if (config.lora or {}).get("r", 0) > 0:
-            model = cls._from_lora_folder(path, config, kwargs["dtype"])
+            model = cls._from_lora_folder(path, config, kwargs["dtype"], kwargs.get("device_map"))
         else:
             model = super().from_pretrained(str(path), *model_args, config=config, **kwargs)
         model.spec = spec_from_config(model.config)
@@ -231,12 +236,12 @@ class HPCRewardModel(PreTrainedModel):
         return model.eval()
 
     @classmethod
-    def _from_lora_folder(cls, path: Path, config: HPCRewardConfig, dtype) -> "HPCRewardModel":
+    def _from_lora_folder(cls, path: Path, config: HPCRewardConfig, dtype, device_map=None) -> "HPCRewardModel":
         from safetensors.torch import load_file
 
         dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
         base = AutoModel.from_pretrained(resolve_model(config.backbone),
-                                         dtype=torch.float32 if dtype == "auto" else dtype)
+                                         dtype=torch.float32 if dtype == "auto" else dtype, device_map=device_map)
         if config.hidden_size and _hidden_size(base.config) != config.hidden_size:
             raise DataError(f"{path}: its LoRA adapter was trained on a backbone with hidden size "
                             f"{config.hidden_size}, but {config.backbone!r} has {_hidden_size(base.config)}")
@@ -338,8 +343,11 @@ class HPCRewardModel(PreTrainedModel):
                     pooled = self.embed(input_ids, attention_mask, token_type_ids, response_mask)
             else:
                 pooled = self.embed(input_ids, attention_mask, token_type_ids, response_mask)
-        pooled = self.dropout(pooled)
-        return {name: head(pooled) for name, head in self.heads.items()}
+        # The heads are fp32 (embed pools in fp32), unless a wrapper cast every parameter: DeepSpeed's bf16 engine
+        # does, for a model not built under zero.Init (ZeRO-2). Feed them their own dtype; outputs leave as fp32.
+        head_dtype = next(iter(self.heads.parameters())).dtype
+        pooled = self.dropout(pooled.to(head_dtype))
+        return {name: head(pooled).float() for name, head in self.heads.items()}
 
     def scores_from_outputs(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Continuous scores in [0, max_level] per dimension."""

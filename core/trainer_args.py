@@ -1,5 +1,4 @@
-"""What every training run shares: TrainingArguments options whose names differ across the transformers versions
-this project supports, and the rule that a run without an optimiser step saves nothing.
+"""TrainingArguments options whose names differ across the transformers versions this project supports.
 
 transformers 5.23 renamed `gradient_checkpointing(_kwargs)` to `activation_checkpointing(_kwargs)` (the old names
 stay as deprecated aliases there); 5.0-5.22 know only the old names and stop on the new ones with
@@ -8,11 +7,9 @@ take what `checkpointing_args` returns, so one call site works on every supporte
 from __future__ import annotations
 
 import dataclasses
+import json
 from functools import cache
-
-from transformers import TrainerCallback
-
-from core.errors import BadInput
+from pathlib import Path
 
 
 @cache
@@ -38,24 +35,18 @@ def is_checkpointing(model) -> bool:
     return bool(getattr(model, "is_gradient_checkpointing", False) if flag is None else flag)
 
 
-class NoOptimizerSteps(BadInput):
-    """A training run that would take, or took, no optimiser step: its model would be the untrained one."""
-
-
-class RequireOptimizerSteps(TrainerCallback):
-    """Stops a run with no optimiser step before anything is saved: at the start when the trainer plans none (e.g.
-    epochs <= 0), and at the end when none was taken. `options` names the config values that set the length."""
-
-    def __init__(self, options: str):
-        self.options = options
-
-    def _stop(self, what: str):
-        raise NoOptimizerSteps(f"training {what} 0 optimiser steps ({self.options}); no model is saved")
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if state.max_steps < 1:
-            self._stop("would take")
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if state.global_step < 1:
-            self._stop("took")
+def deepspeed_settings(deepspeed: dict | str | Path | None) -> dict:
+    """A `deepspeed` option as transformers takes it (an inline dict or a JSON file's path) read into a dict ({} for
+    None), so a check of its contents sees a file's settings too. A missing or broken file is a ValueError naming it
+    (config validators turn it into an error naming the field)."""
+    if deepspeed is None:
+        return {}
+    if isinstance(deepspeed, dict):
+        return deepspeed
+    path = Path(deepspeed)
+    try:
+        return json.loads(path.read_text())
+    except OSError as err:
+        raise ValueError(f"deepspeed config {path}: cannot read it ({err.strerror})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"deepspeed config {path}: not JSON (line {err.lineno}: {err.msg})") from None

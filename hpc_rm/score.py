@@ -13,7 +13,7 @@ from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.models import DEVICE_HELP, Device
-from core.reward_client import rm_device
+from core.reward_client import load_scoring_rm
 from core.schema import LabeledItem, read_jsonl, write_jsonl
 from core.reward_config import check_rm_folder
 from core.reward_model import HPCRewardModel
@@ -65,6 +65,6 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--model, --input and --out are required")
     check_rm_folder(cfg.model)
     items = read_jsonl(cfg.input, LabeledItem)  # bad input stops before the model loads
-    rm = HPCRewardModel.from_pretrained(cfg.model).to(rm_device(cfg.device))
-    n = write_jsonl(cfg.out, score_items(rm, items, cfg.batch_size, cfg.weights, cfg.bf16, cfg.compile))
+    rm = load_scoring_rm(str(cfg.model), cfg.device, "bfloat16" if cfg.bf16 else "float32")  # loads in that dtype
+    n = write_jsonl(cfg.out, score_items(rm, items, cfg.batch_size, cfg.weights, compile=cfg.compile))
     print(f"scored {n} items -> {cfg.out}")

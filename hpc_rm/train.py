@@ -32,7 +32,8 @@ from core.config import Config, add_arguments, build_config, dump_config
 from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
 from core.schema import LabeledItem, write_json
-from core.trainer_args import RequireOptimizerSteps, checkpointing_args
+from core.optimizer_steps import RequireOptimizerSteps
+from core.trainer_args import checkpointing_args, deepspeed_settings
 from hpc_rm.averaging import EpochWeightAverage
 from hpc_rm.data import (MISSING, GroupedShuffleSampler, PairDataset, class_weights, group_ids, label_matrix,
                          level_logit_shift, make_collator, read_labels)
@@ -101,7 +102,7 @@ class TrainConfig(Config):
     def _averaging_needs_whole_weights(self):
         # ZeRO-3 shards every parameter across ranks, so no rank holds the weights to average.
         if self.average_epochs > 1 and self.deepspeed and Path(self.deepspeed).is_file():
-            stage = json.loads(Path(self.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0)
+            stage = (deepspeed_settings(self.deepspeed).get("zero_optimization") or {}).get("stage", 0)
             if stage == 3:
                 raise ValueError(f"average_epochs > 1 does not work with DeepSpeed ZeRO-3 ({self.deepspeed}); "
                                  "use ZeRO-2 or average_epochs: 1")

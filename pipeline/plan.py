@@ -32,7 +32,7 @@ import yaml
 
 from core.config import is_url
 from pipeline.memory_formulas import (GB, KORTHIKANTI, KV_FORMULA, Item, Zero, activations, billions, dtype_bytes,
-                                      inference_activations, model_states)
+                                      inference_activations, lora_dropout_bytes_per_token, model_states)
 from pipeline.model_sizes import ModelShape, model_shape
 from pipeline.stages import PipelineConfig, StageSettings, grpo_values, stage_values
 
@@ -110,6 +110,14 @@ def lora_r_of(values: dict) -> int:
     return int(lora.get("r", 0))  # the RM's LoraSpec: r = 0 means full fine-tuning
 
 
+def lora_dropout_extra(shape, values: dict) -> float:
+    """Activation bytes per layer and token that LoRA dropout adds (both LoRA configs default to dropout 0.05 on
+    all-linear)."""
+    lora = values.get("lora") or {}
+    return lora_dropout_bytes_per_token(shape, lora_r_of(values), float(lora.get("dropout", 0.05)),
+                                        lora.get("target_modules", "all-linear"))
+
+
 def rm_model(cfg: PipelineConfig, rm_stage: str) -> tuple[ModelShape, int, dict]:
     """The RM a stage loads (the run's `rm_stage` output): its backbone's shape, its parameter count (backbone plus
     LoRA adapters) and the stage's values."""
@@ -170,17 +178,19 @@ def training_world(cfg: PipelineConfig, name: str) -> tuple[int, int]:
     return (int(found.group(1)) if found else 1), 1
 
 
-def _training(cfg, memory, shape, *, weight_bytes, lora_r, zero, sequences, seq_len, checkpointing, role):
+def _training(cfg, memory, shape, *, weight_bytes, lora_r, zero, sequences, seq_len, checkpointing, role,
+              lora_extra=0.0):
     world, nodes = training_world(cfg, memory.stage)
     memory.processes = world
     plan = _process(cfg, memory, role, world)
     states, cpu = model_states(shape, weight_bytes=weight_bytes, lora_r=lora_r, zero=zero, world=world, nodes=nodes)
     plan.items += states
     memory.cpu_bytes += cpu
-    without, with_ckpt = activations(shape, sequences, seq_len)
+    without, with_ckpt = activations(shape, sequences, seq_len, lora_extra)
     used = with_ckpt if checkpointing else without
     plan.items.append(Item(f"activations ({'with' if checkpointing else 'without'} gradient checkpointing)", used,
-                           f"{KORTHIKANTI}: {sequences} seq x {seq_len} tokens", phase="update"))
+                           f"{KORTHIKANTI}: {sequences} seq x {seq_len} tokens"
+                           + (" + LoRA dropout inputs and masks" if lora_extra else ""), phase="update"))
     plan.notes.append(f"activations: {without / GB:.1f} GB without gradient checkpointing, {with_ckpt / GB:.1f} GB "
                       f"with it ({sequences} sequences x {seq_len} tokens per micro-batch)")
     plan.notes.append(f"model: {billions(shape)} params, {shape.layers} layers, hidden {shape.hidden} "
@@ -205,7 +215,8 @@ def build_rm_training(cfg: PipelineConfig, name: str, memory: StageMemory, value
     plan = _training(cfg, memory, shape, weight_bytes=weight_bytes, lora_r=lora_r_of(values),
                      zero=Zero.read(values.get("deepspeed")), sequences=int(values.get("batch_size", 16)),
                      seq_len=int(values.get("max_length", 256)),
-                     checkpointing=bool(values.get("gradient_checkpointing", False)), role="training process")
+                     checkpointing=bool(values.get("gradient_checkpointing", False)), role="training process",
+                     lora_extra=lora_dropout_extra(shape, values))
     _overhead(cfg, plan)
 
 
@@ -241,7 +252,7 @@ def build_grpo(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
     per_device = int(grpo.get("prompts_per_step", 4)) * int(grpo.get("num_generations", 4))
     plan = _training(cfg, memory, shape, weight_bytes=weight_bytes, lora_r=lora_r, zero=zero, sequences=per_device,
                      seq_len=seq_len, checkpointing=bool(grpo.get("gradient_checkpointing", False)),
-                     role="training process")
+                     role="training process", lora_extra=lora_dropout_extra(shape, grpo))
     if not grpo.get("max_prompt_tokens"):
         plan.notes.append(f"prompt length assumed {hw.prompt_tokens} tokens (no max_prompt_tokens in the config)")
     world = memory.processes  # set by _training

@@ -96,6 +96,19 @@ def test_auto_is_the_local_rank_gpu_when_cuda_is_available(monkeypatch):
         pick_device("cuda:4", field="student.device")
 
 
+def test_resolving_a_device_opens_no_cuda_context(monkeypatch):
+    """The sweep's parent resolves the eval device before its runs train on the GPU: that must not open a CUDA
+    context there (torch.cuda.current_device() does; is_available and device_count do not)."""
+    def opens_a_context():
+        raise AssertionError("torch.cuda.current_device() opened a CUDA context")
+
+    _fake_cuda(monkeypatch, count=2)
+    monkeypatch.setattr(torch.cuda, "current_device", opens_a_context)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert pick_device("auto") == "cuda:0" and pick_device("cuda") == "cuda:0" and pick_device("cuda:1") == "cuda:1"
+
+
 def test_asking_for_cuda_without_it_is_a_config_error_naming_the_field(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device("auto") == "cpu"

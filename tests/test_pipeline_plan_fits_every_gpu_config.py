@@ -219,3 +219,28 @@ def test_make_plan_runs_the_plan_for_the_config():
     out = subprocess.run(["make", "-s", "--no-print-directory", "-n", "plan", "CONFIG=configs/paper.yaml"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "-m pipeline plan --config configs/paper.yaml" in out.stdout
+
+
+def test_lora_dropout_inputs_and_masks_count_in_the_activations():
+    """peft keeps each adapted linear's dropped-out input (bf16) and its mask (1 B) for the backward pass: 18h + 3i
+    per layer and token for all-linear targets on a decoder, nothing with dropout 0; the 7B RM at 8 x 1,024 tokens
+    without checkpointing then needs ~95 GB (it was planned at 66.8), so the 7b config checkpoints."""
+    from pipeline.memory_formulas import lora_dropout_bytes_per_token
+
+    shape = model_shape("Qwen/Qwen2.5-7B")
+    h, i = shape.hidden, shape.intermediate
+    assert lora_dropout_bytes_per_token(shape, 16, 0.05, "all-linear") == 18 * h + 3 * i
+    assert lora_dropout_bytes_per_token(shape, 16, 0.05, ["q_proj", "v_proj"]) == 6 * h
+    assert lora_dropout_bytes_per_token(shape, 16, 0.0, "all-linear") == 0
+    assert lora_dropout_bytes_per_token(shape, 0, 0.05, "all-linear") == 0
+    plain, _ = activations(shape, 8, 1024)
+    with_lora, _ = activations(shape, 8, 1024, 18 * h + 3 * i)
+    assert with_lora - plain == pytest.approx(shape.layers * 8 * 1024 * (18 * h + 3 * i))
+    assert (with_lora - plain) / GB == pytest.approx(27.8, abs=0.1)
+
+    cfg = load_config(PipelineConfig, "configs/7b.yaml")
+    cfg.stages["rm"].args.pop("gradient_checkpointing")
+    unchecked = role(stage(memory_plan(cfg, ["rm"]), "rm"), "training")
+    assert unchecked["total_gb"] > 80 and not unchecked["fits"]
+    checked = role(stage(plan_of("configs/7b.yaml", ["rm"]), "rm"), "training")
+    assert checked["fits"] and checked["total_gb"] < 30

@@ -116,6 +116,22 @@ def test_zero3_without_gathered_save_is_refused():
     assert load_config(GRPORunConfig, overrides={**BASE, "deepspeed": zero3}).deepspeed == zero3
 
 
+def test_zero3_json_file_without_gathered_save_is_refused(tmp_path):
+    """The same check reads a DeepSpeed JSON file named by path (how configs name them), not only an inline dict."""
+    import json
+
+    from core.config import ConfigError, load_config
+    from policy.train.config import GRPORunConfig
+
+    path = tmp_path / "zero3.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    with pytest.raises(ConfigError, match="stage3_gather_16bit_weights_on_model_save"):
+        load_config(GRPORunConfig, overrides={**BASE, "deepspeed": str(path)})
+    assert load_config(GRPORunConfig, overrides={**BASE, "deepspeed": "configs/deepspeed/zero3.json"}).deepspeed
+    with pytest.raises(ConfigError, match="deepspeed config .*missing.json: cannot read it"):
+        load_config(GRPORunConfig, overrides={**BASE, "deepspeed": str(tmp_path / "missing.json")})
+
+
 def test_lora_run_saves_the_base_with_the_adapter_merged(tiny_causal_lm, tiny_encoder, prompts, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

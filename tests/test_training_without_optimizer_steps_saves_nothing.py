@@ -1,13 +1,13 @@
 """A training run with zero optimiser steps is an error, never a saved model (issue #32 point 4): `hpc_rm train`
 with `epochs: -1` used to save an RM with random heads, exit status 0. The configs' bounds refuse such values first;
-`core.trainer_args.RequireOptimizerSteps` is the rule behind them, in the RM trainer and the GRPO trainer alike,
+`core.optimizer_steps.RequireOptimizerSteps` is the rule behind them, in the RM trainer and the GRPO trainer alike,
 for a length that passes the bounds but plans no step. Each run here bypasses the bounds (`model_copy`)."""
 from __future__ import annotations
 
 import pytest
 
 from core.schema import LabeledItem, PromptItem, StudentProfile, write_jsonl
-from core.trainer_args import NoOptimizerSteps
+from core.optimizer_steps import NoOptimizerSteps
 
 
 def test_rm_training_planning_no_step_is_an_error_and_saves_no_model(tiny_encoder, tmp_path):
@@ -44,7 +44,7 @@ def test_a_run_that_took_no_step_is_an_error_at_its_end():
     """The end check, for a trainer that planned steps but took none (e.g. a data loader that came up empty)."""
     from transformers import TrainerState
 
-    from core.trainer_args import RequireOptimizerSteps
+    from core.optimizer_steps import RequireOptimizerSteps
 
     guard, state = RequireOptimizerSteps("max_steps 5"), TrainerState(max_steps=5, global_step=0)
     guard.on_train_begin(None, state, None)

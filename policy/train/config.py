@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from core.config import Config
+from core.trainer_args import deepspeed_settings
 from policy.prompts import DEFAULT_SYSTEM_PROMPT
 from policy.train.rewards import validate_extra_params
 
@@ -143,7 +144,7 @@ class GRPORunConfig(Config):
 
     @model_validator(mode="after")
     def _zero3_saves_a_loadable_policy(self) -> "GRPORunConfig":
-        zero = self.deepspeed.get("zero_optimization", {}) if isinstance(self.deepspeed, dict) else {}
+        zero = deepspeed_settings(self.deepspeed).get("zero_optimization") or {}  # inline or a JSON file
         if zero.get("stage") == 3 and zero.get("stage3_gather_16bit_weights_on_model_save") is not True:
             raise ValueError("deepspeed: ZeRO-3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save: "
                              "true, or the final policy is saved as DeepSpeed shards that transformers cannot load")

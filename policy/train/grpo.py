@@ -28,7 +28,8 @@ from core.config import ConfigError, dump_config, run_cli
 from core.models import load_tokenizer, resolve_model
 from core.sampling import inverse_cdf_sampling
 from core.schema import write_json, write_jsonl, write_text
-from core.trainer_args import RequireOptimizerSteps, checkpointing_args
+from core.optimizer_steps import RequireOptimizerSteps
+from core.trainer_args import checkpointing_args
 from policy.train.config import GRPORunConfig, check_run_inputs
 from policy.prompts import load_prompt_rows
 from policy.train.rewards import HeadReward, RewardSetup, build_reward_functions, validate_extra_params
