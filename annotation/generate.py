@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import Field, field_validator
 from tqdm import tqdm
 
-from core.config import Config, ConfigError, load_yaml, run_cli
+from core.config import Config, ConfigError, Seed, load_yaml, run_cli
 from core.llm_client import ChatClient, ClientConfig, LLMError
 from core.models import DEVICE_HELP, DTYPE_HELP, Device, Dtype, check_model_exists
 from core.schema import AppendLog, LabeledItem, PromptItem, read_jsonl, write_json, write_jsonl
@@ -48,8 +48,8 @@ class GenerateConfig(Config):
     batch_size: int = Field(8, ge=1, description="prompts per local generate call")
     dtype: Dtype = Field("auto", description="local generator's weights: " + DTYPE_HELP)
     device: Device = Field("auto", description="local generator: " + DEVICE_HELP)
-    seed: int = Field(0, description="random seed for local sampling (openai:<model>: each request's `seed` is "
-                                     "derived from it and the response id)")
+    seed: Seed = Field(0, description="random seed for local sampling (openai:<model>: each request's `seed` is "
+                                      "derived from it and the response id)")
     threads: int = Field(0, ge=0, description="torch CPU threads for the local generator (0: torch's default; on a "
                                               "machine shared with other jobs, 1 can be several times faster)")
     limit: int | None = Field(None, ge=1, description="use only the first N prompts (quick checks)")

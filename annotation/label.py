@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, NonNegativeFloat, field_validator
 from scipy.stats import rankdata
 from tqdm import tqdm
 
@@ -44,7 +44,7 @@ class LabelConfig(Config):
         "none", description="none: levels are the judge's majority vote; rank: levels from the rank of each item's "
         "mean expected score among all items (per judge and dimension), cut at `calibration_shares`, for judges "
         "that put nearly everything in one level (the vote stays in meta.majority)")
-    calibration_shares: list[float] | None = Field(
+    calibration_shares: list[NonNegativeFloat] | None = Field(
         None, description="share of items per level for calibration=rank, lowest level first (None: equal shares)")
 
     @field_validator("judges", mode="before")

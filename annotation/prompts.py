@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from core.cli import ArgumentParser
-from core.config import Config, ConfigError, add_arguments, build_config, load_config
+from core.config import Config, ConfigError, Seed, add_arguments, build_config, load_config
 from core.errors import exits_on_bad_input
 from core.schema import PromptItem, StudentProfile, Turn, write_json, write_jsonl, write_text
 from core.sources import (
@@ -88,7 +88,7 @@ class DataConfig(Config):
     mrbench_problems: Literal["eval", "drop"] = Field(
         "eval", description="where problems quoted by MRBench go: only to eval, or to no split at all")
     profiles_path: Path = Field(REPO / "configs" / "profiles.yaml", description="lists for synthetic profiles")
-    seed: int = Field(0, description="seed for split assignment, sampling, profiles and dialogue cuts")
+    seed: Seed = Field(0, description="seed for split assignment, sampling, profiles and dialogue cuts")
     sizes: SplitSizes = Field(SplitSizes(), description="items per split and kind")
     shares: SplitShares = Field(SplitShares(), description="how unpinned problems are divided among the splits")
     mathdial_cuts_per_dialogue: int = Field(

@@ -11,10 +11,10 @@ import json
 import typing
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.cli import ArgumentParser
 from core.errors import BadInput, exits_on_bad_input, note_config
@@ -27,6 +27,9 @@ def is_url(value: object) -> bool:
     return isinstance(value, str) and value.lower().startswith(("http://", "https://"))
 
 C = TypeVar("C", bound="Config")
+
+# A seed option: numpy (which transformers.set_seed seeds) takes 0 .. 2**32 - 1 and stops with a traceback otherwise.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class Config(BaseModel):
@@ -59,9 +62,16 @@ def _flags(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, str, Any]]
         else:
             default = None if field.is_required() else field.get_default(call_default_factory=True)
             shown = str(default) if isinstance(default, Path) else repr(default)
-            help_text = (field.description or "") + (f" (default: {shown})" if default is not None else "")
-            out.append((key, help_text, field))
+            notes = [*_bounds(field), *([f"default: {shown}"] if default is not None else [])]
+            out.append((key, (field.description or "") + (f" ({'; '.join(notes)})" if notes else ""), field))
     return out
+
+
+def _bounds(field) -> list[str]:
+    """The field's bounds as --help shows them, e.g. ['>= 0', '< 1']."""
+    signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    return [f"{sign} {getattr(m, name)}" for m in field.metadata for name, sign in signs.items()
+            if getattr(m, name, None) is not None]
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type[BaseModel], config_file: bool = True) -> None:
@@ -139,8 +149,10 @@ def validate(cls: type[C], data: dict, source: str, flags: frozenset[str] = froz
         problems, from_file = [], False
         for e in err.errors():
             key = ".".join(str(x) for x in e["loc"])
-            if key in flags:
-                problems.append(f"flag --{key.replace('_', '-')}: {e['msg']} (got {e['input']!r})")
+            flag = next((f for f in flags if key == f or key.startswith(f + ".")), None)
+            if flag is not None:  # `seeds.1` was set by --seeds: "flag --seeds (1)"
+                part = f" ({key[len(flag) + 1:]})" if key != flag else ""
+                problems.append(f"flag --{flag.replace('_', '-')}{part}: {e['msg']} (got {e['input']!r})")
             else:
                 problems.append(f"field {key}: {e['msg']}")
                 from_file = True

@@ -24,8 +24,8 @@ LEGACY_CONFIG_FILE = "rm_config.json"  # the layout before HPCRewardConfig (see 
 class LoraSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     r: int = Field(0, ge=0, description="LoRA rank; 0 = full fine-tuning (right for small backbones)")
-    alpha: int = Field(32, description="LoRA alpha (scaling = alpha / r)")
-    dropout: float = Field(0.05, description="LoRA dropout")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
     target_modules: list[str] | str = Field("all-linear", description="modules LoRA adapts (peft syntax)")
 
 

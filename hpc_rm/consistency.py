@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from core.cli import ArgumentParser
-from core.config import Config, add_arguments, build_config
+from core.config import Config, Seed, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.models import check_model_exists
 from core.rubric import Rubric, load_rubric, majority
@@ -33,7 +33,8 @@ class ConsistencyConfig(Config):
     human: Path | None = Field(None, description="human labels (interchange JSONL, or the MRBench .json)")
     llm: Path | None = Field(None, description="LLM labels of the same items (e.g. `annotation label` labels.jsonl)")
     out: Path | None = Field(None, description="report folder")
-    seeds: list[int] = Field([0, 1, 2], description="seeds (split, init, shuffling); at least 3 for a spread")
+    seeds: list[Seed] = Field([0, 1, 2], min_length=1,
+                              description="seeds (split, init, shuffling); at least 3 for a spread")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of groups held out for the human-label test")
     train: TrainConfig = Field(default_factory=TrainConfig,
                                description="how each RM is trained (see configs/rm/consistency.yaml)")

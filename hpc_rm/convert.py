@@ -39,7 +39,7 @@ class ConvertConfig(Config):
                                           f"probe pairs and --items; a difference over {TOLERANCE} keeps nothing")
     items: Path | None = Field(None, description="interchange JSONL whose (context, response) pairs the check also "
                                                  "scores, e.g. MRBench items")
-    batch_size: int = Field(32, description="pairs per scoring batch in the check")
+    batch_size: int = Field(32, ge=1, description="pairs per scoring batch in the check")
 
 
 def check_legacy_folder(path: Path) -> Path:

@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 
 from core.cli import ArgumentParser
-from core.config import Config, add_arguments, build_config
+from core.config import Config, Seed, add_arguments, build_config
 from core.errors import exits_on_bad_input
 from core.models import check_model_exists
 from core.rubric import Rubric, load_rubric
@@ -38,9 +38,9 @@ class CrossValConfig(Config):
     folds: int = Field(5, ge=2, description="number of grouped folds")
     leave_out: str | None = Field(None, description="meta key: one fold per value of it, trained on the other values "
                                                     "(e.g. 'origin', MRBench's mathdial/bridge), instead of --folds")
-    split_seed: int = Field(0, description="seed of the fold assignment")
+    split_seed: Seed = Field(0, description="seed of the fold assignment")
     heads: list[HeadKind] = Field(["ordinal", "regression"], description="head kinds to compare")
-    quality_bar: float | None = Field(None, description="draw this mean macro-F1 target on the plot")
+    quality_bar: float | None = Field(None, ge=0, le=1, description="draw this mean macro-F1 target on the plot")
     train: TrainConfig = Field(default_factory=TrainConfig,
                                description="how each fold's RM is trained (see configs/rm/crossval.yaml)")
 

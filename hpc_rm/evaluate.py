@@ -22,7 +22,7 @@ class EvalConfig(Config):
     labels: Path | None = Field(None, description="interchange JSONL with reference scores")
     annotator: str | None = Field(None, description="use only lines whose annotator starts with this")
     out: Path | None = Field(None, description="report folder (default: <model>/eval)")
-    batch_size: int = Field(32, description="pairs per scoring batch")
+    batch_size: int = Field(32, ge=1, description="pairs per scoring batch")
 
 
 def evaluate_model(rm: HPCRewardModel, items: list[LabeledItem], out_dir: Path | None = None,

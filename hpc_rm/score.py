@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat
 
 from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
@@ -23,8 +23,8 @@ class ScoreConfig(Config):
     model: Path | None = Field(None, description="reward model folder (from `hpc_rm train`)")
     input: Path | None = Field(None, description="interchange JSONL to score")
     out: Path | None = Field(None, description="output JSONL (the input lines plus pred and reward)")
-    batch_size: int = Field(32, description="pairs per scoring batch")
-    weights: dict[str, float] | None = Field(None, description="aggregation weights (default: the model's)")
+    batch_size: int = Field(32, ge=1, description="pairs per scoring batch")
+    weights: dict[str, NonNegativeFloat] | None = Field(None, description="aggregation weights (default: the model's)")
     bf16: bool = Field(False, description="score with the backbone's weights in bf16: batches 2.4-3.6x faster on "
                                           "CPUs with AMX or AVX512-BF16 (and on GPUs); scores moved by <0.01 on a 0-2 "
                                           "scale in benchmarks/")

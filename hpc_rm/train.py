@@ -23,12 +23,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, NonNegativeFloat, model_validator
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from core.cli import ArgumentParser
-from core.config import Config, add_arguments, build_config, dump_config
+from core.config import Config, Seed, add_arguments, build_config, dump_config
 from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
 from core.schema import LabeledItem, write_json
@@ -50,25 +50,27 @@ class TrainConfig(Config):
     backbone: str = Field("minilm-l6", description="registry name, hub id or local path of the backbone")
     out: Path | None = Field(None, description="output folder for the trained model (checkpoints under out/checkpoints)")
     head: HeadKind = Field("ordinal", description="'ordinal' (softmax over levels, expected value) or 'regression'")
-    head_hidden: int = Field(0, description="0: linear heads; >0: one hidden layer of this width per head")
+    head_hidden: int = Field(0, ge=0, description="0: linear heads; >0: one hidden layer of this width per head")
     pooling: Pooling | None = Field(None, description="'mean_pair' | 'mean' (encoders) or 'last' (decoders); default by kind")
     freeze_backbone: bool = Field(False, description="train the heads only on pooled vectors computed once (fast)")
-    weights: dict[str, float] | None = Field(None, description="aggregation weights per dimension (rubric default)")
-    epochs: float = Field(4.0, description="training epochs")
+    weights: dict[str, NonNegativeFloat] | None = Field(
+        None, description="aggregation weights per dimension (rubric default)")
+    epochs: float = Field(4.0, gt=0, description="training epochs")
     average_epochs: int = Field(1, ge=1, description="average the weights at the ends of the last N epochs "
                                 "(1: keep the final weights; see hpc_rm/averaging.py)")
-    learning_rate: float = Field(5e-5, description="peak learning rate of the backbone")
-    head_learning_rate: float = Field(1e-3, description="learning rate of the freshly initialised heads")
-    batch_size: int = Field(16, description="pairs per device per step")
-    grad_accum: int = Field(1, description="gradient accumulation steps")
-    weight_decay: float = Field(0.01, description="AdamW weight decay")
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate of the backbone")
+    head_learning_rate: float = Field(1e-3, gt=0, description="learning rate of the freshly initialised heads")
+    batch_size: int = Field(16, ge=1, description="pairs per device per step")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warm-up")
-    max_length: int = Field(256, description="max tokens per (context, response) pair; context is cut from the left")
-    max_response_tokens: int = Field(128, description="responses longer than this are cut")
+    max_length: int = Field(256, ge=16,
+                            description="max tokens per (context, response) pair; context is cut from the left")
+    max_response_tokens: int = Field(128, ge=1, description="responses longer than this are cut")
     read_context: bool = Field(True, description="false: score the response alone, without the dialogue or profile "
                                                  "(so no Personalization); on MRBench it transferred far better to "
                                                  "dialogues from an unseen source (see README)")
-    dropout: float = Field(0.1, description="dropout before the heads")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the heads")
     class_weighting: Literal["balanced", "sqrt", "none"] = Field(
         "balanced", description="per-level loss weights against class imbalance")
     rank_loss_weight: float = Field(
@@ -87,14 +89,14 @@ class TrainConfig(Config):
         False, description="recompute the backbone's layer activations in the backward pass instead of keeping "
         "them (activation checkpointing, non-reentrant): less memory for long inputs and large backbones, ~30% more "
         "compute")
-    seed: int = Field(0, description="random seed (init, shuffling, dropout)")
+    seed: Seed = Field(0, description="random seed (init, shuffling, dropout)")
     checkpoints: bool = Field(True, description="save resumable checkpoints under out/checkpoints")
-    save_steps: int = Field(0, description="checkpoint every N steps (0: at each epoch end)")
-    save_total_limit: int = Field(2, description="checkpoints kept")
+    save_steps: int = Field(0, ge=0, description="checkpoint every N steps (0: at each epoch end)")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
     resume: bool = Field(False, description="continue from the last checkpoint in out/checkpoints")
     deepspeed: str | None = Field(None, description="DeepSpeed JSON config (GPU runs under accelerate/deepspeed)")
     progress: bool = Field(True, description="show progress bars")
-    logging_steps: int = Field(10, description="log the loss every N steps")
+    logging_steps: int = Field(10, ge=1, description="log the loss every N steps")
     report_to: list[str] = Field(default_factory=list, description="trackers, as transformers' report_to: "
                                                                    "tensorboard, wandb, ... (empty: none)")
 

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, model_validator
 
-from core.config import Config, is_url, load_yaml
+from core.config import Config, Seed, is_url, load_yaml
 from pipeline.runner import StagePlan
 
 STAGE_ORDER = [
@@ -144,7 +144,7 @@ class PipelineConfig(Config):
 
     name: str = Field("tiny", description="name shown in reports")
     run_dir: Path = Field(Path("runs/demo"), description="folder every stage reads from and writes to")
-    seed: int = Field(0, description="recorded in the manifest; stage configs carry their own seeds")
+    seed: Seed = Field(0, description="recorded in the manifest; stage configs carry their own seeds")
     rubric: str = Field("hpc", description="rubric for generated responses, labels, RM and policy")
     mrbench_path: Path = Field(
         Path("data/mrbench_v3_dev/mrbench_v3_devset.json"),

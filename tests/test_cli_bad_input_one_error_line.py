@@ -23,7 +23,7 @@ FILE_CASES = ("missing_file", "empty_file", "bad_json_line", "score_out_of_range
               "missing_field", "not_utf8", "json_array", "duplicate_label")
 SCORE_CASES = ("score_out_of_range", "unknown_dimension", "duplicate_label")
 CONFIG_CASES = ("bad_yaml", "unknown_config_key", "duplicate_yaml_key")
-CASES = (*FILE_CASES, *CONFIG_CASES, "wrong_flag_type", "unknown_model", "unknown_flag")
+CASES = (*FILE_CASES, *CONFIG_CASES, "wrong_flag_type", "number_out_of_range", "unknown_model", "unknown_flag")
 MODEL = "no-such-model"
 E_ACUTE_LATIN1 = "\u00e9".encode("latin-1")  # how a spreadsheet's Latin-1 export writes the e of café
 
@@ -48,7 +48,8 @@ KINDS = {
 class Command:
     """A command as typed after `python -m`, its flags ({data}: the file under test, {out}: the output folder,
     {rm}: a reward model, {llm}: a valid labels file, {run}: a crossval run folder), the kind of {data}, a typed
-    flag with a value of the wrong type, the flag naming a model ({m}), and the cases that cannot apply, with why."""
+    flag with a value of the wrong type, the flag naming a model ({m}), the cases that cannot apply, with why, and a
+    number outside its option's bounds (issue #32: one that had none before, where the command has one)."""
 
     name: str
     argv: str
@@ -56,6 +57,7 @@ class Command:
     bad_flag: str | None = None
     model_flag: str | None = None
     na: dict[str, str] = field(default_factory=dict)
+    out_of_range: str | None = None
 
 
 def na(cases, why: str) -> dict[str, str]:
@@ -64,66 +66,75 @@ def na(cases, why: str) -> dict[str, str]:
 
 NO_SCORES = na(SCORE_CASES, "reads no rubric scores")
 NO_MODEL = na(["unknown_model"], "loads no model")
-NO_TYPED_FLAG = na(["wrong_flag_type"], "every option is a path or a name")
+NO_TYPED_FLAG = na(["wrong_flag_type", "number_out_of_range"], "every option is a path or a name")
+NO_NUMBER = na(["number_out_of_range"], "takes no number")
 GRPO_FLAGS = "--beta 0.04 --loss-type grpo --policy smollm2-135m-instruct"
 TABLE = [
     Command("annotation data", "--gsm8k-paths [{data}] --heldout-gsm8k-paths [] --out {out}", "gsm8k",
             "--seed many", None,
             {**na(SCORE_CASES, "reads GSM8K problems, no rubric scores"), **NO_MODEL,
-             "json_array": "GSM8K and MathDial ship as JSONL or as a JSON list; both are read"}),
+             "json_array": "GSM8K and MathDial ship as JSONL or as a JSON list; both are read"},
+            out_of_range="--seed -1"),
     Command("annotation generate", "--prompts {data} --generators human:teacher --out {out}/result.jsonl",
-            "prompts", "--batch-size many", "--generators local:{m}", NO_SCORES),
+            "prompts", "--batch-size many", "--generators local:{m}", NO_SCORES, out_of_range="--seed -1"),
     Command("annotation label", "--items {data} --rubric hpc --judges local --out {out}", "items",
-            "--samples many", "--judges local?model={m}", na(SCORE_CASES, "labels items; scores in them are not read")),
+            "--samples many", "--judges local?model={m}", na(SCORE_CASES, "labels items; scores in them are not read"),
+            out_of_range="--calibration-shares [0.5,-0.25,0.75]"),
     Command("annotation import", "--input {data} --rubric hpc --out {out}/result.jsonl " + " ".join(
-        f"--map {d}=scores.{d}" for d in HPC), "labels", "--format xml", None, {**NO_MODEL, "unknown_dimension":
-        "reads the columns mapped to the rubric's dimensions (an unknown one in the long layout: its own test)"}),
+        f"--map {d}=scores.{d}" for d in HPC), "labels", "--format xml", None, {**NO_MODEL, **NO_NUMBER,
+        "unknown_dimension": "reads the columns mapped to the rubric's dimensions (an unknown one in the long "
+                             "layout: its own test)"}),
     Command("annotation export-labelstudio", "--items {data} --rubric hpc --out {out}", "items",
             None, None, {**na(SCORE_CASES, "exports items; scores in them are not read"), **NO_TYPED_FLAG,
                          **NO_MODEL}),
     Command("annotation agreement", "--labels {data} {llm} --rubric hpc --out {out}", "labels", None,
             None, {**NO_TYPED_FLAG, **NO_MODEL}),
     Command("annotation serve", "--tasks {data} --rubric hpc --db {out}/labels.sqlite", "items",
-            "--port many", None, {**na(SCORE_CASES, "tasks must be unlabeled (its own test)"), **NO_MODEL}),
+            "--port many", None, {**na(SCORE_CASES, "tasks must be unlabeled (its own test)"), **NO_MODEL},
+            out_of_range="--claim-batch 0"),
     Command("annotation annotators", "list --db {data}", "sqlite", "--admin maybe", None,
             {"empty_file": "an empty file is an empty SQLite database", **na(SCORE_CASES, "reads no rubric scores"),
              "bad_json_line": "reads SQLite, not JSONL (a file that is not a database: its own test)",
              **na(["missing_field", "not_utf8", "json_array"], "reads SQLite, not JSONL"),
-             **na(CONFIG_CASES, "takes no --config"), **NO_MODEL}),
+             **na(CONFIG_CASES, "takes no --config"), **NO_MODEL, **NO_NUMBER}),
     Command("hpc_rm train", "--labels {data} --rubric hpc --out {out}", "labels", "--batch-size many",
-            "--backbone {m}"),
+            "--backbone {m}", out_of_range="--epochs -1"),
     Command("hpc_rm eval", "--model {rm} --labels {data} --out {out}", "labels", "--batch-size many",
-            "--model {m}"),
+            "--model {m}", out_of_range="--batch-size 0"),
     Command("hpc_rm score", "--model {rm} --input {data} --out {out}/result.jsonl", "items",
-            "--batch-size many", "--model {m}", na(SCORE_CASES, "scores responses; labels in them are passed through")),
+            "--batch-size many", "--model {m}", na(SCORE_CASES, "scores responses; labels in them are passed through"),
+            out_of_range="--batch-size 0"),
     Command("hpc_rm serve", "--model {rm} --host 127.0.0.1 --port 0", None, "--port many", "--model {m}",
-            na(FILE_CASES, "reads no data file: requests bring the pairs (a bad request is a 400: its own test)")),
+            na(FILE_CASES, "reads no data file: requests bring the pairs (a bad request is a 400: its own test)"),
+            out_of_range="--max-wait-ms -1"),
     Command("hpc_rm convert", "{rm} --out {out}/new", None, "--check maybe", None,
             {**na(FILE_CASES, "reads a reward model folder, not a data file"), "unknown_model": "its model is the "
              "folder OLD, not a name (a missing, new-layout or non-RM folder: test_rm_legacy_folder_converts_"
-             "with_equal_scores.py)"}),
+             "with_equal_scores.py)"}, out_of_range="--batch-size 0"),
     Command("hpc_rm consistency", "--human {data} --llm {llm} --rubric hpc --out {out}", "labels",
-            "--seeds many", "--train.backbone {m}"),
+            "--seeds many", "--train.backbone {m}", out_of_range="--seeds [0,-1]"),
     Command("hpc_rm.crossval", "--labels {data} --train.rubric hpc --out {out}", "labels", "--folds many",
-            "--train.backbone {m}"),
+            "--train.backbone {m}", out_of_range="--quality-bar 2"),
     Command("hpc_rm.crossval_seeds", "--runs {data} {run} --out {out}", "oof", None, None,
             {**na(SCORE_CASES, "reads predictions of finished runs"), **na(CONFIG_CASES, "takes no --config"),
              **NO_TYPED_FLAG, **NO_MODEL}),
     Command("policy grpo", f"{GRPO_FLAGS} --reward-model {{rm}} --prompts {{data}} --out {{out}}", "prompts",
-            "--max-steps many", "--policy {m}", NO_SCORES),
+            "--max-steps many", "--policy {m}", NO_SCORES, out_of_range="--seed -1"),
     Command("policy classroom", f"{GRPO_FLAGS} --prompts {{data}} --out {{out}}", "prompts",
-            "--dialogue.max-turns many", "--student.model {m}", NO_SCORES),
+            "--dialogue.max-turns many", "--student.model {m}", NO_SCORES, out_of_range="--student.seed -1"),
     Command("policy classroom-eval", "--run {crun} --prompts {data} --out {out}", "prompts", "--batch-size many",
-            "--base {m}", NO_SCORES),
+            "--base {m}", NO_SCORES, out_of_range="--seed -1"),
     Command("policy eval", "--base smollm2-135m-instruct --tuned smollm2-135m-instruct --reward-model {rm} "
-            "--prompts {data} --gsm8k null --out {out}", "prompts", "--batch-size many", "--tuned {m}", NO_SCORES),
+            "--prompts {data} --gsm8k null --out {out}", "prompts", "--batch-size many", "--tuned {m}", NO_SCORES,
+            out_of_range="--min-judge-qwk 2"),
     Command("policy sweep", "--grpo-config configs/policy/tiny.yaml --reward-model {rm} --prompts {data} "
-            "--eval.prompts {data} --out {out}", "prompts", "--max-steps many", "--reward-model {m}", NO_SCORES),
+            "--eval.prompts {data} --out {out}", "prompts", "--max-steps many", "--reward-model {m}", NO_SCORES,
+            out_of_range="--eval.seed -1"),
     Command("pipeline run", "--config {data} --run-dir {out} --dry-run", "yaml", "--seed many", None,
             {"empty_file": "an empty config means all defaults",
              **na(["bad_json_line", "json_array"], "reads YAML, not JSONL"),
              "missing_field": "every config key has a default", **NO_SCORES,
-             "unknown_model": "passes model names to its stages, which check them"}),
+             "unknown_model": "passes model names to its stages, which check them"}, out_of_range="--seed -1"),
 ]
 CELLS = [(cmd, case) for cmd in TABLE for case in CASES if case not in cmd.na]
 
@@ -182,6 +193,7 @@ def expected(cmd: Command, case: str, data: Path | None, tmp: Path) -> list[str]
         "bad_yaml": [f"{tmp / 'bad.yaml'}:2: invalid YAML"],
         "unknown_config_key": [f"{tmp / 'cfg.yaml'}: invalid config: field no_such_key"],
         "wrong_flag_type": [f"flag {(cmd.bad_flag or '-').split()[0]}: "],
+        "number_out_of_range": [f"flag {(cmd.out_of_range or '-').split()[0]}", ": Input should be "],
         "unknown_model": [MODEL, f"flag {model_flag}"],
         "not_utf8": [f"{data}:2: not UTF-8 text (byte 0xe9 at byte offset {_offset(data, E_ACUTE_LATIN1)})"],
         "json_array": [f"{data}: a JSON array; this command reads JSONL, one object per line", "jq -c '.[]'"],
@@ -264,6 +276,8 @@ def run_cell(cmd: Command, case: str, tmp: Path, rm: Path, capsys, monkeypatch) 
         argv += ["--no-such-flag", "1"]
     elif case == "wrong_flag_type":
         argv += cmd.bad_flag.split()
+    elif case == "number_out_of_range":
+        argv += cmd.out_of_range.split()
     elif case == "unknown_model":
         argv += cmd.model_flag.format(m=MODEL).split()
     before = snapshot(tmp)
@@ -303,7 +317,8 @@ def test_table_is_complete():
         assert {f"{package} {name}" for name in commands} <= listed
     for cmd in TABLE:
         assert set(cmd.na) <= set(CASES) and all(cmd.na.values()), cmd.name
-        needs = {"wrong_flag_type": cmd.bad_flag, "unknown_model": cmd.model_flag}
+        needs = {"wrong_flag_type": cmd.bad_flag, "unknown_model": cmd.model_flag,
+                 "number_out_of_range": cmd.out_of_range}
         assert all(needs[case] for case in needs if case not in cmd.na), cmd.name
         assert cmd.data or set(FILE_CASES) <= set(cmd.na), cmd.name
     print(f"\n{len(TABLE)} commands x {len(CASES)} cases: {len(CELLS)} run, {len(TABLE) * len(CASES) - len(CELLS)} N/A")

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from core.config import Config
+from core.config import Config, Seed
 from core.llm_client import ClientConfig
 from core.models import DEVICE_HELP, Device
 from policy.classroom.rewards import CLASSROOM_REWARDS  # importing it registers them before validation
@@ -53,7 +53,7 @@ class StudentOptions(Config):
     solve_attempts: int = Field(4, ge=1, description="final solutions the student writes after the dialogue (the "
                                                      "solve rate is the share that is right)")
     max_solution_tokens: int = Field(128, ge=1, description="tokens per final solution")
-    seed: int = Field(0, description="seed of the local student's sampling (kept apart from the trainer's RNG)")
+    seed: Seed = Field(0, description="seed of the local student's sampling (kept apart from the trainer's RNG)")
 
 
 class JudgeOptions(Config):

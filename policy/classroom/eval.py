@@ -22,7 +22,7 @@ import torch
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from core.config import Config, run_cli
+from core.config import Config, Seed, run_cli
 from core.models import DEVICE_HELP, Device, check_model_exists, load_causal_lm, load_tokenizer, pick_device
 from core.schema import (DataError, LabeledItem, PromptItem, Turn, read_jsonl, render_context, write_json, write_jsonl,
                          write_text)
@@ -50,7 +50,7 @@ class ClassroomEvalConfig(Config):
     batch_size: int = Field(16, ge=1, description="tutor generation batch size")
     device: Device = Field("auto", description="base and tuned tutors (bf16 on a GPU, float32 on cpu) and the RM: "
                                                + DEVICE_HELP + "; the student follows the run's student.device")
-    seed: int = Field(0, description="seed of the tutor's sampling (the same for base and tuned)")
+    seed: Seed = Field(0, description="seed of the tutor's sampling (the same for base and tuned)")
     threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default; 1 on a machine shared with "
                                               "other jobs)")
     bootstrap_resamples: int = Field(2000, ge=100, description="bootstrap resamples for the 95% intervals")

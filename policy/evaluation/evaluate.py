@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat
 
-from core.config import Config, ConfigError, run_cli
+from core.config import Config, ConfigError, Seed, run_cli
 from core.models import (DEVICE_HELP, DTYPE_HELP, Device, Dtype, check_model_exists, load_causal_lm, load_tokenizer,
                          pick_device, pick_dtype, resolve_model)
 from core.rubric import load_rubric
@@ -61,7 +61,8 @@ class EvalConfig(Config):
     tuned: str | None = Field(None, description="tuned policy folder (None: <run>/policy)")
     base: str | None = Field(None, description="base policy (None: the run's starting policy)")
     reward_model: str | None = Field(None, description="HPC-RM folder (None: the run's reward model)")
-    weights: dict[str, float] | None = Field(None, description="weights of the summed reward (None: the run's)")
+    weights: dict[str, NonNegativeFloat] | None = Field(
+        None, description="weights of the summed reward (None: the run's)")
     system_prompt: str | None = Field(None, description="tutor system prompt (None: the run's)")
     prompts: str = Field("runs/demo/data/eval.jsonl", description="held-out PromptItem JSONL: the `eval` split")
     max_prompts: int | None = Field(None, ge=2, description="use only the first N eval prompts (None: all)")
@@ -87,8 +88,8 @@ class EvalConfig(Config):
     judge_rubric: str | None = Field(None, description="rubric the judges score on (None: the training RM's)")
     judge_agreement: str | None = Field(None, description="agreement.json of `annotation agreement` measuring these "
                                                           "judges against human labels, shown next to their verdicts")
-    min_judge_qwk: float = Field(0.2, description="a judge whose mean QWK with human labels (--judge-agreement) is "
-                                                  "lower is reported but not used to flag reward hacking")
+    min_judge_qwk: float = Field(0.2, ge=-1, le=1, description="a judge whose mean QWK with human labels "
+                                 "(--judge-agreement) is lower is reported but not used to flag reward hacking")
     rms: list[str] = Field(default_factory=list, description="independent reward-model folders (e.g. one trained on "
                                                              "human labels of other items)")
     exclude_problems_from: str | None = Field(None, description="MRBench file: drop eval and tutorbench items whose "
@@ -98,7 +99,7 @@ class EvalConfig(Config):
                                           description="MathTutorBench-style teacher-turn tasks and GSM8K accuracy")
     confidence: float = Field(0.95, gt=0, lt=1, description="bootstrap interval level")
     bootstrap_resamples: int = Field(2000, ge=100, description="bootstrap resamples")
-    seed: int = Field(0, description="sampling and bootstrap seed")
+    seed: Seed = Field(0, description="sampling and bootstrap seed")
     out: str | None = Field(None, description="report folder (None: <run>/eval)")
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import Config
+from core.config import Config, Seed
 from core.trainer_args import deepspeed_settings
 from policy.prompts import DEFAULT_SYSTEM_PROMPT
 from policy.train.rewards import validate_extra_params
@@ -31,7 +31,7 @@ class VLLMOptions(Config):
     enabled: bool = Field(False, description="generate rollouts with vLLM (GPU only)")
     mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in the training process or a server")
     server_host: str = Field("0.0.0.0", description="host of `trl vllm-serve` (server mode)")
-    server_port: int = Field(8000, description="port of `trl vllm-serve` (server mode)")
+    server_port: int = Field(8000, ge=1, le=65535, description="port of `trl vllm-serve` (server mode)")
     server_base_url: str | None = Field(None, description="base URL of `trl vllm-serve`, e.g. http://node2:8000 "
                                                           "(server mode; replaces server_host and server_port)")
     server_timeout: float = Field(240.0, gt=0, description="seconds to wait for the vLLM server to come up "
@@ -99,7 +99,7 @@ class GRPORunConfig(Config):
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
     gradient_checkpointing: bool = Field(False, description="trade compute for memory in the policy update")
     bf16: bool = Field(False, description="bf16 mixed precision for the policy update")
-    seed: int = Field(0, description="random seed")
+    seed: Seed = Field(0, description="random seed")
     # generation
     max_completion_length: int = Field(64, ge=1, description="tokens generated per completion")
     temperature: float = Field(1.0, gt=0, description="sampling temperature for rollouts")
