@@ -59,8 +59,8 @@ def test_cli_writes_json_markdown_and_plots(tmp_path):
 def test_sample_annotators_count_as_self_consistency(tmp_path):
     rows = [r for r in _labels() if r["annotator"] != "llm:judge"]
     for k, sample in enumerate([[2, 1, 1, 2], [2, 1, 1, 2]]):
-        rows += [{"id": f"item{i}", "context": "c", "response": f"r{i}", "annotator": f"llm:judge#{k}",
-                  "scores": {"Helpfulness": s}} for i, s in enumerate(sample)]
+        rows += [{"id": f"item{i}", "context": "Student: 3 + 4 = 8?", "response": f"r{i}",  # one id, one pair
+                  "annotator": f"llm:judge#{k}", "scores": {"Helpfulness": s}} for i, s in enumerate(sample)]
     labels = tmp_path / "labels.jsonl"
     write_jsonl(labels, rows)
     main(["--labels", str(labels), "--out", str(tmp_path / "out")])
