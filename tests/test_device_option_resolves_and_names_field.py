@@ -75,7 +75,7 @@ def test_cpu_defaults_are_unchanged():
                if name not in ("classroom-eval", "rm-score")}
     resolved = {name: pick_dtype(cfg.dtype, pick_device(cfg.device)) for name, cfg in configs.items()}
     assert resolved == {"generate": "float32", "judge": "bfloat16", "student": "bfloat16", "eval": "float32",
-                        "classroom-judge": "bfloat16"}
+                        "classroom-judge": "bfloat16", "rm-eval": "float32"}
     assert {name: pick_device(cfg.device) for name, cfg in configs.items()} == dict.fromkeys(configs, "cpu")
 
 
