@@ -138,7 +138,7 @@ def main() -> None:
         overrides["prompts"] = args.prompts
     cfg = load_config(GRPORunConfig, args.config, overrides)
     tokenizer = load_tokenizer(cfg.policy)
-    # The same prompts the GRPO run trains on (its length filter included), so both parts see the same lengths.
+    # The same prompts the GRPO run trains on (cut to its token limit), so both parts see the same lengths.
     chats = [row["prompt"] for row in load_prompt_rows(cfg.prompts, cfg.system_prompt, None, tokenizer,
                                                         cfg.max_prompt_tokens)]
     big = args.large_batch

@@ -3,12 +3,15 @@ Spearman, accuracy, MAE and a calibration plot, as JSON + Markdown + PNG."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from core.cli import ArgumentParser
 from core.config import Config, add_arguments, build_config
 from core.errors import exits_on_bad_input
+from core.models import DEVICE_HELP, Device
+from core.reward_client import load_scoring_rm
 from core.schema import LabeledItem, write_json, write_text
 from hpc_rm.data import group_ids, label_matrix, read_labels
 from hpc_rm.metrics import (GROUP_PAIR_ACCURACY_NOTE, all_metrics, calibration_curve, metrics_table,
@@ -23,6 +26,9 @@ class EvalConfig(Config):
     annotator: str | None = Field(None, description="use only lines whose annotator starts with this")
     out: Path | None = Field(None, description="report folder (default: <model>/eval)")
     batch_size: int = Field(32, ge=1, description="pairs per scoring batch")
+    device: Device = Field("auto", description="reward model: " + DEVICE_HELP)
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "float32", description="backbone weights while scoring (auto: bf16 on a GPU, fp32 on cpu)")
 
 
 def evaluate_model(rm: HPCRewardModel, items: list[LabeledItem], out_dir: Path | None = None,
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.model is None or cfg.labels is None:
         parser.error("--model and --labels are required")
     items = read_labels(cfg.labels, read_rm_spec(cfg.model).rubric, cfg.annotator)  # bad labels: before loading
-    rm = HPCRewardModel.from_pretrained(cfg.model)
+    rm = load_scoring_rm(str(cfg.model), cfg.device, cfg.dtype)
     out = cfg.out or cfg.model / "eval"
     report = evaluate_model(rm, items, out, cfg.batch_size, title=str(cfg.model))
     print(metrics_table(report))

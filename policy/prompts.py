@@ -53,28 +53,57 @@ def prompt_row(item: PromptItem, system_prompt: str) -> dict:
     }
 
 
+def prompt_tokens(tokenizer, chat: list[dict]) -> int:
+    """Length of a chat as the policy sees it (its own template, with the generation prompt)."""
+    return len(tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+
+def cut_from_left(item: PromptItem, fits) -> PromptItem | None:
+    """The item with its oldest turns dropped, as few as needed for `fits(item)`; the system prompt, the problem,
+    the profile and the last turn always stay (the tutor answers it). None when even that does not fit."""
+    for start in range(max(len(item.turns), 1)):
+        cut = item if start == 0 else item.model_copy(update={"turns": item.turns[start:]})
+        if fits(cut):
+            return cut
+    return None
+
+
 def load_prompt_rows(path: Path | str, system_prompt: str, limit: int | None = None, tokenizer=None,
                      max_prompt_tokens: int | None = None, exclude_problem_ids: set[str] = frozenset()) -> list[dict]:
     """Rows for the PromptItems in a JSONL file (the `rl` or `eval` split of `python -m annotation data`).
 
-    With `max_prompt_tokens`, prompts whose chat (rendered by `tokenizer`'s template) is longer are skipped, since
-    TRL does not truncate prompts and a few long dialogues would dominate a CPU step. Items whose problem id is in
-    `exclude_problem_ids` are dropped (an independent RM must not judge problems it was trained on). `limit` applies
-    after that.
+    With `max_prompt_tokens`, a dialogue whose chat (rendered by `tokenizer`'s template) is longer loses its oldest
+    turns until it fits (TRL does not truncate prompts, and a few long dialogues would dominate a CPU step); no
+    prompt is skipped for length. The row's `context` (what the reward model reads) is the cut dialogue, what the
+    tutor saw; `student_known` keeps every student turn. A prompt that does not fit with only its last turn left
+    is an error naming the file, line and id. Items whose problem id is in `exclude_problem_ids` are dropped (an
+    independent RM must not judge problems it was trained on). `limit` applies after that.
     """
     items = read_jsonl(path, PromptItem)
-    kept = [item for item in items if item.problem_id not in exclude_problem_ids]
+    with open(path, encoding="utf-8") as handle:  # read_jsonl skips blank lines; keep each item's line number
+        lines = [n for n, text in enumerate(handle, 1) if text.strip()]
+    kept = [(line, item) for line, item in zip(lines, items, strict=True) if item.problem_id not in exclude_problem_ids]
     if len(kept) < len(items):
         print(f"{path}: skipped {len(items) - len(kept)} of {len(items)} prompts whose problem is excluded")
-    rows = [prompt_row(item, system_prompt) for item in kept]
-    if max_prompt_tokens is not None:
-        kept = [row for row in rows if len(tokenizer.apply_chat_template(
-            row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)) <= max_prompt_tokens]
-        if len(kept) < len(rows):
-            print(f"{path}: skipped {len(rows) - len(kept)} of {len(rows)} prompts longer than "
-                  f"{max_prompt_tokens} tokens")
-        rows = kept
-    if not rows:
-        limit_text = f" of at most {max_prompt_tokens} tokens" if max_prompt_tokens else ""
-        raise DataError(f"{path}: no prompts{limit_text}")
-    return rows[:limit]
+    if not kept:
+        raise DataError(f"{path}: no prompts")
+    kept = kept[:limit]
+    rows, cut_prompts, cut_turns = [], 0, 0
+    for line, item in kept:
+        row = prompt_row(item, system_prompt)
+        if max_prompt_tokens is not None:
+            cut = cut_from_left(item, lambda it: prompt_tokens(
+                tokenizer, it.chat_messages(system_prompt)) <= max_prompt_tokens)
+            if cut is None:
+                raise DataError(f"{path}:{line}: id {item.id}: longer than max_prompt_tokens {max_prompt_tokens} "
+                                f"even with only its last turn left (system prompt, profile and problem: raise the "
+                                f"limit or shorten the system prompt)")
+            if cut is not item:
+                cut_prompts += 1
+                cut_turns += len(item.turns) - len(cut.turns)
+                row = {**prompt_row(cut, system_prompt), "student_known": row["student_known"]}
+        rows.append(row)
+    if cut_prompts:
+        print(f"{path}: cut {cut_prompts} of {len(rows)} prompts to {max_prompt_tokens} tokens by dropping their "
+              f"oldest turns ({cut_turns} turns in all)")
+    return rows

@@ -30,14 +30,16 @@ def _configs():
     from policy.classroom.config import JudgeOptions, StudentOptions
     from policy.classroom.eval import ClassroomEvalConfig
     from hpc_rm.score import ScoreConfig
+    from hpc_rm.evaluate import EvalConfig as RMEvalConfig
     from policy.evaluation.evaluate import EvalConfig
 
     return {"generate": GenerateConfig, "judge": LocalJudgeConfig, "student": StudentOptions, "eval": EvalConfig,
-            "classroom-eval": ClassroomEvalConfig, "rm-score": ScoreConfig, "classroom-judge": JudgeOptions}
+            "classroom-eval": ClassroomEvalConfig, "rm-score": ScoreConfig, "classroom-judge": JudgeOptions,
+            "rm-eval": RMEvalConfig}
 
 
 @pytest.mark.parametrize("name", ["generate", "judge", "student", "eval", "classroom-eval", "rm-score",
-                                  "classroom-judge"])
+                                  "classroom-judge", "rm-eval"])
 def test_every_local_model_config_has_a_device_field_defaulting_to_auto(name):
     cls = _configs()[name]
     field = cls.model_fields["device"]
@@ -73,7 +75,7 @@ def test_cpu_defaults_are_unchanged():
                if name not in ("classroom-eval", "rm-score")}
     resolved = {name: pick_dtype(cfg.dtype, pick_device(cfg.device)) for name, cfg in configs.items()}
     assert resolved == {"generate": "float32", "judge": "bfloat16", "student": "bfloat16", "eval": "float32",
-                        "classroom-judge": "bfloat16"}
+                        "classroom-judge": "bfloat16", "rm-eval": "float32"}
     assert {name: pick_device(cfg.device) for name, cfg in configs.items()} == dict.fromkeys(configs, "cpu")
 
 

@@ -156,8 +156,15 @@ class Classroom:
         self.timings[part] += time.perf_counter() - started
         return out
 
-    def run(self, items: list[PromptItem], generate: Generate, solve: bool = True) -> list[Dialogue]:
-        """One dialogue per item (items may repeat: a GRPO group), then the student's final solutions."""
+    def run(self, items: list[PromptItem], generate: Generate, solve: bool = True,
+            any_live: Callable[[bool], bool] | None = None) -> list[Dialogue]:
+        """One dialogue per item (items may repeat: a GRPO group), then the student's final solutions.
+
+        `any_live` (distributed training): whether a dialogue is still live on any rank, a collective every rank
+        calls once per turn. Then every rank makes the same number of tutor generation calls, each with one sequence
+        per dialogue (a finished dialogue sends its opening prompt and its sample is dropped): vLLM's server mode and
+        tensor parallelism gather on every call and slice the results by equal counts, and ZeRO-3's generate gathers
+        parameters on every forward, so a rank whose dialogues ended early would otherwise leave the others waiting."""
         dialogues = [Dialogue(item, opening_of(item, self.dialogue.opening), final_answer(item)) for item in items]
         attempters = [d for d in dialogues if d.opening == "student"]
         attempts = self._student("student_s", [student_chat(d.item.profile, d.item.problem, ATTEMPT_ASK)
@@ -171,9 +178,10 @@ class Classroom:
             d.prompt_ids = self._ids(self.tutor_chat(d.item, first))
         for turn in range(self.dialogue.max_turns):
             live = [d for d in dialogues if not d.done]
-            if not live:
+            if not (any_live(bool(live)) if any_live is not None else live):
                 break
-            self._tutor_turn(live, generate, last=turn == self.dialogue.max_turns - 1)
+            self._tutor_turn(live, generate, last=turn == self.dialogue.max_turns - 1,
+                             padded_to=dialogues if any_live is not None else None)
             waiting = [d for d in live if not d.done]
             replies = self._student("student_s", [student_chat(d.item.profile, d.item.problem,
                                                                reply_request(d.turns)) for d in waiting],
@@ -184,9 +192,19 @@ class Classroom:
             self.solve(dialogues)
         return dialogues
 
-    def _tutor_turn(self, live: list[Dialogue], generate: Generate, last: bool) -> None:
+    def _tutor_turn(self, live: list[Dialogue], generate: Generate, last: bool,
+                    padded_to: list[Dialogue] | None = None) -> None:
+        """One tutor turn for the live dialogues; with `padded_to` (all of this rank's dialogues) the call holds one
+        sequence per dialogue, finished ones sending their opening prompt, whose samples are dropped."""
         started = time.perf_counter()
-        sampled, logprobs = generate([d.prompt_ids + d.completion_ids for d in live])
+        if padded_to is None:
+            sampled, logprobs = generate([d.prompt_ids + d.completion_ids for d in live])
+        else:
+            sampled, logprobs = generate([d.prompt_ids + (d.completion_ids if not d.done else [])
+                                          for d in padded_to])
+            keep = [k for k, d in enumerate(padded_to) if not d.done]
+            sampled = [sampled[k] for k in keep]
+            logprobs = None if logprobs is None else [logprobs[k] for k in keep]
         self.timings["tutor_s"] += time.perf_counter() - started
         for k, (d, ids) in enumerate(zip(live, sampled, strict=True)):
             ids = list(ids)
@@ -227,7 +245,14 @@ class Classroom:
         except KeyError:
             raise ValueError("rollout_func got a prompt that is not one of the classroom's rows") from None
         self.timings.clear()
-        dialogues = self.run(items, lambda ids: trainer._generate_single_turn(ids, None, {}, 1))
+        any_live = None
+        if trainer.accelerator.num_processes > 1:  # every rank must make the same generation calls (see `run`)
+            def any_live(flag: bool) -> bool:
+                import torch
+
+                mine = torch.tensor([float(flag)], device=trainer.accelerator.device)
+                return bool(trainer.accelerator.gather(mine).max().item())
+        dialogues = self.run(items, lambda ids: trainer._generate_single_turn(ids, None, {}, 1), any_live=any_live)
         mode = "train" if trainer.model.training else "eval"
         for name, seconds in self.timings.items():
             trainer._metrics[mode][f"time/{name}"].append(seconds)

@@ -63,7 +63,8 @@ class GRPORunConfig(Config):
     prompts: str = Field("runs/demo/data/rl.jsonl", description="PromptItem JSONL: the `rl` split")
     max_prompts: int | None = Field(None, ge=1, description="use only the first N prompts (None: all)")
     max_prompt_tokens: int | None = Field(
-        None, ge=1, description="skip prompts whose rendered chat is longer (TRL does not truncate prompts)"
+        None, ge=1, description="cut longer dialogues (rendered chat) to this many tokens by dropping their oldest "
+                                "turns; the problem, profile and last turn stay (TRL does not truncate prompts)"
     )
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="tutor system prompt; the profile is appended")
     out: str = Field("runs/demo/policy", description="output folder: checkpoints, final policy, logs")
