@@ -153,6 +153,46 @@ def test_bf16_rollout_copy_samples_and_follows_the_trained_weights(tiny_causal_l
         assert torch.count_nonzero(copy(ids).logits) == 0
 
 
+def test_lora_rollout_copy_is_the_merged_policy_and_follows_the_adapter(tiny_causal_lm, tiny_rm, prompt_files,
+                                                                         tmp_path):
+    import torch
+    from peft import PeftModel
+
+    from core.config import load_config
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import build_trainer
+
+    cfg = load_config(GRPORunConfig, overrides={
+        "policy": tiny_causal_lm, "reward_model": tiny_rm, "prompts": str(prompt_files / "rl.jsonl"),
+        "out": str(tmp_path), "beta": 0.04, "loss_type": "grpo", "max_steps": 2, "prompts_per_step": 2,
+        "num_generations": 2, "max_completion_length": 8, "save_steps": 10, "learning_rate": 5e-2,
+        "rollout_dtype": "bfloat16", "bf16": True, "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0},
+    })
+    trainer, _ = build_trainer(cfg)
+    trainer.train()
+    policy = trainer.accelerator.unwrap_model(trainer.model)
+    assert isinstance(policy, PeftModel)
+    trainer.rollout_model()  # after step 2: the copy takes the adapter's new weights
+    copy = trainer._rollout_model
+    assert not isinstance(copy, PeftModel) and not any("lora" in n for n, _ in copy.named_parameters())
+    base = type(copy).from_pretrained(tiny_causal_lm).state_dict()
+    merged = PeftModel.from_pretrained(type(copy).from_pretrained(tiny_causal_lm), _saved_adapter(trainer, tmp_path))
+    merged = merged.merge_and_unload().state_dict()
+    for name, value in copy.state_dict().items():
+        assert value.dtype == torch.bfloat16
+        torch.testing.assert_close(value, merged[name].to(torch.bfloat16), rtol=0, atol=0)
+    assert any(not torch.equal(merged[n], base[n]) for n in merged if n.endswith("q_proj.weight")), \
+        "the adapter's training never reached the copy"
+    logs = [log for log in trainer.state.log_history if "loss" in log]
+    assert all(0 <= log["tokens/padded_share"] < 1 for log in logs)
+
+
+def _saved_adapter(trainer, tmp_path):
+    folder = tmp_path / "adapter"
+    trainer.accelerator.unwrap_model(trainer.model).save_pretrained(folder)
+    return folder
+
+
 def test_rollout_copy_is_refused_with_vllm():
     from core.config import ConfigError, load_config
     from policy.train.config import GRPORunConfig

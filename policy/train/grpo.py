@@ -59,10 +59,15 @@ class TimedGRPOTrainer(GRPOTrainer):
         self._metrics[mode][f"time/{name}_s"].append(time.perf_counter() - started)
 
     def rollout_model(self) -> torch.nn.Module:
-        """The low-precision copy of the policy, refreshed from the trained weights when a step changed them."""
+        """The low-precision copy of the policy, refreshed from the trained weights when a step changed them. A
+        LoRA policy's copy is a plain model with the adapter merged into its weights (no adapter matmuls per token);
+        only the adapted weights are refreshed, the others are frozen."""
         policy = self.accelerator.unwrap_model(self.model_wrapped)
+        lora = lora_layers(policy)
         if self._rollout_model is None:
             rollout = copy.deepcopy(policy)
+            if lora:
+                rollout = rollout.merge_and_unload()
             # Accelerate's mixed precision replaces `forward` on the instance with a wrapper whose closure holds the
             # *policy's* bound forward; deepcopy keeps that closure, so the copy would run the fp32 policy under
             # autocast. Drop it: the copy's weights are already in the rollout dtype and need no autocast.
@@ -74,10 +79,25 @@ class TimedGRPOTrainer(GRPOTrainer):
             self._rollout_model = rollout.to(self.rollout_dtype).eval()
         elif self._rollout_synced_step != self.state.global_step:
             with torch.no_grad():
-                for target, source in zip(self._rollout_model.parameters(), policy.parameters(), strict=True):
-                    target.copy_(source)
+                if lora:
+                    for name, layer in lora.items():
+                        self._rollout_model.get_submodule(name).weight.copy_(merged_weight(layer))
+                else:
+                    for target, source in zip(self._rollout_model.parameters(), policy.parameters(), strict=True):
+                        target.copy_(source)
         self._rollout_synced_step = self.state.global_step
         return self._rollout_model
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        # The share of the update's sequence positions that are padding (prompts padded on the left to the
+        # longest prompt, completions on the right to the longest completion): compute spent on nothing.
+        masks = (out["prompt_mask"], out["completion_mask"])
+        real, total = sum(int(m.sum()) for m in masks), sum(m.numel() for m in masks)
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["tokens/padded_share"].append(1 - real / max(total, 1))
+        self._metrics[mode]["tokens/sequence_length"].append(float(sum(m.shape[1] for m in masks)))
+        return out
 
     def _generate_single_turn(self, *args, **kwargs):
         started = time.perf_counter()
@@ -99,6 +119,26 @@ class TimedGRPOTrainer(GRPOTrainer):
         out = super()._calculate_rewards(*args, **kwargs)
         self._timed("reward", started)
         return out
+
+
+def lora_layers(model) -> dict:
+    """{module name in the merged model: peft LoRA layer} for a peft policy; {} for a plain one."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    if not isinstance(model, PeftModel):
+        return {}
+    inner = model.get_base_model()
+    return {name: module for name, module in inner.named_modules() if isinstance(module, LoraLayer)}
+
+
+def merged_weight(layer) -> torch.Tensor:
+    """A LoRA layer's base weight plus its active adapters' deltas: the weight merge_and_unload would write."""
+    weight = layer.get_base_layer().weight
+    for adapter in layer.active_adapters:
+        if adapter in layer.lora_A:
+            weight = weight + layer.get_delta_weight(adapter)
+    return weight
 
 
 def load_reward_model(path: str, device: str | torch.device | None = None, dtype: str = "auto"):
