@@ -6,9 +6,11 @@
    fp32 `generate` at TRL's default batch, inverse-CDF sampling instead of torch.multinomial, bf16 weights, a
    larger batch. Ratio to plain and to the fp32 bound. The sampler's own cost is timed on its own too.
 3. A few real GRPO steps (TRL GRPOTrainer via policy.train.grpo) split into generation, reward scoring and policy
-   update: TRL's defaults (fp32 rollouts with torch.multinomial, fp32 update), then + the bf16 rollout copy with
-   inverse CDF, then + bf16 autocast in the update (the demo), then the demo with a 4x larger generation batch
-   (steps_per_generation 4). The rollout tokens/s of each row are measured inside the trainer.
+   update, one lever added per row: TRL's defaults (fp32 rollouts with torch.multinomial, fp32 full fine-tuning,
+   the long system prompt, num_iterations 1), + the bf16 rollout copy with inverse CDF, + bf16 autocast in the
+   update, + LoRA, + the config's short system prompt, + num_iterations 2.
+   Each row gives the ratio to TRL's default, the padded share of the update batch and the rollout tokens/s
+   measured inside the trainer.
 
 Absolute times vary on a shared machine; compare the ratios measured in one run.
     python benchmarks/bench_grpo_step.py --out runs/bench --steps 3
@@ -32,8 +34,8 @@ from core.models import load_causal_lm, load_tokenizer, set_offline  # noqa: E40
 from core.sampling import inverse_cdf_sampling, sample_inverse_cdf  # noqa: E402
 from core.schema import write_json, write_text  # noqa: E402
 from benchmarks.compute_bound import matmul_gflops  # noqa: E402
-from policy.train.config import GRPORunConfig  # noqa: E402
-from policy.prompts import load_prompt_rows  # noqa: E402
+from policy.train.config import GRPORunConfig, LoraOptions  # noqa: E402
+from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows  # noqa: E402
 
 
 def sampler_ms(batch: int, vocab: int) -> dict:
@@ -89,11 +91,31 @@ def grpo_step_split(cfg: GRPORunConfig, rm) -> dict:
     gen = sum(log.get("time/generate_s", 0.0) for log in logs) / len(logs)
     reward = sum(log.get("time/reward_s", 0.0) for log in logs) / len(logs)
     per_generation = cfg.prompts_per_step * cfg.num_generations * cfg.steps_per_generation
+    padded = [log["tokens/padded_share"] for log in logs if "tokens/padded_share" in log]
     tokens = sum(log["completions/mean_length"] * per_generation for log in logs if "completions/mean_length" in log)
     return {"step_s": step, "generate_s": gen, "reward_s": reward, "update_s": step - gen - reward,
             "generate_share": gen / step, "reward_share": reward / step, "update_share": (step - gen - reward) / step,
             "rollout_tokens_per_s": tokens / (gen * len(logs)), "rm_forwards": cache.forwards,
-            "steps_measured": len(logs)}
+            "steps_measured": len(logs), "padded_share": sum(padded) / max(len(padded), 1)}
+
+
+def step_levers(cfg: GRPORunConfig) -> list[tuple[str, dict]]:
+    """One lever at a time, each row adding to the previous one, from TRL's defaults to the config's own settings
+    (its LoRA, system prompt and num_iterations); the config's values for everything else (prompt and completion
+    lengths, group size)."""
+    lora = cfg.lora if cfg.lora.enabled else LoraOptions(enabled=True)
+    rows = [("TRL defaults (fp32 rollouts with torch.multinomial, fp32 update, full fine-tuning, long system "
+             "prompt, num_iterations 1)",
+             {"rollout_dtype": "float32", "rollout_sampler": "torch", "bf16": False, "steps_per_generation": 1,
+              "lora": LoraOptions(), "system_prompt": DEFAULT_SYSTEM_PROMPT, "num_iterations": 1})]
+    for name, change in (("+ bf16 rollout copy + inverse CDF", {"rollout_dtype": "bfloat16",
+                                                                 "rollout_sampler": "inverse_cdf"}),
+                         ("+ bf16 autocast in the update", {"bf16": True}),
+                         (f"+ LoRA r{lora.r} (reference log-probs with the adapter off)", {"lora": lora}),
+                         ("+ the config's short system prompt", {"system_prompt": cfg.system_prompt}),
+                         ("+ num_iterations 2 (two updates per generated batch)", {"num_iterations": 2})):
+        rows.append((name, {**rows[-1][1], **change}))
+    return rows
 
 
 def markdown(result: dict) -> str:
@@ -111,11 +133,16 @@ def markdown(result: dict) -> str:
     for rows, ms in result["sampler_ms"].items():
         lines.append(f"| {rows} | {ms['torch.multinomial']:.1f} | {ms['inverse CDF']:.1f} |")
     lines += ["", "## GRPO step split (TRL GRPOTrainer)", "",
-              "| setting | step s | generation | reward scoring | policy update | rollout tokens/s |",
-              "|---|---|---|---|---|---|"]
+              "| setting | step s | x TRL default | generation s | reward s | update s | padded share | "
+              "rollout tokens/s |", "|---|---|---|---|---|---|---|---|"]
+    first = next(iter(result["steps"].values()))["step_s"]
     for name, s in result["steps"].items():
-        lines.append(f"| {name} | {s['step_s']:.1f} | {s['generate_share']:.0%} | {s['reward_share']:.1%} | "
-                     f"{s['update_share']:.0%} | {s['rollout_tokens_per_s']:.1f} |")
+        lines.append(f"| {name} | {s['step_s']:.1f} | {s['step_s'] / first:.2f} | {s['generate_s']:.1f} "
+                     f"({s['generate_share']:.0%}) | {s['reward_s']:.2f} | {s['update_s']:.1f} "
+                     f"({s['update_share']:.0%}) | {s['padded_share']:.0%} | {s['rollout_tokens_per_s']:.1f} |")
+    lines += ["", f"Each row: {result['steps_per_row']} whole generation cycles; a step is one optimizer step (with "
+              "num_iterations 2 every other step generates, so its generation time is halved per step). Completions "
+              f"up to {result['max_completion_length']} tokens, prompts cut to {result['max_prompt_tokens']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -174,22 +201,16 @@ def main() -> None:
           else HPCRewardModel.from_backbone("minilm-l6", "hpc"))
     out = Path(args.out)
     steps = {}
-    # One lever at a time, each row adding to the previous one; the config's own values for everything else.
-    trl_default = {"rollout_dtype": "float32", "rollout_sampler": "torch", "bf16": False, "steps_per_generation": 1}
-    fast_rollouts = {**trl_default, "rollout_dtype": "bfloat16", "rollout_sampler": "inverse_cdf"}
-    demo = {**fast_rollouts, "bf16": True}
-    for name, update in (("TRL defaults (fp32 rollouts with torch.multinomial, fp32 update)", trl_default),
-                         ("+ bf16 rollout copy + inverse CDF", fast_rollouts),
-                         ("+ bf16 autocast in the update (demo)", demo),
-                         ("demo + generation batch x4 (steps_per_generation 4)", {**demo, "steps_per_generation": 4})):
-        # Whole generation cycles only: with steps_per_generation k, every k-th step generates.
-        steps_here = args.steps * update["steps_per_generation"]
+    for name, update in step_levers(cfg):
+        # Whole generation cycles only: with steps_per_generation k or num_iterations k, every k-th step generates.
+        cycle = update.get("steps_per_generation", 1) * update.get("num_iterations", cfg.num_iterations)
         run_cfg = cfg.model_copy(update={**update, "out": str(out / "grpo_tmp"), "weights": None,
-                                         "max_steps": steps_here})
+                                         "max_steps": args.steps * cycle})
         steps[name] = grpo_step_split(run_cfg, rm)
         print(name, json.dumps({k: round(v, 3) for k, v in steps[name].items()}), flush=True)
     result = {"policy": cfg.policy, "bound": bound, "rollouts": rollouts, "sampler_ms": sampler, "steps": steps,
-              "config": args.config, "new_tokens": args.new_tokens}
+              "config": args.config, "new_tokens": args.new_tokens, "steps_per_row": args.steps,
+              "max_completion_length": cfg.max_completion_length, "max_prompt_tokens": cfg.max_prompt_tokens}
     write_json(out / "grpo_step.json", result)
     write_text(out / "grpo_step.md", markdown(result))
     print(markdown(result))
