@@ -68,6 +68,20 @@ def test_grpo_writes_policy_loadable_by_transformers(grpo_run):
     assert all("kl" in log and "time/generate_s" in log and "time/reward_s" in log for log in step_logs)
     # One RM forward per generation batch, not one per head.
     assert summary["rm_forwards"] == 2
+    assert summary["samples"] == 2 * 2 * 2  # steps x prompts_per_step x num_generations
+
+
+def test_two_iterations_per_batch_generate_half_the_samples(tiny_causal_lm, tiny_rm, prompt_files, tmp_path):
+    from core.config import load_config
+    from policy.train.config import GRPORunConfig
+    from policy.train.grpo import run_grpo
+
+    cfg = load_config(GRPORunConfig, overrides={
+        "policy": tiny_causal_lm, "reward_model": tiny_rm, "prompts": str(prompt_files / "rl.jsonl"),
+        "out": str(tmp_path), "beta": 0.04, "loss_type": "grpo", "max_steps": 4, "prompts_per_step": 2,
+        "num_generations": 2, "max_completion_length": 4, "save_steps": 10, "num_iterations": 2})
+    summary = run_grpo(cfg)
+    assert summary["steps"] == 4 and summary["samples"] == 8 and summary["rm_forwards"] == 2
 
 
 def test_resume_continues_from_checkpoint(grpo_run, tiny_rm):
@@ -116,6 +130,10 @@ def test_eval_reports_on_tiny_run(grpo_run, prompt_files, tmp_path):
     for name in ("report.md", "report.json", "responses.jsonl", "dimension_changes.png", "training_curves.png"):
         assert (tmp_path / "eval" / name).stat().st_size > 0
     assert "| Helpfulness |" in (tmp_path / "eval" / "report.md").read_text()
+    for side in ("base", "tuned"):  # a completion either ends with eos before the cap or is cut at it
+        checks = report["rule_checks"][side]
+        assert checks["ended_on_own"] + checks["truncated"] == pytest.approx(1.0)
+    assert "ended on its own before the cap (share)" in (tmp_path / "eval" / "report.md").read_text()
 
 
 def test_bf16_rollout_copy_samples_and_follows_the_trained_weights(tiny_causal_lm, tiny_rm, prompt_files, tmp_path):

@@ -277,14 +277,17 @@ def score_independently(scorers, rows, k, base_out, tuned_out, boot) -> dict:
 
 
 def rule_checks(outs, rows, k, max_new_tokens: int, eos_id: int) -> dict:
-    """Checks that need no model: answer leaked, empty, cut at the token limit, length."""
+    """Checks that need no model: answer leaked, empty, cut at the token limit, ended on its own (eos before the
+    cap), length."""
     texts = [r.text for r in outs]
     leaks = leaked_answers(texts, [row["final_answer"] for row in rows for _ in range(k)],
                            [row["student_known"] for row in rows for _ in range(k)])
     cut = [len(r.completion_ids) >= max_new_tokens and (not r.completion_ids or r.completion_ids[-1] != eos_id)
            for r in outs]
     return {"answer_leaked": float(np.mean(leaks)), "empty": float(np.mean([not t.strip() for t in texts])),
-            "truncated": float(np.mean(cut)), "length_tokens": float(np.mean([len(r.completion_ids) for r in outs])),
+            "truncated": float(np.mean(cut)),
+            "ended_on_own": float(np.mean([bool(r.completion_ids) and r.completion_ids[-1] == eos_id for r in outs])),
+            "length_tokens": float(np.mean([len(r.completion_ids) for r in outs])),
             "length_words": float(np.mean([len(t.split()) for t in texts])), "n": len(outs)}
 
 

@@ -139,8 +139,11 @@ def independent_markdown(report: dict) -> list[str]:
     if checks:
         lines += ["", "| rule check | base | tuned |", "|---|---|---|"]
         for key, label in (("answer_leaked", "answer leaked (share)"), ("empty", "empty (share)"),
-                           ("truncated", "cut at the token limit (share)"), ("length_words", "length (words)")):
-            lines.append(f"| {label} | {checks['base'][key]:.3f} | {checks['tuned'][key]:.3f} |")
+                           ("truncated", "cut at the token limit (share)"),
+                           ("ended_on_own", "ended on its own before the cap (share)"),
+                           ("length_words", "length (words)")):
+            if key in checks["base"]:  # reports written before the ended-on-own share lack it
+                lines.append(f"| {label} | {checks['base'][key]:.3f} | {checks['tuned'][key]:.3f} |")
     return lines
 
 

@@ -335,7 +335,7 @@ def run_grpo(cfg: GRPORunConfig, rm=None, build=build_trainer) -> dict:
         "reward_model": cfg.reward_model, "weights": reward_weights_for(cfg, cache.rm) if cache else None,
         "reward_functions": list(trainer.reward_func_names), "reward_weights": list(trainer.args.reward_weights),
         "beta": cfg.beta, "loss_type": cfg.loss_type, "steps": trainer.state.global_step,
-        "processes": trainer.accelerator.num_processes,
+        "processes": trainer.accelerator.num_processes, "samples": generated_samples(trainer),
         "resumed_from": resume, "train_seconds": round(seconds, 1), "rm_forwards": cache.forwards if cache else 0,
         "system_prompt": cfg.system_prompt, "config": json.loads(cfg.model_dump_json()),
     }
@@ -343,7 +343,16 @@ def run_grpo(cfg: GRPORunConfig, rm=None, build=build_trainer) -> dict:
     return summary
 
 
+def generated_samples(trainer: GRPOTrainer) -> int:
+    """Completions sampled over the whole run (all processes): each generation batch serves
+    num_iterations x steps_per_generation optimizer steps of gradient_accumulation_steps micro-batches."""
+    args = trainer.args
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * trainer.accelerator.num_processes
+    return trainer.state.global_step * per_step // args.num_iterations
+
+
 def main(argv: list[str] | None = None) -> None:
     _, summary = run_cli(GRPORunConfig, argv, "python -m policy grpo", __doc__.split("\n")[0], run_grpo)
     if summary:
-        print(f"saved policy to {summary['policy']} after {summary['steps']} steps ({summary['train_seconds']} s)")
+        print(f"saved policy to {summary['policy']} after {summary['steps']} steps, {summary['samples']} sampled "
+              f"completions, {summary['train_seconds'] / 60:.1f} min of training ({summary['train_seconds']} s)")
