@@ -120,6 +120,8 @@ TABLE = [
              **NO_TYPED_FLAG, **NO_MODEL}),
     Command("policy grpo", f"{GRPO_FLAGS} --reward-model {{rm}} --prompts {{data}} --out {{out}}", "prompts",
             "--max-steps many", "--policy {m}", NO_SCORES, out_of_range="--seed -1"),
+    Command("policy bon", "--reward-model {rm} --prompts {data} --out {out}", "prompts", "--n many",
+            "--policy {m}", NO_SCORES, out_of_range="--n 0"),
     Command("policy classroom", f"{GRPO_FLAGS} --prompts {{data}} --out {{out}}", "prompts",
             "--dialogue.max-turns many", "--student.model {m}", NO_SCORES, out_of_range="--student.seed -1"),
     Command("policy classroom-eval", "--run {crun} --prompts {data} --out {out}", "prompts", "--batch-size many",
