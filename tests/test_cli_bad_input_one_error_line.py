@@ -124,6 +124,8 @@ TABLE = [
             "--policy {m}", NO_SCORES, out_of_range="--n 0"),
     Command("policy rft", "--reward-model {rm} --prompts {data} --out {out}", "prompts", "--n many",
             "--policy {m}", NO_SCORES, out_of_range="--top-k 0"),
+    Command("policy dpo", "--reward-model {rm} --prompts {data} --out {out}", "prompts", "--n many",
+            "--policy {m}", NO_SCORES, out_of_range="--beta 0"),
     Command("policy sft", "--prompts {data} --also-from [] --out {out}", "prompts", "--max-length many",
             "--policy {m}", NO_SCORES, out_of_range="--max-length 1"),
     Command("policy classroom", f"{GRPO_FLAGS} --prompts {{data}} --out {{out}}", "prompts",
