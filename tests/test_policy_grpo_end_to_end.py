@@ -198,40 +198,45 @@ def test_eval_scores_with_independent_judges_rms_and_tutorbench(grpo_run, prompt
     assert 0 <= scores["judge:tiny"]["tuned"]["win_rate"]["mean"] <= 1
     assert bench["gsm8k_accuracy"]["base"]["items"] == 2
     text = (tmp_path / "eval" / "report.md").read_text()
-    assert "Is the gain real?" in text and "| judge:tiny | judge (unmeasured" in text and "MathTutorBench-style" in text
+    assert text.index("Verdict of the independent scorers") < text.index("Rule checks") < text.index("Training RM")
+    assert "| judge:tiny | judge | unmeasured" in text and "MathTutorBench-style" in text
 
 
 def test_a_gain_only_the_training_rm_sees_is_flagged():
     import numpy as np
 
-    from policy.evaluation.independent import compare_scores, hacking_gaps
+    from policy.evaluation.independent import hacking_gaps
 
     rng = np.random.default_rng(0)
     base = rng.uniform(0.5, 1.5, 40)
     boot = dict(n_resamples=500, seed=0)
-    training = compare_scores({"H": base, "weighted": base}, {"H": base + 0.4, "weighted": base + 0.4}, 2.0, boot)
-    flat = compare_scores({"A": base}, {"A": base + rng.normal(0, 0.05, 40)}, 2.0, boot)
-    agrees = compare_scores({"A": base}, {"A": base + 0.3}, 2.0, boot)
-    gaps = hacking_gaps(training, {"flat": flat, "agrees": agrees})
+    training = ({"H": base, "weighted": base}, {"H": base + 0.4 + rng.normal(0, 0.05, 40), "weighted": base + 0.4})
+    tops = {"H": 2.0, "weighted": 2.0, "mean": 2.0}
+    flat = ({"A": base}, {"A": base + rng.normal(0, 0.05, 40)}, 2.0)
+    agrees = ({"A": base}, {"A": base + 0.4 + rng.normal(0, 0.05, 40)}, 2.0)
+    gaps = hacking_gaps(training, tops, {"flat": flat, "agrees": agrees}, boot)
     assert gaps["flat"]["possible_reward_hacking"] and not gaps["agrees"]["possible_reward_hacking"]
-    assert abs(gaps["flat"]["training_gain"] - 0.2) < 1e-9  # 0.4 on a 0..2 rubric
-    assert abs(gaps["agrees"]["gap"] - (0.2 - 0.15)) < 1e-9
+    row = gaps["flat"]["rows"]["weighted vs A"]
+    assert abs(row["training_gain"]["mean"] - 0.2) < 1e-9  # 0.4 on a 0..2 rubric
+    assert abs(gaps["agrees"]["rows"]["weighted vs mean"]["gap"]["mean"]) < 0.02
     assert not gaps["flat"]["tuned_worse"] and not gaps["agrees"]["tuned_worse"]
 
 
 def test_a_scorer_that_sees_the_tuned_policy_worse_flags_it_even_without_a_training_gain():
     import numpy as np
 
-    from policy.evaluation.independent import compare_scores, hacking_gaps
+    from policy.evaluation.independent import hacking_gaps
 
     rng = np.random.default_rng(1)
     base = rng.uniform(0.5, 1.5, 40)
     boot = dict(n_resamples=500, seed=0)
     noise = rng.normal(0, 0.05, 40)
-    training = compare_scores({"H": base, "weighted": base}, {"H": base + noise, "weighted": base + noise}, 2.0, boot)
-    worse = compare_scores({"A": base}, {"A": base - 0.3}, 2.0, boot)
-    gaps = hacking_gaps(training, {"worse": worse})
-    assert gaps["worse"]["tuned_worse"] and not gaps["worse"]["possible_reward_hacking"]
+    training = ({"H": base, "weighted": base}, {"H": base + noise, "weighted": base + noise})
+    worse = ({"A": base}, {"A": base - 0.3 + rng.normal(0, 0.05, 40)}, 2.0)
+    gaps = hacking_gaps(training, {"H": 2.0, "weighted": 2.0}, {"worse": worse}, boot)
+    assert gaps["worse"]["tuned_worse"]
+    # the training RM saw nothing while the scorer saw a loss: the gap is positive too, and flagged
+    assert gaps["worse"]["rows"]["weighted vs A"]["gap"]["low"] > 0
 
 
 def test_sweep_reads_each_weighting_off_independent_scorers(grpo_run, prompt_files, tiny_encoder, tmp_path):

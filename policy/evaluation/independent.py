@@ -4,9 +4,11 @@ A policy tuned against one reward model shows its largest gains exactly where th
 also scores base and tuned responses with independent scorers: LLM judges (the same specs as `annotation label`:
 local models, OpenAI-compatible endpoints) and other reward-model folders (e.g. one trained on human labels of other
 items). Each reports, per dimension of its own rubric, base, tuned, the paired bootstrap difference and the win rate.
-Gains are compared on one scale (divided by the rubric's top level, so 0..1): the **gap** is the training RM's
-normalised gain minus the independent scorer's. A training-RM gain whose interval excludes zero while the
-independent scorer's does not (or points down) is flagged as possible reward hacking.
+Gains are compared on one scale (divided by the rubric's top level, so 0..1): the **gap** is, per prompt, the
+training RM's normalised gain minus the independent scorer's, bootstrapped over prompts on the same resamples as
+both gains. "Possible reward hacking" means the gap's interval lies above zero after Holm-Bonferroni over every
+trusted scorer and compared dimension (`gap_pairs` says which: the same dimension where rubrics share it, else the
+training RM's weighted reward against each of the scorer's dimensions, and always weighted vs the scorer's mean).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import numpy as np
 from core.judges import JudgeJob, RawLabel, build_judges
 from core.rubric import Rubric
 from core.schema import LabeledItem
-from policy.evaluation.stats import paired_difference, win_rate
+from policy.evaluation.stats import apply_holm, paired_difference, paired_gap, win_rate
 
 
 @dataclass
@@ -34,6 +36,14 @@ class Scorer:
     top: float
     score: Callable[[list[str], list[str]], dict[str, np.ndarray]]
     agreement: dict | None = None  # the judge's measured agreement with human labels, when one is known
+    weight_sum: float | None = None  # a training RM's: the sum of the reward weights (its 'weighted' top is top x it)
+
+    def tops(self) -> dict[str, float]:
+        """Highest possible score per reported dimension (and 'mean', and 'weighted' for a training RM)."""
+        tops = {d: self.top for d in [*self.dimensions, "mean"]}
+        if self.weight_sum is not None:
+            tops["weighted"] = self.top * self.weight_sum
+        return tops
 
 
 def rm_scorer(name: str, rm, kind: str = "rm", batch_size: int = 16, weights: dict[str, float] | None = None) -> Scorer:
@@ -47,7 +57,8 @@ def rm_scorer(name: str, rm, kind: str = "rm", batch_size: int = 16, weights: di
             preds["weighted"] = np.asarray(rm.reward(preds, weights), dtype=np.float64)
         return preds
 
-    return Scorer(name, kind, list(rm.dimensions), top, score)
+    return Scorer(name, kind, list(rm.dimensions), top, score,
+                  weight_sum=float(sum(weights.values())) if weights is not None else None)
 
 
 def judge_scores(judge, rubric: Rubric, contexts: list[str], responses: list[str]) -> dict[str, np.ndarray]:
@@ -98,8 +109,10 @@ def prompt_scores(scorer: Scorer, contexts: list[str], texts: list[str], samples
     return {d: per_prompt(v, len(texts) // samples, samples) for d, v in scorer.score(contexts, texts).items()}
 
 
-def compare_scores(base: dict[str, np.ndarray], tuned: dict[str, np.ndarray], top: float, boot: dict) -> dict:
-    """Per dimension and for the mean over dimensions: base, tuned, paired difference, win rate, normalised gain."""
+def compare_scores(base: dict[str, np.ndarray], tuned: dict[str, np.ndarray], top: float | dict[str, float],
+                   boot: dict) -> dict:
+    """Per dimension and for the mean over dimensions: base, tuned, paired difference, win rate, normalised gain.
+    `top` is the highest level (per dimension where a dict: the training RM's weighted sum has its own)."""
     dims = [d for d in base if d != "weighted"]  # the training RM's weighted sum is reported, not averaged in
     with np.errstate(invalid="ignore"):
         base = dict(base, mean=np.nanmean(np.vstack([base[d] for d in dims]), axis=0))
@@ -111,10 +124,11 @@ def compare_scores(base: dict[str, np.ndarray], tuned: dict[str, np.ndarray], to
             out[dim] = {"n": int(keep.sum()), "note": "fewer than 2 prompts scored by both policies"}
             continue
         b, t = base[dim][keep], tuned[dim][keep]
-        diff = paired_difference(t, b, **boot)
+        dim_top = top.get(dim, top.get("mean", 1.0)) if isinstance(top, dict) else top
+        diff = paired_difference(t, b, value_range=2 * dim_top, **boot)
         out[dim] = {"base": float(b.mean()), "tuned": float(t.mean()), "difference": diff,
                     "win_rate": win_rate(t, b, **boot), "n": int(keep.sum()),
-                    "normalised_gain": {k: diff[k] / top for k in ("mean", "low", "high")}}
+                    "normalised_gain": {k: diff[k] / dim_top for k in ("mean", "low", "high")}}
     return out
 
 
@@ -127,23 +141,111 @@ def judge_standing(agreement: dict | None, min_qwk: float) -> str:
     return "trusted" if mean >= min_qwk else f"untrusted: mean QWK with humans {mean:.2f} < {min_qwk}"
 
 
-def hacking_gaps(training: dict, independent: dict[str, dict], training_dim: str = "weighted") -> dict:
-    """Training RM's normalised gain minus each independent scorer's (mean over its dimensions), with two flags:
-    possible reward hacking (the training RM's gain excludes zero, the scorer's does not) and the tuned policy being
-    worse by the scorer (its interval lies below zero, whatever the training RM saw)."""
-    if training_dim not in training or "normalised_gain" not in training[training_dim]:
-        return {}
-    t = training[training_dim]["normalised_gain"]
-    gaps = {}
-    for name, result in independent.items():
-        other = result.get("mean", {})
-        if "normalised_gain" not in other:
-            continue
-        o = other["normalised_gain"]
-        flagged = t["low"] > 0 and not o["low"] > 0
-        gaps[name] = {"training_gain": t["mean"], "independent_gain": o["mean"], "gap": t["mean"] - o["mean"],
-                      "possible_reward_hacking": bool(flagged), "tuned_worse": bool(o["high"] < 0)}
-    return gaps
+def gap_pairs(training_dims: list[str], scorer_dims: list[str]) -> list[tuple[str, str]]:
+    """Which training-RM dimension each scorer dimension is compared with: the same name where the rubrics share
+    it, else the training RM's weighted reward (the sum GRPO maximised); always weighted vs the scorer's mean."""
+    shared = [d for d in scorer_dims if d in training_dims]
+    pairs = [(d, d) for d in shared] if shared else [("weighted", d) for d in scorer_dims]
+    return pairs + [("weighted", "mean")]
+
+
+def _diff(scores: tuple[dict, dict], dim: str) -> np.ndarray:
+    base, tuned = scores
+    if dim == "mean":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            dims = [d for d in base if d not in ("weighted", "mean")]
+            return (np.nanmean(np.vstack([tuned[d] for d in dims]), axis=0)
+                    - np.nanmean(np.vstack([base[d] for d in dims]), axis=0))
+    return np.asarray(tuned[dim], dtype=np.float64) - np.asarray(base[dim], dtype=np.float64)
+
+
+def scorer_standing(scorer: Scorer, min_qwk: float) -> str:
+    """An independent RM is trusted; a judge by its measured agreement with human labels (`judge_standing`)."""
+    return "trusted" if scorer.kind == "rm" else judge_standing(scorer.agreement, min_qwk)
+
+
+def hacking_gaps(training: tuple[dict, dict], training_top: dict[str, float], scorers: dict[str, tuple],
+                 boot: dict, alpha: float = 0.05) -> dict:
+    """For each trusted scorer (name -> (base scores, tuned scores, top level), per prompt, NaN where it did not
+    score) and each compared dimension pair (`gap_pairs`): the paired per-prompt gap, training RM's normalised
+    gain minus the scorer's, with its bootstrap interval on the same resamples as both gains. Holm-Bonferroni over
+    every pair of every trusted scorer: "possible reward hacking" = the corrected gap lies above zero; "tuned
+    worse" = the scorer's corrected gain lies below zero."""
+    training_dims = [d for d in training[0] if d != "weighted"]
+    out, gaps, gains = {}, [], []
+    for name, (base, tuned, top) in scorers.items():
+        rows = {}
+        for t_dim, s_dim in gap_pairs(training_dims, [d for d in base if d not in ("weighted", "mean")]):
+            row = paired_gap(_diff(training, t_dim), _diff((base, tuned), s_dim), boot, training_top[t_dim], top)
+            row.update(training_dim=t_dim, scorer_dim=s_dim)
+            rows[f"{t_dim} vs {s_dim}"] = row
+            if row["n"] >= 2:
+                gaps.append(row["gap"])
+                gains.append(row["scorer_gain"])
+        out[name] = {"rows": rows, "same_rubric": any(r["training_dim"] == r["scorer_dim"] for r in rows.values())}
+    apply_holm(gaps, alpha)
+    apply_holm(gains, alpha)
+    for result in out.values():
+        for row in result["rows"].values():
+            row["possible_reward_hacking"] = bool(row["gap"].get("significant") and row["gap"]["mean"] > 0)
+            row["tuned_worse"] = bool(row["scorer_gain"].get("significant") and row["scorer_gain"]["mean"] < 0)
+        result["possible_reward_hacking"] = any(r["possible_reward_hacking"] for r in result["rows"].values())
+        result["tuned_worse"] = any(r["tuned_worse"] for r in result["rows"].values())
+    return out
+
+
+def rm_differences(base: dict, tuned: dict, tops: dict[str, float] | None, boot: dict) -> dict:
+    """The training RM's paired differences per dimension (`tops`: each one's highest score, so a difference without
+    spread gets a Hoeffding interval) and the win rate under its weighted reward."""
+    span = lambda dim: 2 * tops[dim] if tops and dim in tops else None  # noqa: E731
+    return {"difference": {dim: paired_difference(tuned[dim], base[dim], value_range=span(dim), **boot) for dim in base},
+            "win_rate": win_rate(tuned["weighted"], base["weighted"], **boot)}
+
+
+def score_comparison(base_scores: dict, tuned_scores: dict, training: Scorer, independent: dict[str, tuple],
+                     boot: dict, min_qwk: float) -> dict:
+    """From per-prompt scores (the training RM's, and each independent scorer's (scorer, base, tuned)): the training
+    RM's differences and win rate, each independent scorer's comparison and trust, the reward-hacking gaps, and
+    every star Holm-corrected within its table (`star_families`)."""
+    alpha = 1 - boot.get("confidence", 0.95)
+    out = rm_differences(base_scores, tuned_scores, training.tops(), boot)
+    out["training_rm"] = compare_scores(base_scores, tuned_scores, training.tops(), boot)
+    out["independent"] = {name: {"kind": scorer.kind, "agreement_with_humans": scorer.agreement,
+                                 "standing": scorer_standing(scorer, min_qwk),
+                                 "comparison": compare_scores(base, tuned, scorer.top, boot)}
+                          for name, (scorer, base, tuned) in independent.items()}
+    out["reward_hacking"] = hacking_gaps(
+        (base_scores, tuned_scores), training.tops(),
+        {name: (base, tuned, scorer.top) for name, (scorer, base, tuned) in independent.items()
+         if out["independent"][name]["standing"] == "trusted"}, boot, alpha)
+    star_families(out, alpha)
+    return out
+
+
+def star_families(report: dict, alpha: float) -> None:
+    """Holm-Bonferroni over each table's stars: the training RM's dimensions; the trusted independent scorers'
+    dimensions together (the family their flags use); each untrusted scorer's dimensions on their own."""
+    apply_holm(list(report["difference"].values()), alpha)
+    apply_holm([c["difference"] for c in report["training_rm"].values() if "difference" in c], alpha)
+    diffs = lambda r: [c["difference"] for c in r["comparison"].values() if "difference" in c]  # noqa: E731
+    independent = report["independent"].values()
+    apply_holm([d for r in independent if r["standing"] == "trusted" for d in diffs(r)], alpha)
+    for r in independent:
+        if r["standing"] != "trusted":
+            apply_holm(diffs(r), alpha)
+
+
+def tutorbench_holm(bench: dict, trusted: set[str], alpha: float) -> None:
+    """Holm over the tutorbench win rates (settings x policies): every trusted scorer's rows together, each other
+    scorer's (the training RM's, an untrusted judge's) on their own."""
+    rows: dict[str, list[dict]] = {}
+    for result in bench["settings"].values():
+        for scorer, r in result["scores"].items():
+            rows.setdefault("trusted" if scorer in trusted else scorer, []).extend(
+                r[p]["win_rate"] for p in r if isinstance(r[p], dict) and "win_rate" in r[p])
+    for family in rows.values():
+        apply_holm(family, alpha)
 
 
 def load_agreement(path: str | None) -> dict[str, dict]:
