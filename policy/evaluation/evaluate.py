@@ -33,8 +33,9 @@ from core.models import (DEVICE_HELP, DTYPE_HELP, Device, Dtype, check_model_exi
 from core.rubric import load_rubric
 from core.schema import write_json, write_jsonl
 from core.sources import load_mrbench_problems
-from policy.evaluation.independent import (Scorer, judge_scorers, rm_differences, score_comparison, tutorbench_holm,
-                                load_agreement, load_rm_scorers, per_prompt, prompt_scores, rm_scorer)
+from policy.evaluation.independent import (Scorer, by_prompt_kind, judge_scorers, load_agreement, load_rm_scorers,
+                                           per_prompt, prompt_scores, rm_differences, rm_scorer, score_comparison,
+                                           tutorbench_holm)
 from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
 from policy.evaluation.report import (lm_eval_section, plot_dimension_changes, plot_gaps, plot_training_curves,
                                       write_markdown)
@@ -94,9 +95,10 @@ class EvalConfig(Config):
                                  "(--judge-agreement) is lower is reported but not used to flag reward hacking")
     rms: list[str] = Field(default_factory=list, description="independent reward-model folders (e.g. one trained on "
                                                              "human labels of other items)")
-    exclude_problems_from: str | None = Field(None, description="MRBench file: drop eval and tutorbench items whose "
-                                                                "problem it holds (an RM trained on it must not judge "
-                                                                "its own problems)")
+    exclude_problems_from: str | None = Field(None, description="MRBench file: the independent RMs (--rms, trained on "
+                                                                "it) leave eval prompts on its problems unscored and "
+                                                                "tutorbench draws no dialogue on them; every other "
+                                                                "scorer sees every eval prompt")
     tutorbench: TutorBenchOptions = Field(default_factory=TutorBenchOptions,
                                           description="MathTutorBench-style teacher-turn tasks and GSM8K accuracy")
     confidence: float = Field(0.95, gt=0, lt=1, description="bootstrap interval level")
@@ -264,13 +266,14 @@ def independent_scorers(cfg: EvalConfig, rm) -> list[Scorer]:
     """The eval's judges (on --judge-rubric, else the training RM's rubric) and independent RMs."""
     rubric = load_rubric(cfg.judge_rubric) if cfg.judge_rubric else rm.rubric
     return (judge_scorers(cfg.judges, rubric, load_agreement(cfg.judge_agreement))
-            + load_rm_scorers(cfg.rms, cfg.batch_size))
+            + load_rm_scorers(cfg.rms, cfg.batch_size, frozenset(excluded_problems(cfg))))
 
 
 def score_independently(scorers, rows, k, base_out, tuned_out) -> dict[str, tuple]:
     """Every independent scorer on the same base and tuned responses: name -> (scorer, base, tuned) per prompt."""
     contexts = [row["context"] for row in rows for _ in range(k)]
-    return {scorer.name: (scorer, *(prompt_scores(scorer, contexts, [r.text for r in outs], k)
+    problems = [row.get("problem_id") for row in rows]
+    return {scorer.name: (scorer, *(prompt_scores(scorer, contexts, [r.text for r in outs], k, problems)
                                     for outs in (base_out, tuned_out))) for scorer in scorers}
 
 
@@ -329,8 +332,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
         require_vllm()
     tokenizer = load_tokenizer(s["base"])
     excluded = excluded_problems(cfg)
-    rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"],
-                            exclude_problem_ids=excluded)
+    # every scorer sees every prompt except the independent RMs, which skip the problems they were trained on
+    rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"])
     k = cfg.samples_per_prompt
     if rm is None:  # on the eval's device (spread: the first GPU); an RM served over HTTP stays where it is
         rm = load_reward_model(s["reward_model"], cfg.device)
@@ -343,9 +346,10 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     training = rm_scorer("rm:training", rm, "training-rm", cfg.batch_size, weights)
     boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
     independent = independent_scorers(cfg, rm)
-    report.update(score_comparison(base_scores, tuned_scores, training,
-                                   score_independently(independent, rows, k, base_out, tuned_out), boot,
-                                   cfg.min_judge_qwk))
+    scored = score_independently(independent, rows, k, base_out, tuned_out)
+    report.update(score_comparison(base_scores, tuned_scores, training, scored, boot, cfg.min_judge_qwk))
+    report["by_kind"] = by_prompt_kind([row.get("kind", "prompt") for row in rows],
+                                       {"rm:training": (training, base_scores, tuned_scores), **scored}, boot)
     report["rule_checks"] = {name: rule_checks(outs, rows, k, s["max_new_tokens"], tokenizer.eos_token_id,
                                                cfg.confidence)
                              for name, outs in (("base", base_out), ("tuned", tuned_out))}

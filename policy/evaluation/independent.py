@@ -23,7 +23,7 @@ import numpy as np
 from core.judges import JudgeJob, RawLabel, build_judges
 from core.rubric import Rubric
 from core.schema import LabeledItem
-from policy.evaluation.stats import apply_holm, paired_difference, paired_gap, win_rate
+from policy.evaluation.stats import apply_holm, mean_interval, paired_difference, paired_gap, win_rate
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Scorer:
     score: Callable[[list[str], list[str]], dict[str, np.ndarray]]
     agreement: dict | None = None  # the judge's measured agreement with human labels, when one is known
     weight_sum: float | None = None  # a training RM's: the sum of the reward weights (its 'weighted' top is top x it)
+    skip_problems: frozenset[str] = frozenset()  # problems it must not judge (an RM trained on them): left NaN
 
     def tops(self) -> dict[str, float]:
         """Highest possible score per reported dimension (and 'mean', and 'weighted' for a training RM)."""
@@ -89,11 +90,15 @@ def judge_scorers(specs: list[str], rubric: Rubric, agreement: dict[str, dict] |
     return scorers
 
 
-def load_rm_scorers(paths: list[str], batch_size: int) -> list[Scorer]:
+def load_rm_scorers(paths: list[str], batch_size: int, skip_problems: frozenset[str] = frozenset()) -> list[Scorer]:
+    """Independent RM folders as scorers; each leaves `skip_problems` (the problems of its training data) unscored."""
     from core.reward_model import HPCRewardModel
 
-    return [rm_scorer(f"rm:{Path(p).name}", HPCRewardModel.from_pretrained(p), batch_size=batch_size)
-            for p in paths]
+    scorers = [rm_scorer(f"rm:{Path(p).name}", HPCRewardModel.from_pretrained(p), batch_size=batch_size)
+               for p in paths]
+    for scorer in scorers:
+        scorer.skip_problems = frozenset(skip_problems)
+    return scorers
 
 
 def per_prompt(values: np.ndarray, n_prompts: int, samples: int) -> np.ndarray:
@@ -104,9 +109,22 @@ def per_prompt(values: np.ndarray, n_prompts: int, samples: int) -> np.ndarray:
         return np.nanmean(grid, axis=1)
 
 
-def prompt_scores(scorer: Scorer, contexts: list[str], texts: list[str], samples: int) -> dict[str, np.ndarray]:
-    """The scorer's per-prompt scores of prompt-major responses (`samples` per prompt)."""
-    return {d: per_prompt(v, len(texts) // samples, samples) for d, v in scorer.score(contexts, texts).items()}
+def prompt_scores(scorer: Scorer, contexts: list[str], texts: list[str], samples: int,
+                  problems: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The scorer's per-prompt scores of prompt-major responses (`samples` per prompt); with `problems` (one per
+    prompt) the prompts of the scorer's `skip_problems` are not scored (NaN: left out of its comparisons)."""
+    n = len(texts) // samples
+    keep = np.ones(len(texts), dtype=bool)
+    if problems is not None and scorer.skip_problems:
+        keep = np.repeat([p not in scorer.skip_problems for p in problems], samples)
+    scored = scorer.score([c for c, k in zip(contexts, keep) if k], [t for t, k in zip(texts, keep) if k]) \
+        if keep.any() else {d: np.array([]) for d in scorer.dimensions}
+    out = {}
+    for d, v in scored.items():
+        full = np.full(len(texts), np.nan)
+        full[keep] = v
+        out[d] = per_prompt(full, n, samples)
+    return out
 
 
 def compare_scores(base: dict[str, np.ndarray], tuned: dict[str, np.ndarray], top: float | dict[str, float],
@@ -246,6 +264,23 @@ def tutorbench_holm(bench: dict, trusted: set[str], alpha: float) -> None:
                 r[p]["win_rate"] for p in r if isinstance(r[p], dict) and "win_rate" in r[p])
     for family in rows.values():
         apply_holm(family, alpha)
+
+
+def by_prompt_kind(kinds: list[str], scored: dict[str, tuple], boot: dict) -> dict:
+    """Per prompt kind (e.g. 'gsm8k single-turn', 'mathdial multi-turn') and scorer: the normalised gain on the
+    scorer's overall score (the training RM: its weighted reward, others: the mean of their dimensions) over the
+    prompts of that kind it scored, with its bootstrap interval (descriptive: not corrected)."""
+    out: dict[str, dict] = {}
+    for kind in sorted(set(kinds)):
+        mask = np.array([k == kind for k in kinds])
+        out[kind] = {"prompts": int(mask.sum()), "scorers": {}}
+        for name, (scorer, base, tuned) in scored.items():
+            dim = "weighted" if "weighted" in base else "mean"
+            diff = _diff((base, tuned), dim)[mask] / scorer.tops()[dim]
+            diff = diff[~np.isnan(diff)]
+            out[kind]["scorers"][name] = (mean_interval(diff, value_range=2.0, **boot) if len(diff)
+                                          else {"n": 0, "note": "not scored"})
+    return out
 
 
 def load_agreement(path: str | None) -> dict[str, dict]:

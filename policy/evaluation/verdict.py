@@ -85,6 +85,25 @@ def verdict_markdown(report: dict) -> list[str]:
                          f"{row['gap'].get('p_holm', float('nan')):.3f} | {flag} |")
     if not hacking:
         lines.append("| (no trusted independent scorer) | - | - | 0 | - | - | - | - | - |")
+    return lines + by_kind_markdown(report)
+
+
+def by_kind_markdown(report: dict) -> list[str]:
+    """Each scorer's gain per prompt kind, and how many prompts of each kind it scored."""
+    by_kind = report.get("by_kind")
+    if not by_kind:
+        return []
+    trust = {"rm:training": TRAINED_ON, **{n: trust_text(r) for n, r in report.get("independent", {}).items()}}
+    lines = ["", "### By prompt kind", "",
+             "Gain on each scorer's overall score (training RM: weighted reward; others: mean of their dimensions), "
+             "normalised to 0..1, bootstrap 95% interval over the prompts of that kind it scored (descriptive, not "
+             "corrected). An independent RM leaves the problems it was trained on unscored, so its n can be smaller.",
+             "", "| prompt kind | prompts | scorer | trust | n | gain [95% CI] |", "|---|---|---|---|---|---|"]
+    for kind, result in by_kind.items():
+        for name, gain in result["scorers"].items():
+            cell = format_interval(gain) if "mean" in gain else gain.get("note", "-")
+            lines.append(f"| {kind} | {result['prompts']} | {name} | {trust.get(name, 'trusted')} | {gain['n']} | "
+                         f"{cell} |")
     return lines
 
 
