@@ -36,7 +36,8 @@ def human_rm() -> Scorer:
 
 
 def weak_judge() -> Scorer:
-    agreement = {d: {"qwk": 0.02, "n": 160} for d in MRB}
+    no_agreement = [[18, 18, 18], [18, 18, 18], [18, 18, 18]]  # 162 items, the judge's level unrelated to humans'
+    agreement = {d: {"qwk": 0.0, "n": 162, "confusion": no_agreement} for d in MRB}
     return Scorer("judge:weak", "judge", MRB, 2.0, None, agreement)
 
 

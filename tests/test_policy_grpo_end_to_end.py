@@ -263,11 +263,33 @@ def test_sweep_reads_each_weighting_off_independent_scorers(grpo_run, prompt_fil
     assert "| rm:other_rm |" in (tmp_path / "sweep" / "sweep.md").read_text()
 
 
-def test_a_judge_is_trusted_only_when_it_agreed_with_humans():
+def test_a_judge_is_trusted_only_when_the_lower_bound_of_its_agreement_reaches_the_threshold():
+    import numpy as np
+
     from policy.evaluation.independent import judge_standing
 
-    good = {"A": {"qwk": 0.5}, "B": {"qwk": 0.3}}
-    flat = {"A": {"qwk": 0.0}, "B": {"qwk": None}}
-    assert judge_standing(good, 0.2) == "trusted"
-    assert judge_standing(flat, 0.2) == "untrusted: mean QWK with humans 0.00 < 0.2"
+    strong = np.diag([60, 60, 60]) + 2  # 180 clear agreements, a little noise: QWK near 1, lower bound too
+    weak = np.full((3, 3), 20)  # no agreement at all
+    few = np.array([[3, 1, 0], [1, 2, 1], [0, 1, 3]])  # QWK 0.75 on 12 items: its lower bound is about 0.4
+    assert judge_standing({"A": {"qwk": 0.95, "confusion": strong.tolist()}}, 0.5) == "trusted"
+    assert judge_standing({"A": {"qwk": 0.0, "confusion": weak.tolist()}}, 0.2).startswith("untrusted")
+    assert judge_standing({"A": {"qwk": 0.75, "confusion": few.tolist()}}, 0.6).startswith("untrusted")  # point: 0.75
+    assert judge_standing({"A": {"qwk": 0.8}}, 0.2).startswith("unmeasured")  # no confusion: no bound
     assert judge_standing(None, 0.2).startswith("unmeasured")
+
+
+def test_agreement_is_keyed_by_judge_and_rubric(tmp_path):
+    import json
+
+    from core.rubric import load_rubric
+    from policy.evaluation.independent import judge_scorers, load_agreement
+
+    path = tmp_path / "agreement.json"
+    path.write_text(json.dumps({"rubric": {"name": "mrbench"}, "dimensions": {"Mistake_Identification": {
+        "human_llm": {"llm:stub": {"qwk": 0.9, "n": 10, "confusion": [[5, 0], [0, 5]]}}}}}))
+    agreement = load_agreement(str(path))
+    assert set(agreement) == {("stub", "mrbench")}
+    spec = "local?model=smollm2-135m-instruct&name=stub"
+    on_mrbench = judge_scorers([spec], load_rubric("mrbench"), agreement)[0]
+    on_hpc = judge_scorers([spec], load_rubric("hpc"), agreement)[0]
+    assert on_mrbench.agreement and on_hpc.agreement is None  # checked on MRBench's rubric, not on HPC's

@@ -91,8 +91,9 @@ class EvalConfig(Config):
     judge_rubric: str | None = Field(None, description="rubric the judges score on (None: the training RM's)")
     judge_agreement: str | None = Field(None, description="agreement.json of `annotation agreement` measuring these "
                                                           "judges against human labels, shown next to their verdicts")
-    min_judge_qwk: float = Field(0.2, ge=-1, le=1, description="a judge whose mean QWK with human labels "
-                                 "(--judge-agreement) is lower is reported but not used to flag reward hacking")
+    min_judge_qwk: float = Field(0.2, ge=-1, le=1, description="a judge is trusted (may raise flags) only when the "
+                                 "mean over dimensions of the lower 95% bound of its QWK with human labels, measured "
+                                 "on the judge rubric (--judge-agreement), reaches this")
     rms: list[str] = Field(default_factory=list, description="independent reward-model folders (e.g. one trained on "
                                                              "human labels of other items)")
     exclude_problems_from: str | None = Field(None, description="MRBench file: the independent RMs (--rms, trained on "

@@ -12,7 +12,6 @@ training RM's weighted reward against each of the scorer's dimensions, and alway
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from core.judges import JudgeJob, RawLabel, build_judges
 from core.rubric import Rubric
 from core.schema import LabeledItem
+from policy.evaluation.trust import judge_standing, load_agreement  # noqa: F401  (re-exported)
 from policy.evaluation.stats import apply_holm, mean_interval, paired_difference, paired_gap, win_rate
 
 
@@ -80,13 +80,15 @@ def judge_scores(judge, rubric: Rubric, contexts: list[str], responses: list[str
     return out
 
 
-def judge_scorers(specs: list[str], rubric: Rubric, agreement: dict[str, dict] | None = None) -> list[Scorer]:
+def judge_scorers(specs: list[str], rubric: Rubric, agreement: dict[tuple[str, str], dict] | None = None
+                  ) -> list[Scorer]:
+    """Judges on `rubric`, each with its agreement with human labels measured on that same rubric (if any)."""
     top = float(max(level.score for dim in rubric.dimensions for level in dim.levels))
     scorers = []
     for judge in build_judges(specs):
         scorers.append(Scorer(f"judge:{judge.name}", "judge", rubric.names, top,
                               lambda c, r, judge=judge: judge_scores(judge, rubric, c, r),
-                              (agreement or {}).get(judge.name)))
+                              (agreement or {}).get((judge.name, rubric.name))))
     return scorers
 
 
@@ -148,15 +150,6 @@ def compare_scores(base: dict[str, np.ndarray], tuned: dict[str, np.ndarray], to
                     "win_rate": win_rate(t, b, **boot), "n": int(keep.sum()),
                     "normalised_gain": {k: diff[k] / dim_top for k in ("mean", "low", "high")}}
     return out
-
-
-def judge_standing(agreement: dict | None, min_qwk: float) -> str:
-    """'trusted' when the judge's mean QWK with human labels reaches `min_qwk`; else why it is not."""
-    if not agreement:
-        return "unmeasured: no agreement with human labels on record"
-    qwks = [row["qwk"] for row in agreement.values() if row.get("qwk") is not None]
-    mean = sum(qwks) / len(qwks) if qwks else 0.0
-    return "trusted" if mean >= min_qwk else f"untrusted: mean QWK with humans {mean:.2f} < {min_qwk}"
 
 
 def gap_pairs(training_dims: list[str], scorer_dims: list[str]) -> list[tuple[str, str]]:
@@ -280,18 +273,4 @@ def by_prompt_kind(kinds: list[str], scored: dict[str, tuple], boot: dict) -> di
             diff = diff[~np.isnan(diff)]
             out[kind]["scorers"][name] = (mean_interval(diff, value_range=2.0, **boot) if len(diff)
                                           else {"n": 0, "note": "not scored"})
-    return out
-
-
-def load_agreement(path: str | None) -> dict[str, dict]:
-    """judge name -> dimension -> {qwk, spearman, exact, n} vs the human consensus, from an `annotation agreement`
-    report (agreement.json), so a judge's verdicts are shown next to how well it matched humans."""
-    if not path:
-        return {}
-    report = json.loads(Path(path).read_text())
-    out: dict[str, dict] = {}
-    for dim, stats in report.get("dimensions", {}).items():
-        for annotator, row in stats.get("human_llm", {}).items():
-            judge = annotator.removeprefix("llm:")
-            out.setdefault(judge, {})[dim] = {k: row.get(k) for k in ("qwk", "spearman", "exact", "n")}
     return out
