@@ -31,7 +31,7 @@ from core.models import load_tokenizer, pick_device  # noqa: E402
 from core.reward_client import RemoteRewardModel, is_url  # noqa: E402
 from core.schema import save_figure, write_json, write_text  # noqa: E402
 from policy.train.config import GRPORunConfig, check_run_inputs  # noqa: E402
-from policy.evaluation.evaluate import (EvalConfig, compare, excluded_problems, independent_scorers,  # noqa: E402
+from policy.evaluation.evaluate import (EvalConfig, compare, independent_scorers,  # noqa: E402
                              score_policy)
 from policy.evaluation.independent import compare_scores, prompt_scores, scorer_standing  # noqa: E402
 from policy.evaluation.stats import apply_holm, format_interval  # noqa: E402
@@ -177,9 +177,10 @@ def run_sweep(cfg: SweepConfig) -> dict:
     pick_device(cfg.eval.device)  # where the eval puts the policies (the RM joins them): a bad one stops here
     out = Path(cfg.out)
     tokenizer = load_tokenizer(template.policy)
+    # every scorer sees every prompt but the independent RMs, which skip their training problems (as in the eval)
     rows = load_prompt_rows(cfg.eval.prompts, template.system_prompt, cfg.eval.max_prompts, tokenizer,
-                            cfg.eval.max_prompt_tokens or template.max_prompt_tokens,
-                            exclude_problem_ids=excluded_problems(cfg.eval))
+                            cfg.eval.max_prompt_tokens or template.max_prompt_tokens)
+    problems = [row.get("problem_id") for row in rows]
     # Train every run first, each in its own process, while this process holds no model.
     runs_to_score = []
     for weights in weightings(rm_dimensions(template.reward_model), cfg.grid_step):
@@ -199,7 +200,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
     boot = dict(confidence=cfg.eval.confidence, n_resamples=cfg.eval.bootstrap_resamples, seed=cfg.eval.seed)
 
     k = cfg.eval.samples_per_prompt
-    base_independent = {s.name: prompt_scores(s, contexts, [o.text for o in base_out], k) for s in scorers}
+    base_independent = {s.name: prompt_scores(s, contexts, [o.text for o in base_out], k, problems) for s in scorers}
     runs = []
     for weights, run_dir in runs_to_score:
         # Every run is scored on all dimensions with its own weighting for the 'weighted' column.
@@ -207,7 +208,8 @@ def run_sweep(cfg: SweepConfig) -> dict:
                                               cfg.eval, run_name(weights))
         base_weighted = dict(base_scores, weighted=rm.reward(base_scores, weights))
         independent = {s.name: compare_scores(base_independent[s.name],
-                                              prompt_scores(s, contexts, [o.text for o in outs], k), s.top, boot)
+                                              prompt_scores(s, contexts, [o.text for o in outs], k, problems), s.top,
+                                              boot)
                        for s in scorers}
         runs.append({"weights": weights, "dir": str(run_dir), "tuned": tuned, "independent": independent,
                      **compare(base_weighted, scores, cfg.eval)})
