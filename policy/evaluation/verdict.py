@@ -32,13 +32,17 @@ def verdict_line(report: dict) -> str:
         flags = report.get("reward_hacking", {}).get(name, {})
         flag = ("possible reward hacking" if flags.get("possible_reward_hacking") else
                 "tuned worse" if flags.get("tuned_worse") else "no flag")
-        g = comp["difference"]
-        parts.append(f"{name} gain {format_interval(g)}{' (significant, Holm)' if g.get('significant') else ''}, "
-                     f"n={comp['n']}, {flag}")
-    head = ("independent verdict: " + "; ".join(parts)) if parts else \
+        g = dict(comp["normalised_gain"], degenerate=comp["difference"].get("degenerate"), n=comp["n"])
+        significant = " (significant, Holm)" if comp["difference"].get("significant") else ""
+        parts.append(f"{name} gain {format_interval(g)}{significant}, n={comp['n']}, {flag}")
+    head = ("independent verdict (gains on a 0..1 scale): " + "; ".join(parts)) if parts else \
         "independent verdict: none (no trusted independent scorer)"
-    d = report["difference"]["weighted"]
-    return f"{head}. Training RM ({TRAINED_ON}): weighted change {format_interval(d)}, n={d['n']}"
+    training = report.get("training_rm", {}).get("weighted", {})
+    if "normalised_gain" in training:
+        d = dict(training["normalised_gain"], degenerate=training["difference"].get("degenerate"), n=training["n"])
+    else:
+        d = report["difference"]["weighted"]
+    return f"{head}. Training RM ({TRAINED_ON}): weighted gain {format_interval(d)}, n={d['n']}"
 
 
 def verdict_markdown(report: dict) -> list[str]:
