@@ -198,7 +198,7 @@ def test_eval_scores_with_independent_judges_rms_and_tutorbench(grpo_run, prompt
     assert 0 <= scores["judge:tiny"]["tuned"]["win_rate"]["mean"] <= 1
     assert bench["gsm8k_accuracy"]["base"]["items"] == 2
     text = (tmp_path / "eval" / "report.md").read_text()
-    assert text.index("Verdict of the independent scorers") < text.index("Rule checks") < text.index("Training RM")
+    assert text.index("## Verdict of the independent") < text.index("## Rule checks") < text.index("## Training RM")
     assert "| judge:tiny | judge | unmeasured" in text and "MathTutorBench-style" in text
 
 
