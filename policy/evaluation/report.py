@@ -118,6 +118,7 @@ def write_markdown(report: dict, path: Path) -> None:
                      f"{training['frac_reward_zero_std']:.3f}")
     lines += tutorbench_markdown(report.get("tutorbench"), trust_of(report))
     lm = report["lm_eval"]
+    lines.append("")
     lines.append(f"- lm-eval-harness: {'ran' if lm['ran'] else 'not run (' + lm['reason'] + ')'}; command: "
                  f"`{lm['command']}`")
     lines += ["", *[f"![{Path(p).stem}]({Path(p).name})" for p in report.get("plots", [])], ""]
