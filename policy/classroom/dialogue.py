@@ -276,6 +276,7 @@ class Classroom:
     def solve(self, dialogues: list[Dialogue], after_dialogue: bool = True) -> None:
         """N final solutions per dialogue in one batched student call (`after_dialogue` False: solo attempts)."""
         n = self.student_options.solve_attempts
+        self.timings["solve_s"] += 0.0  # logged every step, also when hard mode judged every dialogue out
         chats = [student_chat(d.item.profile, d.item.problem, solve_request(d.turns if after_dialogue else None))
                  for d in dialogues for _ in range(n)]
         texts = self._student("solve_s", chats, self.student_options.max_solution_tokens)
