@@ -2,6 +2,10 @@ from core.cli import dispatch
 
 COMMANDS = {
     "grpo": ("policy.train.grpo", "GRPO on the weighted HPC reward with a KL penalty"),
+    "bon": ("policy.train.bon", "best-of-n at inference: n samples per prompt, the best by the reward model"),
+    "rft": ("policy.train.rft", "RM-filtered SFT: sample n, keep the best, SFT on them (expert iteration)"),
+    "dpo": ("policy.train.dpo", "DPO on pairs from the RM's ranking of samples or from labelled responses"),
+    "sft": ("policy.train.sft", "SFT on real teacher turns (MathDial)"),
     "eval": ("policy.evaluation.evaluate", "base vs tuned policy on held-out prompts"),
     "sweep": ("policy.experiments.sweep", "reward-weight sweep and single-dimension ablations"),
     "classroom": ("policy.classroom.run", "GRPO over whole dialogues with a simulated student (solve rate, judges)"),

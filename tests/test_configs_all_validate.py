@@ -37,6 +37,21 @@ def stage_config_classes():
     }
 
 
+def baseline_config_classes():
+    """configs/policy/<method>_*.yaml is a config of `python -m policy <method>` (issue #30's baselines)."""
+    import importlib
+
+    out = {}
+    for method, (module, cls) in {"bon": ("policy.train.bon", "BonConfig"), "rft": ("policy.train.rft", "RFTConfig"),
+                                  "dpo": ("policy.train.dpo", "DPORunConfig"), "sft": ("policy.train.sft", "SFTRunConfig"),
+                                  "compare": ("policy.experiments.compare", "CompareConfig")}.items():
+        try:
+            out[method] = getattr(importlib.import_module(module), cls)
+        except ModuleNotFoundError:  # a method not written yet has no config file either
+            pass
+    return out
+
+
 def file_class(path: Path):
     """Which config class a shipped YAML file is for, by its folder and name."""
     from core.judges import load_judge_config
@@ -49,6 +64,7 @@ def file_class(path: Path):
         return lambda p: load_judge_config(str(p))
     by_name = {
         "tiny.yaml": PipelineConfig, "paper.yaml": PipelineConfig, "7b.yaml": PipelineConfig,
+        "classroom_paper.yaml": PipelineConfig,
         "data.yaml": classes["data"], "data_paper.yaml": classes["data"], "generate.yaml": classes["generate"],
         "label.yaml": classes["annotate"], "rm/consistency.yaml": classes["consistency"],
         "rm/crossval.yaml": classes["crossval"], "rm/crossval_finetune.yaml": classes["crossval"],
@@ -56,9 +72,15 @@ def file_class(path: Path):
         "policy/sweep.yaml": classes["sweep"],
         "policy/classroom_tiny.yaml": classes["classroom"], "policy/classroom_7b.yaml": classes["classroom"],
         "policy/classroom_eval_tiny.yaml": classes["classroom_eval"],
+        "policy/classroom_paper.yaml": classes["classroom"],
+        "policy/classroom_eval_paper.yaml": classes["classroom_eval"],
     }
+    baseline = baseline_config_classes().get(rel.removeprefix("policy/").split("_")[0]) if rel.startswith(
+        "policy/") else None
     if rel in by_name:
         cls = by_name[rel]
+    elif baseline is not None:
+        cls = baseline
     elif rel.startswith("rm/"):
         cls = classes["rm"]
     elif rel.startswith("policy/") and rel != "policy/accelerate_8gpu.yaml":
