@@ -33,7 +33,7 @@ def stage_config_classes():
         "data": DataConfig, "generate": GenerateConfig, "annotate": LabelConfig, "mrbench_label": LabelConfig,
         "consistency": ConsistencyConfig, "rm": TrainConfig, "mrbench_rm": TrainConfig, "grpo": GRPORunConfig, "eval": EvalConfig,
         "sweep": SweepConfig, "crossval": CrossValConfig, "classroom": ClassroomConfig,
-        "classroom_eval": ClassroomEvalConfig,
+        "classroom_eval": ClassroomEvalConfig, "compare": baseline_config_classes()["compare"],
     }
 
 

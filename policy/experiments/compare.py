@@ -40,7 +40,7 @@ METHOD_CONFIGS = {"bon": "configs/policy/bon_tiny.yaml", "rft": "configs/policy/
 
 
 def _default_eval() -> EvalConfig:
-    return EvalConfig(max_prompts=24, gsm8k_items=8, max_prompt_tokens=170)
+    return EvalConfig(max_prompts=24, gsm8k_items=8)
 
 
 class CompareConfig(Config):
