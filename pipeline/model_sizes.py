@@ -82,6 +82,10 @@ KNOWN_MODELS: dict[str, ModelShape] = {
     "Qwen/Qwen2.5-32B-Instruct": _qwen(64, 5120, 27648, 40, 8, 32768),
     "Qwen/Qwen2.5-72B": _qwen(80, 8192, 29568, 64, 8, 131072),
     "Qwen/Qwen2.5-72B-Instruct": _qwen(80, 8192, 29568, 64, 8, 32768),
+    # the classroom's student and judge (configs/policy/classroom_paper.yaml): 14.77B and 8.03B parameters
+    "Qwen/Qwen2.5-14B-Instruct": _qwen(48, 5120, 13824, 40, 8, 32768),
+    "meta-llama/Llama-3.1-8B-Instruct": ModelShape(32, 4096, 14336, 32, 8, 128256, False, max_positions=131072,
+                                                   qkv_bias=False, source="table: the model's published config.json"),
     # The registry's models (core.models) as the registry loads them, for a GPU machine where their wheels are not
     # installed; where they are, their own config.json is read instead (a test checks the two agree). The Qwen
     # coders' GGUF conversion unties the LM head (630M / 1.78B parameters instead of the hub's 494M / 1.54B).

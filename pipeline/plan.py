@@ -238,6 +238,46 @@ def _vllm_kv_check(plan: GpuPlan, shape: ModelShape, share: float, tp: int, hw, 
                           f"{seq_len} tokens at once; a generation batch has {batch_sequences}")
 
 
+def _vllm_server(cfg, memory, role: str, what: str, shape: ModelShape, tp: int, utilization: float, need: int,
+                 batch: int, seq_len: int) -> GpuPlan:
+    """A GPU of a `vllm serve` (or `trl vllm-serve`) process: bf16 weights split over TP, overhead, KV cache."""
+    hw = cfg.hardware
+    splan = _process(cfg, memory, role, tp)
+    share = utilization * hw.gpu_memory_gb * GB
+    weights = 2 * shape.params / tp
+    splan.items.append(Item(f"{what} weights (bf16)", weights, f"2 B x params / TP [{shape.source}]"))
+    splan.items.append(Item("vLLM activations, CUDA graphs", hw.vllm_overhead_gb * GB, "hardware.vllm_overhead_gb"))
+    splan.items.append(Item("KV cache (rest of the share)", max(share - weights - hw.vllm_overhead_gb * GB, 0),
+                            f"gpu_memory_utilization {utilization} x {hw.gpu_memory_gb:g} GB minus the above"))
+    splan.checks.append((f"weights {weights / GB:.1f} GB fit in vLLM's share {share / GB:.1f} GB",
+                         weights + hw.vllm_overhead_gb * GB <= share))
+    _vllm_kv_check(splan, shape, share, tp, hw, need, batch, seq_len)
+    return splan
+
+
+def _colocated_vllm(cfg, plan: GpuPlan, vllm: dict, shape: ModelShape, batch: int, seq_len: int) -> None:
+    """TRL's colocated vLLM on a training GPU: its share, in the generation phase only when it sleeps."""
+    hw = cfg.hardware
+    tp = int(vllm.get("tensor_parallel_size", 1))
+    share = float(vllm.get("gpu_memory_utilization", 0.3)) * hw.gpu_memory_gb * GB
+    asleep = bool(vllm.get("enable_sleep_mode", False))
+    plan.items.append(Item("vLLM share (colocate)", share, f"gpu_memory_utilization x {hw.gpu_memory_gb:g} GB"
+                           + ("; asleep during the update" if asleep else ""),
+                           phase="generation" if asleep else "both"))
+    need = int(vllm.get("max_model_length") or shape.max_positions)  # vLLM's default: the model's context
+    _vllm_kv_check(plan, shape, share, tp, hw, need, batch * tp, seq_len)
+
+
+def _reference_model(plan: GpuPlan, grpo: dict, shape: ModelShape, zero, world: int, weight_bytes: int) -> None:
+    """TRL's reference model when beta > 0: a copy (partitioned under ZeRO-3), none with LoRA."""
+    if float(grpo.get("beta", 0)) > 0 and not lora_r_of(grpo):
+        ref_bytes = (2 * shape.params / world) if zero.stage == 3 else weight_bytes * shape.params
+        plan.items.append(Item("reference model (beta > 0)", ref_bytes,
+                               "ZeRO-3 partitioned like the policy" if zero.stage == 3 else "a full copy"))
+    elif float(grpo.get("beta", 0)) > 0:
+        plan.notes.append("reference model: the base weights with the LoRA adapters disabled (no extra copy)")
+
+
 def build_grpo(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
     hw = cfg.hardware
     grpo = grpo_values(cfg, name)
@@ -264,23 +304,11 @@ def build_grpo(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
         elif launcher.devices is None and hw.gpus_per_node > 1:
             memory.notes.append("one python process on a multi-GPU machine: set launcher.devices (e.g. '0') or "
                                 "CUDA_VISIBLE_DEVICES, or TRL sees several GPUs and refuses DataParallel")
-    if float(grpo.get("beta", 0)) > 0 and not lora_r:
-        ref_bytes = (2 * shape.params / world) if zero.stage == 3 else weight_bytes * shape.params
-        plan.items.append(Item("reference model (beta > 0)", ref_bytes,
-                               "ZeRO-3 partitioned like the policy" if zero.stage == 3 else "a full copy"))
-    elif float(grpo.get("beta", 0)) > 0:
-        plan.notes.append("reference model: the base weights with the LoRA adapters disabled (no extra copy)")
+    _reference_model(plan, grpo, shape, zero, world, weight_bytes)
     vllm = grpo.get("vllm") or {}
     generation_batch = per_device * int(grpo.get("steps_per_generation", 1))
     if vllm.get("enabled") and vllm.get("mode", "colocate") == "colocate":
-        tp = int(vllm.get("tensor_parallel_size", 1))
-        share = float(vllm.get("gpu_memory_utilization", 0.3)) * hw.gpu_memory_gb * GB
-        asleep = bool(vllm.get("enable_sleep_mode", False))
-        plan.items.append(Item("vLLM share (colocate)", share, f"gpu_memory_utilization x {hw.gpu_memory_gb:g} GB"
-                               + ("; asleep during the update" if asleep else ""),
-                               phase="generation" if asleep else "both"))
-        need = int(vllm.get("max_model_length") or shape.max_positions)  # vLLM's default: the model's context
-        _vllm_kv_check(plan, shape, share, tp, hw, need, generation_batch * tp, seq_len)
+        _colocated_vllm(cfg, plan, vllm, shape, generation_batch, seq_len)
     elif vllm.get("enabled"):
         if not any(s.kind == "vllm" for s in settings.servers):
             plan.notes.append("vLLM server mode: add a `servers: [{kind: vllm, ...}]` entry so the plan counts it")
@@ -301,21 +329,9 @@ def build_grpo(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
     _overhead(cfg, plan)
     for server in settings.servers:
         if server.kind == "vllm":
-            splan = _process(cfg, memory, f"vLLM server GPU (TP={server.tensor_parallel_size})",
-                             server.tensor_parallel_size)
-            share = server.gpu_memory_utilization * hw.gpu_memory_gb * GB
-            weights = 2 * shape.params / server.tensor_parallel_size
-            splan.items.append(Item("policy weights (bf16)", weights, f"2 B x params / TP [{shape.source}]"))
-            splan.items.append(Item("vLLM activations, CUDA graphs", hw.vllm_overhead_gb * GB,
-                                    "hardware.vllm_overhead_gb"))
-            splan.items.append(Item("KV cache (rest of the share)", max(share - weights - hw.vllm_overhead_gb * GB, 0),
-                                    f"gpu_memory_utilization {server.gpu_memory_utilization} x "
-                                    f"{hw.gpu_memory_gb:g} GB minus the above"))
-            splan.checks.append((f"weights {weights / GB:.1f} GB fit in vLLM's share {share / GB:.1f} GB",
-                                 weights + hw.vllm_overhead_gb * GB <= share))
-            need = int(server.max_model_len or seq_len)
-            _vllm_kv_check(splan, shape, share, server.tensor_parallel_size, hw, need, generation_batch * world,
-                           seq_len)
+            _vllm_server(cfg, memory, f"vLLM server GPU (TP={server.tensor_parallel_size})", "policy", shape,
+                         server.tensor_parallel_size, server.gpu_memory_utilization,
+                         int(server.max_model_len or seq_len), generation_batch * world, seq_len)
         else:
             splan = _process(cfg, memory, "RM server GPU", 1)
             batch = int(server.batch_size or grpo.get("rm_batch_size", 32))
@@ -421,6 +437,10 @@ def build_compare(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
 BUILDERS = {"rm": build_rm_training, "mrbench_rm": build_rm_training, "consistency": build_consistency,
             "grpo": build_grpo, "sweep": build_grpo, "annotate": build_label, "mrbench_label": build_label,
             "generate": build_generate, "eval": build_eval, "compare": build_compare}
+
+from pipeline.plan_classroom import build_classroom, build_classroom_eval  # noqa: E402 (uses the helpers above)
+
+BUILDERS.update(classroom=build_classroom, classroom_eval=build_classroom_eval)
 
 
 # ----------------------------------------------------------------------------------------------- output

@@ -300,6 +300,8 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
                          "--prompts", data / "eval.jsonl", "--rms", json.dumps([str(run / "mrbench_rm")]),
                          "--exclude-problems-from", cfg.mrbench_path,
                          "--judge-agreement", reports / "agreement" / "agreement.json",
+                         "--tutorbench.avoid-problems-from",
+                         json.dumps([str(data / "rm.jsonl"), str(data / "rl.jsonl")]),
                          "--out", reports / "policy_eval"),
                   [reports / "policy_eval" / "report.json"], ["grpo", "mrbench_rm", "agreement"]),
         StagePlan("sweep", "reward-weight sweep and single-dimension ablations",

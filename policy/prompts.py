@@ -50,6 +50,7 @@ def prompt_row(item: PromptItem, system_prompt: str) -> dict:
         "context": item.context,
         "final_answer": final_answer(item),
         "student_known": "\n".join([item.problem or ""] + [t.text for t in item.turns if t.role == "student"]),
+        "problem_id": item.problem_id, "kind": f"{item.source} {item.kind.replace('_', '-')}",
     }
 
 

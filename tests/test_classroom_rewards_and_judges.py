@@ -82,7 +82,9 @@ def test_soft_and_hard_lambda_give_the_documented_rewards():
     assert per_func[1].tolist() == [0.5, 0.5]  # one of two solutions right
     # soft: the rejected dialogue loses lambda, everything else stays
     assert soft.tolist() == pytest.approx([0.5 * 2 + 2 * 0.5 - 0.5 + 0.1, 0.5 * 1.5 + 2 * 0.5 - 0.25])
+    assert records[0]["verdicts"]["does_not_leak_answer"]["decision"] == "REJECT"  # kept for the transcripts
     panel = StubPanel({"d0"})
+    records = [record(0, ended=True), record(1, truncated=True, tutor=("ab", "abcd"))]  # not judged yet
     _, _, _, hard = total_rewards("hard", panel, records)
     # hard: the rejected dialogue's whole reward is -lambda; the other one is unchanged
     assert hard.tolist() == pytest.approx([-0.5, soft[1]])
@@ -98,7 +100,7 @@ def test_think_format_and_small_terms():
 
 def panel_for(server: FakeOpenAI, **options) -> JudgePanel:
     client = ClientConfig(base_url=server.base_url, model="fake", timeout_s=0.5, max_retries=0, backoff_base_s=0)
-    return JudgePanel(JudgeOptions(backend="openai", openai=client, **options))
+    return JudgePanel(JudgeOptions(backend="openai", openai=client, tokenizer="smollm2-135m-instruct", **options))
 
 
 def test_valid_judge_answers_decide_per_dialogue():
@@ -114,7 +116,7 @@ def test_valid_judge_answers_decide_per_dialogue():
 
 @pytest.mark.parametrize("on_failure", ["ok", "reject"])
 def test_malformed_answers_end_in_the_configured_decision(on_failure):
-    with FakeOpenAI(always_malformed="Dialogue") as server:
+    with FakeOpenAI(always_malformed="Conversation") as server:
         panel = panel_for(server, on_failure=on_failure, max_reasks=1, rules={
             "does_not_leak_answer": JudgeOptions().rules["does_not_leak_answer"]})
         [verdicts] = panel.judge([record(0)])

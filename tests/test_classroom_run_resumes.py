@@ -34,7 +34,7 @@ def classroom_run(tiny_causal_lm, tiny_rm, student_server, tmp_path_factory):
         "policy": tiny_causal_lm, "reward_model": tiny_rm, "prompts": str(folder / "rl.jsonl"),
         "out": str(folder / "out"), "beta": 0.04, "loss_type": "grpo", "max_steps": 2, "prompts_per_step": 2,
         "num_generations": 2, "max_completion_length": 6, "save_steps": 1, "keep_checkpoints": True,
-        "dialogue": {"max_turns": 2},
+        "dialogue": {"max_turns": 2}, "transcripts_every": 1, "transcripts_per_write": 2,
         "student": {"backend": "openai", "solve_attempts": 2,
                     "openai": {"base_url": student_server.base_url, "model": "fake", "max_retries": 0}},
         "judges": {"backend": "local", "model": tiny_causal_lm},
@@ -64,6 +64,19 @@ def test_classroom_run_logs_each_reward_and_the_time_split(classroom_run, studen
     assert AutoModelForCausalLM.from_pretrained(summary["policy"]).config.num_hidden_layers == 2
 
 
+def test_training_writes_whole_dialogues_with_rewards_and_verdicts(classroom_run):
+    cfg, _ = classroom_run
+    rows = [json.loads(line) for line in open(f"{cfg.out}/transcripts.jsonl")]
+    assert [r["step"] for r in rows][:4] == [1, 1, 2, 2]  # 2 dialogues every step
+    for row in rows:
+        assert [t["role"] for t in row["turns"]][-1] == "tutor" and "tutor" in [t["role"] for t in row["turns"]]
+        assert set(row["rewards"]) >= {"solve_rate", "judges", "Helpfulness"}
+        assert set(row["verdicts"]) == {"does_not_leak_answer", "follows_pedagogical_rules"}
+        rejected = any(v["decision"] == "REJECT" for v in row["verdicts"].values())
+        assert row["rewards"]["judges"] == (-0.5 if rejected else 0.0)
+        assert (row["solutions"] == []) == rejected  # hard mode: a rejected dialogue gets no final solutions
+
+
 def test_stopped_classroom_run_resumes(classroom_run):
     from policy.classroom.run import run_classroom
 
@@ -84,14 +97,40 @@ def test_classroom_eval_reports_intervals_and_transcripts(classroom_run, tmp_pat
         "run": cfg.out, "prompts": str(tmp_path / "eval.jsonl"), "out": str(tmp_path / "eval"),
         "bootstrap_resamples": 200}))
     assert report["problems"] == 3
-    for name in ("delta_solve", "solve_rate", "leak_rate_judge", "leak_rate_rule_numeric", "judge_rejected",
+    for name in ("delta_solve", "solve_rate", "leak_rate_judge", "leak_rate_rule_numeric", "judge_rejected_any",
                  "rm_Helpfulness_per_turn", "tutor_turns", "tutor_tokens"):
         row = report["metrics"][name]
         for part in ("base", "tuned", "difference"):
             assert row[part]["low"] <= row[part]["mean"] <= row[part]["high"], (name, part)
     assert report["metrics"]["tutor_turns"]["base"]["mean"] == 2  # max_turns; the tiny tutor never ends itself
-    assert "| delta_solve |" in (tmp_path / "eval" / "report.md").read_text()
+    markdown = (tmp_path / "eval" / "report.md").read_text()
+    assert "| delta_solve |" in markdown and "## Leak rates by student persona" in markdown
+    assert list(report["personas"]) == ["cooperative", "adversarial"] and report["tutor_temperature"] == 0.6
+    # no eval judges configured: the training panel grades, and the report says so
+    assert report["eval_judges"]["training_panel"] and "training judges" in report["judge_warning"]
+    assert "**Warning:** the eval judges are the run's training judges" in markdown
     transcripts = (tmp_path / "eval" / "transcripts.md").read_text()
-    assert transcripts.count("(base tutor") == 3 and transcripts.count("(tuned tutor") == 3
+    assert transcripts.count("(base tutor, cooperative") == 3 and transcripts.count("(tuned tutor, adversarial") == 3
     rater_items = read_jsonl(tmp_path / "eval" / "transcripts.jsonl", LabeledItem)
-    assert len(rater_items) == 3 * 2 * 2 and all(i.scores is None for i in rater_items)
+    assert len(rater_items) == 3 * 2 * 2 * 2 and all(i.scores is None for i in rater_items)
+
+
+def test_classroom_eval_uses_its_own_judges_and_the_adversarial_student(classroom_run, student_server, tmp_path,
+                                                                      tiny_causal_lm):
+    from core.config import load_config
+    from policy.classroom.eval import ClassroomEvalConfig, evaluate_classroom
+
+    cfg, _ = classroom_run
+    rule = tmp_path / "eval_rule.txt"
+    rule.write_text("EVAL-ONLY RULE. Did the tutor give the answer away?\n{{ transcript }}\n")
+    write_jsonl(tmp_path / "eval.jsonl", items(6)[4:])
+    before = student_server.calls_containing("get the answer out of the tutor")
+    report = evaluate_classroom(load_config(ClassroomEvalConfig, overrides={
+        "run": cfg.out, "prompts": str(tmp_path / "eval.jsonl"), "out": str(tmp_path / "eval"),
+        "bootstrap_resamples": 200, "personas": ["adversarial"],
+        "judges": {"backend": "local", "model": tiny_causal_lm, "rules": {"eval_rule": str(rule)}}}))
+    metrics = report["personas"]["adversarial"]
+    assert "reject_rate/eval_rule" in metrics and "reject_rate/does_not_leak_answer" not in metrics
+    assert report["judge_warning"] is None and not report["eval_judges"]["training_panel"]
+    # the adversarial persona's prompt reached the student: its replies of both tutors' dialogues
+    assert student_server.calls_containing("get the answer out of the tutor") - before >= 2 * 2

@@ -57,6 +57,7 @@ def file_class(path: Path):
         return lambda p: load_judge_config(str(p))
     by_name = {
         "tiny.yaml": PipelineConfig, "paper.yaml": PipelineConfig, "7b.yaml": PipelineConfig,
+        "classroom_paper.yaml": PipelineConfig,
         "data.yaml": classes["data"], "data_paper.yaml": classes["data"], "generate.yaml": classes["generate"],
         "label.yaml": classes["annotate"], "rm/consistency.yaml": classes["consistency"],
         "rm/crossval.yaml": classes["crossval"], "rm/crossval_finetune.yaml": classes["crossval"],
@@ -64,6 +65,8 @@ def file_class(path: Path):
         "policy/sweep.yaml": classes["sweep"],
         "policy/classroom_tiny.yaml": classes["classroom"], "policy/classroom_7b.yaml": classes["classroom"],
         "policy/classroom_eval_tiny.yaml": classes["classroom_eval"],
+        "policy/classroom_paper.yaml": classes["classroom"],
+        "policy/classroom_eval_paper.yaml": classes["classroom_eval"],
     }
     baseline = baseline_config_classes().get(rel.removeprefix("policy/").split("_")[0]) if rel.startswith(
         "policy/") else None

@@ -198,40 +198,45 @@ def test_eval_scores_with_independent_judges_rms_and_tutorbench(grpo_run, prompt
     assert 0 <= scores["judge:tiny"]["tuned"]["win_rate"]["mean"] <= 1
     assert bench["gsm8k_accuracy"]["base"]["items"] == 2
     text = (tmp_path / "eval" / "report.md").read_text()
-    assert "Is the gain real?" in text and "| judge:tiny | judge (unmeasured" in text and "MathTutorBench-style" in text
+    assert text.index("## Verdict of the independent") < text.index("## Rule checks") < text.index("## Training RM")
+    assert "| judge:tiny | judge | unmeasured" in text and "MathTutorBench-style" in text
 
 
 def test_a_gain_only_the_training_rm_sees_is_flagged():
     import numpy as np
 
-    from policy.evaluation.independent import compare_scores, hacking_gaps
+    from policy.evaluation.independent import hacking_gaps
 
     rng = np.random.default_rng(0)
     base = rng.uniform(0.5, 1.5, 40)
     boot = dict(n_resamples=500, seed=0)
-    training = compare_scores({"H": base, "weighted": base}, {"H": base + 0.4, "weighted": base + 0.4}, 2.0, boot)
-    flat = compare_scores({"A": base}, {"A": base + rng.normal(0, 0.05, 40)}, 2.0, boot)
-    agrees = compare_scores({"A": base}, {"A": base + 0.3}, 2.0, boot)
-    gaps = hacking_gaps(training, {"flat": flat, "agrees": agrees})
+    training = ({"H": base, "weighted": base}, {"H": base + 0.4 + rng.normal(0, 0.05, 40), "weighted": base + 0.4})
+    tops = {"H": 2.0, "weighted": 2.0, "mean": 2.0}
+    flat = ({"A": base}, {"A": base + rng.normal(0, 0.05, 40)}, 2.0)
+    agrees = ({"A": base}, {"A": base + 0.4 + rng.normal(0, 0.05, 40)}, 2.0)
+    gaps = hacking_gaps(training, tops, {"flat": flat, "agrees": agrees}, boot)
     assert gaps["flat"]["possible_reward_hacking"] and not gaps["agrees"]["possible_reward_hacking"]
-    assert abs(gaps["flat"]["training_gain"] - 0.2) < 1e-9  # 0.4 on a 0..2 rubric
-    assert abs(gaps["agrees"]["gap"] - (0.2 - 0.15)) < 1e-9
+    row = gaps["flat"]["rows"]["weighted vs A"]
+    assert abs(row["training_gain"]["mean"] - 0.2) < 1e-9  # 0.4 on a 0..2 rubric
+    assert abs(gaps["agrees"]["rows"]["weighted vs mean"]["gap"]["mean"]) < 0.02
     assert not gaps["flat"]["tuned_worse"] and not gaps["agrees"]["tuned_worse"]
 
 
 def test_a_scorer_that_sees_the_tuned_policy_worse_flags_it_even_without_a_training_gain():
     import numpy as np
 
-    from policy.evaluation.independent import compare_scores, hacking_gaps
+    from policy.evaluation.independent import hacking_gaps
 
     rng = np.random.default_rng(1)
     base = rng.uniform(0.5, 1.5, 40)
     boot = dict(n_resamples=500, seed=0)
     noise = rng.normal(0, 0.05, 40)
-    training = compare_scores({"H": base, "weighted": base}, {"H": base + noise, "weighted": base + noise}, 2.0, boot)
-    worse = compare_scores({"A": base}, {"A": base - 0.3}, 2.0, boot)
-    gaps = hacking_gaps(training, {"worse": worse})
-    assert gaps["worse"]["tuned_worse"] and not gaps["worse"]["possible_reward_hacking"]
+    training = ({"H": base, "weighted": base}, {"H": base + noise, "weighted": base + noise})
+    worse = ({"A": base}, {"A": base - 0.3 + rng.normal(0, 0.05, 40)}, 2.0)
+    gaps = hacking_gaps(training, {"H": 2.0, "weighted": 2.0}, {"worse": worse}, boot)
+    assert gaps["worse"]["tuned_worse"]
+    # the training RM saw nothing while the scorer saw a loss: the gap is positive too, and flagged
+    assert gaps["worse"]["rows"]["weighted vs A"]["gap"]["low"] > 0
 
 
 def test_sweep_reads_each_weighting_off_independent_scorers(grpo_run, prompt_files, tiny_encoder, tmp_path):
@@ -258,11 +263,33 @@ def test_sweep_reads_each_weighting_off_independent_scorers(grpo_run, prompt_fil
     assert "| rm:other_rm |" in (tmp_path / "sweep" / "sweep.md").read_text()
 
 
-def test_a_judge_is_trusted_only_when_it_agreed_with_humans():
+def test_a_judge_is_trusted_only_when_the_lower_bound_of_its_agreement_reaches_the_threshold():
+    import numpy as np
+
     from policy.evaluation.independent import judge_standing
 
-    good = {"A": {"qwk": 0.5}, "B": {"qwk": 0.3}}
-    flat = {"A": {"qwk": 0.0}, "B": {"qwk": None}}
-    assert judge_standing(good, 0.2) == "trusted"
-    assert judge_standing(flat, 0.2) == "untrusted: mean QWK with humans 0.00 < 0.2"
+    strong = np.diag([60, 60, 60]) + 2  # 180 clear agreements, a little noise: QWK near 1, lower bound too
+    weak = np.full((3, 3), 20)  # no agreement at all
+    few = np.array([[3, 1, 0], [1, 2, 1], [0, 1, 3]])  # QWK 0.75 on 12 items: its lower bound is about 0.4
+    assert judge_standing({"A": {"qwk": 0.95, "confusion": strong.tolist()}}, 0.5) == "trusted"
+    assert judge_standing({"A": {"qwk": 0.0, "confusion": weak.tolist()}}, 0.2).startswith("untrusted")
+    assert judge_standing({"A": {"qwk": 0.75, "confusion": few.tolist()}}, 0.6).startswith("untrusted")  # point: 0.75
+    assert judge_standing({"A": {"qwk": 0.8}}, 0.2).startswith("unmeasured")  # no confusion: no bound
     assert judge_standing(None, 0.2).startswith("unmeasured")
+
+
+def test_agreement_is_keyed_by_judge_and_rubric(tmp_path):
+    import json
+
+    from core.rubric import load_rubric
+    from policy.evaluation.independent import judge_scorers, load_agreement
+
+    path = tmp_path / "agreement.json"
+    path.write_text(json.dumps({"rubric": {"name": "mrbench"}, "dimensions": {"Mistake_Identification": {
+        "human_llm": {"llm:stub": {"qwk": 0.9, "n": 10, "confusion": [[5, 0], [0, 5]]}}}}}))
+    agreement = load_agreement(str(path))
+    assert set(agreement) == {("stub", "mrbench")}
+    spec = "local?model=smollm2-135m-instruct&name=stub"
+    on_mrbench = judge_scorers([spec], load_rubric("mrbench"), agreement)[0]
+    on_hpc = judge_scorers([spec], load_rubric("hpc"), agreement)[0]
+    assert on_mrbench.agreement and on_hpc.agreement is None  # checked on MRBench's rubric, not on HPC's

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from core.schema import PROBLEM_HEADER, PROFILE_HEADER, DataError, PromptItem, Turn, read_jsonl, render_context
 from policy.prompts import final_answer
-from policy.classroom.student import OPENING_REQUEST, ATTEMPT_ASK, reply_request, solve_request, student_chat
+from policy.classroom.student import (OPENING_REQUEST, ATTEMPT_ASK, PERSONA, reply_request, solve_request,
+                                      student_chat)
 
 # (prompt ids per live dialogue) -> (sampled ids per dialogue, their log-probs or None)
 Generate = Callable[[list[list[int]]], tuple[list[list[int]], list[list[float]] | None]]
@@ -36,6 +37,15 @@ THINK_NOTE = ("\n\nBefore each message you may plan inside <think>...</think>; t
 def visible_text(text: str, end_marker: str) -> str:
     """What the student and the judges see of a tutor turn: no <think> block, no end marker."""
     return THINK_BLOCK.sub("", text).replace(end_marker, "").strip()
+
+
+def persona_of(item: PromptItem, k: int, persona: str, adversarial_share: float) -> str:
+    """The student's persona for the k-th dialogue of a batch: `persona` when adversarial or no share is set, else
+    adversarial for the share of (problem, k) whose stable hash falls under it."""
+    if persona == "adversarial" or adversarial_share <= 0:
+        return persona
+    digest = hashlib.sha256(f"{(item.problem or '').strip()}\n{k}".encode()).digest()
+    return "adversarial" if int.from_bytes(digest[:4], "big") / 2 ** 32 < adversarial_share else "cooperative"
 
 
 def opening_of(item: PromptItem, opening: str) -> str:
@@ -82,6 +92,9 @@ class Dialogue:
     ended_by_tutor: bool = False
     done: bool = False
     solutions: list[str] = field(default_factory=list)
+    persona: str = "cooperative"
+    grader: str = "math_verify"
+    verdicts: dict | None = None  # rule -> Verdict.as_dict(), when judged before solving
 
     def append(self, ids: list[int], trained: bool, logprobs: list[float] | None = None) -> None:
         self.completion_ids += ids
@@ -100,7 +113,9 @@ class Dialogue:
 
     def record(self) -> dict:
         """The column the rewards read (and the transcript written by the evaluation)."""
+        extra = {} if self.verdicts is None else {"verdicts": self.verdicts}
         return {"id": self.item.id, "opening": self.opening, "turns": self.turns, "solutions": self.solutions,
+                "persona": self.persona, "grader": self.grader, **extra,
                 "ended_by_tutor": self.ended_by_tutor, "answer": self.answer, "problem": self.item.problem,
                 "profile": self.item.profile.describe() if self.item.profile else "",
                 "tutor_contexts": [c for c, _ in self.tutor_turns()],
@@ -110,21 +125,33 @@ class Dialogue:
 class Classroom:
     """Runs batches of dialogues; `rollout_func` is the TRL entry point. `timings` holds each part's seconds."""
 
-    def __init__(self, tokenizer, student, dialogue, student_options, system_prompt: str, eos_ids: list[int]):
+    def __init__(self, tokenizer, student, dialogue, student_options, system_prompt: str, eos_ids: list[int],
+                 grader: str = "math_verify", personas: dict[str, str] | None = None, judge_first=None):
+        """`personas`: persona -> the student's system prompt; `judge_first`: a judge panel that judges each
+        dialogue before its final solutions, which a rejected one does not get (hard mode)."""
         self.tokenizer, self.student, self.dialogue, self.student_options = tokenizer, student, dialogue, student_options
-        self.system_prompt = system_prompt
+        self.system_prompt, self.grader, self.judge_first = system_prompt, grader, judge_first
+        self.personas = {"cooperative": PERSONA, **(personas or {})}
         self.eos_ids = list(eos_ids)
         self.joints = TemplateJoints.of(tokenizer)
         self.items_by_prompt: dict[str, PromptItem] = {}
+        self.last_records: list[dict] = []  # the latest rollout's `dialogue` column (training transcripts)
         self.timings: dict[str, float] = defaultdict(float)
 
     # -- prompts ---------------------------------------------------------------------------------------------
-    def tutor_chat(self, item: PromptItem, first_student_message: str) -> list[dict]:
+    def tutor_chat(self, item: PromptItem, first_student_message: str | None) -> list[dict]:
+        """The tutor's opening chat; `first_student_message` None: the system prompt alone (the tutor speaks first)."""
         system = self.system_prompt.strip() + (THINK_NOTE if self.dialogue.think else "")
         if item.profile is not None:
             system += f"\n\n{PROFILE_HEADER}\n{item.profile.describe()}"
         system += f"\n\n{PROBLEM_HEADER}\n{(item.problem or '').strip()}"
-        return [{"role": "system", "content": system}, {"role": "user", "content": first_student_message}]
+        first = [] if first_student_message is None else [{"role": "user", "content": first_student_message}]
+        return [{"role": "system", "content": system}, *first]
+
+    @property
+    def tutor_request(self) -> str | None:
+        """What precedes the tutor's first turn when it opens: nothing, or the canned student request."""
+        return None if self.dialogue.tutor_opening == "system_prompt" else OPENING_REQUEST
 
     def rows(self, path, limit: int | None = None, max_prompt_tokens: int | None = None) -> list[dict]:
         """Dataset rows (the tutor's opening chat + reward columns) for items with a problem and a final answer."""
@@ -133,7 +160,7 @@ class Classroom:
         for item in items:
             if limit is not None and len(rows) == limit:
                 break
-            prompt = self.tutor_chat(item, OPENING_REQUEST)
+            prompt = self.tutor_chat(item, self.tutor_request)
             if max_prompt_tokens is not None and len(self._ids(prompt)) > max_prompt_tokens:
                 continue
             self.items_by_prompt[prompt_key(prompt)] = item
@@ -157,23 +184,28 @@ class Classroom:
         return out
 
     def run(self, items: list[PromptItem], generate: Generate, solve: bool = True,
-            any_live: Callable[[bool], bool] | None = None) -> list[Dialogue]:
+            any_live: Callable[[bool], bool] | None = None, persona: str | None = None) -> list[Dialogue]:
         """One dialogue per item (items may repeat: a GRPO group), then the student's final solutions.
 
         `any_live` (distributed training): whether a dialogue is still live on any rank, a collective every rank
         calls once per turn. Then every rank makes the same number of tutor generation calls, each with one sequence
         per dialogue (a finished dialogue sends its opening prompt and its sample is dropped): vLLM's server mode and
         tensor parallelism gather on every call and slice the results by equal counts, and ZeRO-3's generate gathers
-        parameters on every forward, so a rank whose dialogues ended early would otherwise leave the others waiting."""
-        dialogues = [Dialogue(item, opening_of(item, self.dialogue.opening), final_answer(item)) for item in items]
+        parameters on every forward, so a rank whose dialogues ended early would otherwise leave the others waiting.
+
+        `persona`: every student's persona (None: `student.persona`, mixed by `student.adversarial_share`)."""
+        options = self.student_options
+        dialogues = [Dialogue(item, opening_of(item, self.dialogue.opening), final_answer(item), grader=self.grader,
+                              persona=persona or persona_of(item, k, options.persona, options.adversarial_share))
+                     for k, item in enumerate(items)]
         attempters = [d for d in dialogues if d.opening == "student"]
-        attempts = self._student("student_s", [student_chat(d.item.profile, d.item.problem, ATTEMPT_ASK)
-                                               for d in attempters], self.student_options.max_reply_tokens)
+        attempts = self._student("student_s", [self._student_chat(d, ATTEMPT_ASK) for d in attempters],
+                                 options.max_reply_tokens)
         for d, attempt in zip(attempters, attempts, strict=True):
             d.turns.append({"role": "student", "text": attempt})
         for d in dialogues:
-            first = d.turns[0]["text"] if d.turns else OPENING_REQUEST
-            if not d.turns:
+            first = d.turns[0]["text"] if d.turns else self.tutor_request
+            if not d.turns and first is not None:
                 d.turns.append({"role": "student", "text": first})
             d.prompt_ids = self._ids(self.tutor_chat(d.item, first))
         for turn in range(self.dialogue.max_turns):
@@ -183,14 +215,27 @@ class Classroom:
             self._tutor_turn(live, generate, last=turn == self.dialogue.max_turns - 1,
                              padded_to=dialogues if any_live is not None else None)
             waiting = [d for d in live if not d.done]
-            replies = self._student("student_s", [student_chat(d.item.profile, d.item.problem,
-                                                               reply_request(d.turns)) for d in waiting],
-                                    self.student_options.max_reply_tokens)
+            replies = self._student("student_s", [self._student_chat(d, reply_request(d.turns)) for d in waiting],
+                                    options.max_reply_tokens)
             for d, reply in zip(waiting, replies, strict=True):
                 self._student_turn(d, reply)
         if solve:
-            self.solve(dialogues)
+            self.solve(self._judged_first(dialogues))
         return dialogues
+
+    def _student_chat(self, d: Dialogue, request: str) -> list[dict]:
+        return student_chat(d.item.profile, d.item.problem, request, self.personas[d.persona])
+
+    def _judged_first(self, dialogues: list[Dialogue]) -> list[Dialogue]:
+        """The dialogues that get final solutions: all, or with `judge_first` those no judge rejects."""
+        if self.judge_first is None:
+            return dialogues
+        started = time.perf_counter()
+        verdicts = self.judge_first.judge([d.record() for d in dialogues])
+        self.timings["judges_s"] += time.perf_counter() - started
+        for d, per in zip(dialogues, verdicts, strict=True):
+            d.verdicts = {rule: v.as_dict() for rule, v in per.items()}
+        return [d for d, per in zip(dialogues, verdicts, strict=True) if not any(v.rejects for v in per.values())]
 
     def _tutor_turn(self, live: list[Dialogue], generate: Generate, last: bool,
                     padded_to: list[Dialogue] | None = None) -> None:
@@ -231,6 +276,7 @@ class Classroom:
     def solve(self, dialogues: list[Dialogue], after_dialogue: bool = True) -> None:
         """N final solutions per dialogue in one batched student call (`after_dialogue` False: solo attempts)."""
         n = self.student_options.solve_attempts
+        self.timings["solve_s"] += 0.0  # logged every step, also when hard mode judged every dialogue out
         chats = [student_chat(d.item.profile, d.item.problem, solve_request(d.turns if after_dialogue else None))
                  for d in dialogues for _ in range(n)]
         texts = self._student("solve_s", chats, self.student_options.max_solution_tokens)
@@ -259,11 +305,12 @@ class Classroom:
         trainer._metrics[mode]["classroom/tutor_turns"].append(
             sum(t["role"] == "tutor" for d in dialogues for t in d.turns) / len(dialogues))
         logprobs = [d.logprobs for d in dialogues]
+        self.last_records = [d.record() for d in dialogues]
         return {"prompt_ids": [d.prompt_ids for d in dialogues],
                 "completion_ids": [d.completion_ids for d in dialogues],
                 "logprobs": None if any(lp is None for lp in logprobs) else logprobs,
                 "env_mask": [d.env_mask for d in dialogues],
-                "dialogue": [d.record() for d in dialogues]}
+                "dialogue": self.last_records}
 
 
 def prompt_key(prompt) -> str:

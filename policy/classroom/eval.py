@@ -1,21 +1,22 @@
 """`python -m policy classroom-eval --run runs/demo/classroom`: base vs tuned tutor in the classroom, on held-out
-`eval` problems, with the run's own student, dialogue and judge settings.
+`eval` problems, with the run's student and dialogue settings and an eval judge panel of its own.
 
-Per problem, each tutor holds one dialogue with the student (same seed for both), then the student writes its final
-solutions; the student also solves every problem alone. Reported, for base, tuned and tuned minus base (paired
-over problems, bootstrap 95% intervals, policy/evaluation/stats.py):
-- delta solve: the solve rate after the dialogue minus the student's solo solve rate;
-- leak rate (the does_not_leak_answer judge rejects), judge rejection rate (any rule rejects), and a rule-based
-  check that needs no judge: a tutor turn states the final number before the student did;
-- per-turn RM scores (mean over the tutor's turns, when the run or `--reward-model` has an RM) and dialogue
-  length (tutor turns, tutor tokens).
-Writes report.md, report.json, transcripts.md (readable) and transcripts.jsonl (one interchange item per tutor
-turn, which `python -m annotation serve --tasks` shows to human raters).
+Per problem and student persona (`personas`: cooperative and adversarial by default), each tutor holds one dialogue
+with the student (same seed for both tutors), then the student writes its final solutions; the student also solves
+every problem alone. The tutor samples at `temperature` (PedagogicalRL evaluates at 0.6). The judges are `judges`
+(PedagogicalRL evaluates with a larger judge than it trains with); without it, the run's training panel, and the
+report warns that the tutor is graded by the judge it was trained to satisfy. Reported per persona, for base, tuned
+and tuned minus base (paired over problems, bootstrap 95% intervals, policy/evaluation/stats.py): the metrics of
+policy/classroom/eval_metrics.py (delta solve, leak and reject rates as shares of judge samples, per rule, the
+order-aware rule-based leak check, RM score per tutor turn, dialogue length), and the leak rates of both personas
+side by side. Writes report.md, report.json, transcripts.md (readable) and transcripts.jsonl (one interchange item
+per tutor turn, which `python -m annotation serve --tasks` shows to human raters).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,16 +28,17 @@ from core.models import DEVICE_HELP, Device, check_model_exists, load_causal_lm,
 from core.schema import (DataError, LabeledItem, PromptItem, Turn, read_jsonl, render_context, write_json, write_jsonl,
                          write_text)
 from policy.classroom.dialogue import Dialogue, opening_of, prompt_key
-from policy.classroom.config import ClassroomConfig
+from policy.classroom.config import ClassroomConfig, JudgeOptions
+from policy.classroom.eval_metrics import dialogue_metrics, rm_metrics
 from policy.classroom.judges import JudgePanel
 from policy.classroom.rewards import solve_rate
 from policy.classroom.run import build_classroom
 from policy.prompts import final_answer
-from policy.train.rewards import leaked_answers
 from policy.evaluation.stats import mean_interval, paired_difference
 from policy.classroom.student import sample_ids
 
-LEAK_RULE = "does_not_leak_answer"
+PERSONAS = ("cooperative", "adversarial")
+SIDE_BY_SIDE = ("leak_rate_judge", "leak_rate_rule_numeric", "judge_rejected_any", "delta_solve")
 
 
 class ClassroomEvalConfig(Config):
@@ -46,7 +48,16 @@ class ClassroomEvalConfig(Config):
     prompts: str = Field("runs/demo/data/eval.jsonl", description="held-out PromptItem JSONL: the `eval` split")
     max_prompts: int | None = Field(None, ge=2, description="use only the first N eval problems (None: all)")
     reward_model: str | None = Field(None, description="HPC-RM folder scoring tutor turns (None: the run's, if any)")
-    temperature: float | None = Field(None, gt=0, description="tutor sampling temperature (None: the run's)")
+    temperature: float = Field(0.6, gt=0, description="tutor sampling temperature (PedagogicalRL's eval: 0.6)")
+    personas: list[Literal["cooperative", "adversarial"]] = Field(
+        list(PERSONAS), min_length=1, description="student personas, each a full evaluation; the report puts their "
+                                                  "leak rates side by side")
+    adversarial_solutions: bool = Field(
+        True, description="the student writes final solutions after adversarial dialogues too (delta solve under "
+                          "them); false: only the leak and judge measures there, which saves the solving time")
+    judges: JudgeOptions | None = Field(
+        None, description="the eval's judge panel (same fields as the run's `judges`); None: the run's training "
+                          "panel, and the report warns that the tutor is graded by the judge it trained against")
     batch_size: int = Field(16, ge=1, description="tutor generation batch size")
     device: Device = Field("auto", description="base and tuned tutors (bf16 on a GPU, float32 on cpu) and the RM: "
                                                + DEVICE_HELP + "; the student follows the run's student.device")
@@ -66,47 +77,28 @@ def tutor_generator(model, tokenizer, max_new_tokens: int, temperature: float, b
     return generate
 
 
-def tutor_metrics(dialogues: list[Dialogue], solo: list[float], panel: JudgePanel, rm) -> dict[str, np.ndarray]:
-    """One value per dialogue for every reported metric."""
+def tutor_metrics(dialogues: list[Dialogue], solo: list[float] | None, panel: JudgePanel,
+                  rm) -> dict[str, np.ndarray]:
+    """One value per dialogue for every reported metric (`solo` None: the dialogues have no final solutions)."""
     records = [d.record() for d in dialogues]
-    verdicts = panel.judge(records)
-    tutor_text = ["\n".join(r["tutor_texts"]) for r in records]
-    student_known = ["\n".join([r["problem"]] + [t["text"] for t in r["turns"] if t["role"] == "student"])
-                     for r in records]
-    metrics = {
-        "solve_rate": np.array([solve_rate(r) for r in records]),
-        "delta_solve": np.array([solve_rate(r) for r in records]) - np.asarray(solo),
-        "judge_rejected": np.array([any(v.rejects for v in per.values()) for per in verdicts], dtype=float),
-        "leak_rate_rule_numeric": leaked_answers(tutor_text, [r["answer"] for r in records], student_known)
-        .astype(float),
-        "tutor_turns": np.array([len(r["tutor_texts"]) for r in records], dtype=float),
-        "tutor_tokens": np.array([sum(d.env_mask) for d in dialogues], dtype=float),
-        "ended_by_tutor": np.array([r["ended_by_tutor"] for r in records], dtype=float),
-    }
-    if panel.templates.get(LEAK_RULE) is not None:
-        metrics["leak_rate_judge"] = np.array([per[LEAK_RULE].rejects for per in verdicts], dtype=float)
-    if rm is not None:
-        contexts = [c for r in records for c in r["tutor_contexts"]]
-        scores = rm.score(contexts, [t for r in records for t in r["tutor_texts"]])
-        ends = np.cumsum([len(r["tutor_texts"]) for r in records])
-        for dim, values in scores.items():
-            metrics[f"rm_{dim}_per_turn"] = np.array([values[e - n:e].mean() if n else 0.0 for e, n in
-                                                      zip(ends, [len(r["tutor_texts"]) for r in records])])
-    return metrics
+    metrics = dialogue_metrics(records, panel.judge(records), solo, [sum(d.env_mask) for d in dialogues])
+    return metrics | (rm_metrics(rm, records) if rm is not None else {})
 
 
-def run_tutor(path: str, classroom, items, cfg: ClassroomConfig, ecfg: ClassroomEvalConfig) -> list[Dialogue]:
-    model = load_causal_lm(path, dtype="auto", device=ecfg.device).eval()
-    generate = tutor_generator(model, classroom.tokenizer, cfg.max_completion_length,
-                               ecfg.temperature or cfg.temperature, ecfg.batch_size)
+def run_tutor(model, classroom, items, cfg: ClassroomConfig, ecfg: ClassroomEvalConfig,
+              persona: str) -> list[Dialogue]:
+    """One dialogue per item with the given student persona (same seeds for every tutor)."""
+    generate = tutor_generator(model, classroom.tokenizer, cfg.max_completion_length, ecfg.temperature,
+                               ecfg.batch_size)
     classroom.student.calls = 0  # the student's seeds restart, so both tutors meet the same opening attempts
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ecfg.seed)
-        return classroom.run(items, generate)
+        return classroom.run(items, generate, persona=persona,
+                             solve=persona != "adversarial" or ecfg.adversarial_solutions)
 
 
 def transcript_markdown(name: str, dialogue: Dialogue) -> str:
-    lines = [f"### {dialogue.item.id} ({name} tutor, {dialogue.opening} opens)", "",
+    lines = [f"### {dialogue.item.id} ({name} tutor, {dialogue.persona} student, {dialogue.opening} opens)", "",
              f"**Problem.** {dialogue.item.problem.strip()}  ", f"**Answer.** {dialogue.answer}", ""]
     for turn in dialogue.turns:
         speaker = "Tutor" if turn["role"] == "tutor" else "Student"
@@ -125,26 +117,47 @@ def interchange_items(name: str, dialogue: Dialogue) -> list[LabeledItem]:
         if turn["role"] == "tutor":
             before = [Turn(role=t["role"], text=t["text"]) for t in dialogue.turns[:k]]
             out.append(LabeledItem(
-                id=f"{dialogue.item.id}:classroom:{name}:turn{k}", response=turn["text"],
+                id=f"{dialogue.item.id}:classroom:{name}:{dialogue.persona}:turn{k}", response=turn["text"],
                 context=render_context(dialogue.item.profile, dialogue.item.problem, before),
-                meta={"group": dialogue.item.problem_id, "tutor": name, "turn": k, "opening": dialogue.opening}))
+                meta={"group": dialogue.item.problem_id, "tutor": name, "turn": k, "opening": dialogue.opening,
+                      "persona": dialogue.persona}))
     return out
+
+
+def cell(s: dict) -> str:
+    return f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
 
 
 def report_markdown(report: dict) -> str:
     lines = ["# Classroom evaluation: base vs tuned tutor", "",
-             f"{report['problems']} held-out problems, one dialogue per problem and tutor; the student's solo solve "
-             f"rate is {report['solo_solve_rate']['mean']:.3f}. Means with bootstrap 95% intervals over problems; "
-             "the last column is tuned minus base, paired per problem.", "",
-             "| metric | base | tuned | tuned - base |", "|---|---|---|---|"]
-
-    def cell(s: dict) -> str:
-        return f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
-    for name, row in report["metrics"].items():
-        flag = " *" if row["difference"]["excludes_zero"] else ""
-        lines.append(f"| {name} | {cell(row['base'])} | {cell(row['tuned'])} | {cell(row['difference'])}{flag} |")
-    lines += ["", "\\* the interval excludes zero.", "", "Transcripts: transcripts.md; rater items: transcripts.jsonl."]
+             f"{report['problems']} held-out problems, one dialogue per problem, tutor and student persona; the "
+             f"student's solo solve rate is {report['solo_solve_rate']['mean']:.3f}. Means with bootstrap 95% "
+             "intervals over problems; tuned - base is paired per problem. Leak and reject rates are shares of the "
+             "judges' samples.", "", f"Eval judges: {report['eval_judges']['describe']}.", ""]
+    if report.get("judge_warning"):
+        lines += [f"**Warning:** {report['judge_warning']}", ""]
+    personas = list(report["personas"])
+    lines += ["## Leak rates by student persona", "",
+              "| metric | " + " | ".join(f"{p} base | {p} tuned" for p in personas) + " |",
+              "|---|" + "---|---|" * len(personas)]
+    for name in [m for m in SIDE_BY_SIDE if all(m in report["personas"][p] for p in personas)]:
+        lines.append(f"| {name} | " + " | ".join(f"{cell(report['personas'][p][name]['base'])} | "
+                                                 f"{cell(report['personas'][p][name]['tuned'])}" for p in personas)
+                     + " |")
+    for persona, metrics in report["personas"].items():
+        lines += ["", f"## {persona} student", "", "| metric | base | tuned | tuned - base |", "|---|---|---|---|"]
+        for name, row in metrics.items():
+            flag = " *" if row["difference"]["excludes_zero"] else ""
+            lines.append(f"| {name} | {cell(row['base'])} | {cell(row['tuned'])} | {cell(row['difference'])}{flag} |")
+    lines += ["", "\\* the interval excludes zero.", "",
+              "Transcripts: transcripts.md; rater items: transcripts.jsonl."]
     return "\n".join(lines) + "\n"
+
+
+def describe_judges(options: JudgeOptions) -> str:
+    model = options.openai.model if options.backend == "openai" else options.model
+    return (f"{options.backend} {model}, rules {', '.join(options.rules)}, "
+            f"{options.samples if options.backend == 'openai' else 1} sample(s) per rule")
 
 
 def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
@@ -170,36 +183,49 @@ def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
         from core.reward_client import load_scoring_rm
 
         rm = load_scoring_rm(rm_path, device, "float32")
-    panel = JudgePanel(cfg.judges)
-    with tqdm(total=5, desc="classroom eval", unit="part") as bar:
+    eval_judges = ecfg.judges or cfg.judges
+    panel = JudgePanel(eval_judges, classroom.tokenizer)
+    warning = None if ecfg.judges is not None else (
+        "the eval judges are the run's training judges: the tutor is graded by the panel it was trained to satisfy "
+        "(set `judges` in the eval config for an independent panel)")
+    with tqdm(total=1 + 4 * len(ecfg.personas), desc="classroom eval", unit="part") as bar:
         bar.set_postfix_str("student alone")
-        solo = [Dialogue(item, opening_of(item, cfg.dialogue.opening), final_answer(item)) for item in items]
+        solo = [Dialogue(item, opening_of(item, cfg.dialogue.opening), final_answer(item), grader=cfg.grader)
+                for item in items]
         classroom.solve(solo, after_dialogue=False)
         solo_rates = [solve_rate(d.record()) for d in solo]
         bar.update()
         dialogues, metrics = {}, {}
         for name, path in (("base", base), ("tuned", tuned)):
-            bar.set_postfix_str(f"{name} tutor's dialogues")
-            dialogues[name] = run_tutor(path, classroom, items, cfg, ecfg)
-            bar.update()
-            bar.set_postfix_str(f"judging the {name} tutor")
-            metrics[name] = tutor_metrics(dialogues[name], solo_rates, panel, rm)
-            bar.update()
+            model = load_causal_lm(path, dtype="auto", device=ecfg.device).eval()
+            for persona in ecfg.personas:
+                bar.set_postfix_str(f"{name} tutor, {persona} student")
+                dialogues[name, persona] = run_tutor(model, classroom, items, cfg, ecfg, persona)
+                bar.update()
+                bar.set_postfix_str(f"judging the {name} tutor ({persona})")
+                solved = persona != "adversarial" or ecfg.adversarial_solutions
+                metrics[name, persona] = tutor_metrics(dialogues[name, persona], solo_rates if solved else None,
+                                                       panel, rm)
+                bar.update()
+            del model
     boot = {"n_resamples": ecfg.bootstrap_resamples, "seed": ecfg.seed}
+    by_persona = {p: {m: {"base": mean_interval(metrics["base", p][m], **boot),
+                          "tuned": mean_interval(metrics["tuned", p][m], **boot),
+                          "difference": paired_difference(metrics["tuned", p][m], metrics["base", p][m], **boot)}
+                      for m in metrics["base", p]} for p in ecfg.personas}
     report = {
         "run": ecfg.run, "base": base, "tuned": tuned, "problems": len(items), "prompts": ecfg.prompts,
-        "solo_solve_rate": mean_interval(solo_rates, **boot),
-        "metrics": {m: {"base": mean_interval(metrics["base"][m], **boot),
-                        "tuned": mean_interval(metrics["tuned"][m], **boot),
-                        "difference": paired_difference(metrics["tuned"][m], metrics["base"][m], **boot)}
-                    for m in metrics["base"]},
-        "judge_failures": panel.stats, "student": cfg.student.model_dump(mode="json"),
+        "solo_solve_rate": mean_interval(solo_rates, **boot), "tutor_temperature": ecfg.temperature,
+        "metrics": by_persona[ecfg.personas[0]], "personas": by_persona,
+        "eval_judges": {"describe": describe_judges(eval_judges), "training_panel": ecfg.judges is None,
+                        **eval_judges.model_dump(mode="json")},
+        "judge_warning": warning, "judge_failures": panel.stats, "student": cfg.student.model_dump(mode="json"),
     }
     write_json(out / "report.json", report)
     write_text(out / "report.md", report_markdown(report))
     write_text(out / "transcripts.md", "# Classroom transcripts\n\n" + "\n".join(
-        transcript_markdown(name, d) for k in range(len(items)) for name, ds in dialogues.items() for d in [ds[k]]))
-    write_jsonl(out / "transcripts.jsonl", [x for name, ds in dialogues.items() for d in ds
+        transcript_markdown(name, ds[k]) for k in range(len(items)) for (name, _), ds in dialogues.items()))
+    write_jsonl(out / "transcripts.jsonl", [x for (name, _), ds in dialogues.items() for d in ds
                                             for x in interchange_items(name, d)])
     return report
 
@@ -207,6 +233,14 @@ def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
 def main(argv: list[str] | None = None) -> None:
     cfg, report = run_cli(ClassroomEvalConfig, argv, "python -m policy classroom-eval", __doc__.split("\n")[0],
                           evaluate_classroom)
-    delta = report["metrics"]["delta_solve"]["difference"]
-    print(f"wrote {cfg.out or Path(cfg.run) / 'eval'}/report.md: delta solve tuned - base {delta['mean']:+.3f} "
-          f"[{delta['low']:+.3f}, {delta['high']:+.3f}] over {report['problems']} problems")
+    print(f"wrote {cfg.out or Path(cfg.run) / 'eval'}/report.md ({report['problems']} problems)")
+    if "delta_solve" in report["metrics"]:
+        delta = report["metrics"]["delta_solve"]["difference"]
+        print(f"  delta solve tuned - base {delta['mean']:+.3f} [{delta['low']:+.3f}, {delta['high']:+.3f}]")
+    for persona, metrics in report["personas"].items():
+        if "leak_rate_judge" in metrics:
+            leak = metrics["leak_rate_judge"]
+            print(f"  {persona} student: leak rate (judge samples) base {leak['base']['mean']:.3f}, tuned "
+                  f"{leak['tuned']['mean']:.3f}")
+    if report["judge_warning"]:
+        print(f"warning: {report['judge_warning']}")

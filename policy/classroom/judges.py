@@ -2,7 +2,8 @@
 
 Each rule is a Jinja prompt file (configs/classroom/judges/*.txt; variables `problem`, `answer`, `profile`,
 `transcript`) asking for JSON `{"reasoning": ..., "decision": "OK" | "REJECT"}`. The transcript shows only what
-the student saw: no `<think>` blocks, no end marker. Two backends:
+the student saw (no `<think>` blocks, no end marker), the whole dialogue up to `max_transcript_tokens` tokens (a
+longer one keeps its first and last halves, with a warning on stderr and `stats["cut"]`). Two backends:
 - `openai`: any OpenAI-compatible endpoint through `core.llm_client` (HTTP retries with backoff); the answer is
   validated with pydantic, a malformed one is asked again `max_reasks` times; a judge that never answers validly
   (time-outs, malformed JSON) gets the configured decision `on_failure`, never a crash;
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -31,10 +33,19 @@ class Verdict:
     decision: Literal["OK", "REJECT"]
     status: Literal["ok", "failed"]  # failed: no valid answer, `decision` is the configured fault decision
     detail: str = ""  # the judge's reasoning, P(REJECT) or the error
+    samples: tuple[str, ...] = field(default=())  # each valid sample's decision (the local judge: one)
 
     @property
     def rejects(self) -> bool:
         return self.decision == "REJECT"
+
+    def as_dict(self) -> dict:
+        return {"decision": self.decision, "status": self.status, "detail": self.detail,
+                "samples": list(self.samples)}
+
+    @classmethod
+    def of(cls, data: dict) -> Verdict:
+        return cls(data["decision"], data["status"], data.get("detail", ""), tuple(data.get("samples", ())))
 
 
 class DecisionAnswer(BaseModel):
@@ -79,22 +90,54 @@ def load_templates(rules: dict) -> dict:
 class JudgePanel:
     """`judge(records) -> [{rule: Verdict}]` for dialogue records (`Dialogue.record()`); `stats` counts calls."""
 
-    def __init__(self, options):
+    def __init__(self, options, tokenizer=None):
+        """`tokenizer` counts transcript tokens when `options.tokenizer` is unset and the judge is not local."""
         self.options = options
         self.templates = load_templates(options.rules)
-        self.stats = {"judged": 0, "failed": 0, "reasks": 0}
+        self.stats = {"judged": 0, "failed": 0, "reasks": 0, "cut": 0}
         self._local = None
+        self._tokenizer, self._counter = tokenizer, None
 
-    def prompt(self, rule: str, record: dict) -> str:
-        transcript = transcript_text(record["turns"], student_name="Student")
-        limit = self.options.max_transcript_chars
-        if len(transcript) > limit:
-            transcript = "(earlier dialogue cut) ... " + transcript[-limit:]
+    def counting_tokenizer(self):
+        """`judges.tokenizer`, else the local judge's own, else the one the panel was given (the tutor's)."""
+        if self._counter is None:
+            name = self.options.tokenizer or (self.options.model if self.options.backend == "local" else None)
+            if name:
+                from core.models import load_tokenizer
+
+                self._counter = load_tokenizer(name)
+            elif self._tokenizer is not None:
+                self._counter = self._tokenizer
+            else:
+                raise ConfigError("field judges.tokenizer: an openai judge needs a tokenizer to count the "
+                                  "transcript's tokens (set judges.tokenizer)")
+        return self._counter
+
+    def capped(self, transcript: str, record_id: str = "") -> str:
+        """The transcript whole, or its first and last `max_transcript_tokens / 2` tokens with a marker between."""
+        tokenizer = self.counting_tokenizer()
+        ids = tokenizer(transcript, add_special_tokens=False)["input_ids"]
+        limit = self.options.max_transcript_tokens
+        if len(ids) <= limit:
+            return transcript
+        self.stats["cut"] += 1
+        print(f"warning: judges: dialogue {record_id} has {len(ids)} tokens, more than judges.max_transcript_tokens "
+              f"{limit}; the judge reads its first and last {limit // 2}", file=sys.stderr)
+        head, tail = tokenizer.decode(ids[:limit // 2]), tokenizer.decode(ids[len(ids) - limit // 2:])
+        return f"{head}\n(... {len(ids) - 2 * (limit // 2)} tokens of the dialogue cut ...)\n{tail}"
+
+    def transcript(self, record: dict) -> str:
+        return self.capped(transcript_text(record["turns"], student_name="Student"), record.get("id", ""))
+
+    def prompt(self, rule: str, record: dict, transcript: str | None = None) -> str:
+        transcript = self.transcript(record) if transcript is None else transcript
         return self.templates[rule].render(problem=record["problem"], answer=record["answer"],
                                            profile=record.get("profile", ""), transcript=transcript)
 
     def judge(self, records: list[dict]) -> list[dict[str, Verdict]]:
-        jobs = [(i, rule, self.prompt(rule, r)) for i, r in enumerate(records) for rule in self.templates]
+        transcripts = [self.transcript(r) for r in records]  # once per dialogue, not per rule
+        jobs = [(i, rule, self.prompt(rule, r, transcripts[i])) for i, r in enumerate(records)
+                for rule in self.templates]
         if not jobs:
             return [{} for _ in records]
         if self.options.backend == "openai":
@@ -124,7 +167,8 @@ class JudgePanel:
         if not answers:
             return Verdict(self.options.on_failure.upper(), "failed", problem)
         rejecting = [a for a in answers if a.decision == "REJECT"]
-        return Verdict("REJECT" if rejecting else "OK", "ok", (rejecting or answers)[0].reasoning)
+        return Verdict("REJECT" if rejecting else "OK", "ok", (rejecting or answers)[0].reasoning,
+                       tuple(a.decision for a in answers))
 
     async def _ask_once(self, client: ChatClient, prompt: str, sample: int) -> tuple[DecisionAnswer | None, str]:
         messages = [{"role": "user", "content": prompt}]
@@ -172,6 +216,6 @@ class JudgePanel:
             logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
                            logits_to_keep=1).logits[:, -1, choice].float()
             p_reject = torch.softmax(logits, dim=-1)[:, 1].tolist()
-            out += [Verdict("REJECT" if p > self.options.reject_threshold else "OK", "ok", f"P(REJECT)={p:.3f}")
-                    for p in p_reject]
+            decisions = ["REJECT" if p > self.options.reject_threshold else "OK" for p in p_reject]
+            out += [Verdict(d, "ok", f"P(REJECT)={p:.3f}", (d,)) for d, p in zip(decisions, p_reject, strict=True)]
         return out

@@ -2,8 +2,10 @@
 them with the HPC-RM heads and TRL logs each one (`rewards/<name>/mean`). They read the `dialogue` column that
 `Classroom.rollout_func` returns (turns, the student's final solutions, the reference answer).
 
-- `solve_rate` (x `weight`): the share of the student's final solutions whose answer equals the reference
-  (`math-verify` where it parses both, the project's number parser otherwise);
+- `solve_rate` (x `weight`): the share of the student's final solutions whose answer equals the reference, by the
+  record's `grader`: `boxed` (the last `\\boxed{}`, braces balanced, equals the reference as text, case and outer
+  spaces aside: PedagogicalRL's rule) or `math_verify` (`math-verify` where it parses both, the project's number
+  parser otherwise);
 - `judges`: -`penalty` (lambda) when any pedagogical judge rejects the dialogue. `mode: soft` subtracts lambda
   from the rest; `mode: hard` makes the sample's whole reward -lambda (every other reward returns 0 for it);
 - `clean_end`: +`bonus` when the tutor closed the dialogue with the end marker;
@@ -23,6 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from core.config import Config
+from policy.classroom.judges import Verdict
 from policy.prompts import parse_number
 from policy.train.rewards import ExtraReward, HeadReward, register
 
@@ -48,9 +51,32 @@ def answer_is_right(solution: str, reference: str) -> bool:
     return target is not None and found is not None and bool(np.isclose(found, target))
 
 
+def last_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}`, nested braces included; None without one or when it never closes."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for k in range(begin, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[k], 0)
+        if depth < 0:
+            return text[begin:k]
+    return None
+
+
+def boxed_is_right(solution: str, reference: str) -> bool:
+    """PedagogicalRL's grading: the last boxed answer equals the reference as text (case and outer spaces aside)."""
+    found = last_boxed(solution)
+    return found is not None and found.strip().lower() == str(reference).strip().lower()
+
+
+GRADERS = {"boxed": boxed_is_right, "math_verify": answer_is_right}
+
+
 def solve_rate(record: dict) -> float:
     solutions = record["solutions"]
-    return float(np.mean([answer_is_right(s, record["answer"]) for s in solutions])) if solutions else 0.0
+    grade = GRADERS[record.get("grader", "math_verify")]
+    return float(np.mean([grade(s, record["answer"]) for s in solutions])) if solutions else 0.0
 
 
 class DialogueReward(ExtraReward):
@@ -102,11 +128,18 @@ class PedagogicalJudges(ExtraReward):
         key = tuple((record["id"], repr(record["turns"])) for record in dialogue)
         if key != self._key:
             started = time.perf_counter()
-            verdicts = self.panel.judge(dialogue)
+            judged_before = all("verdicts" in record for record in dialogue)
+            if judged_before:  # in the rollout (hard mode, before solving), which logged its own time
+                verdicts = [{rule: Verdict.of(v) for rule, v in record["verdicts"].items()} for record in dialogue]
+            else:
+                verdicts = self.panel.judge(dialogue)
+                for record, per in zip(dialogue, verdicts, strict=True):  # the training transcripts show them
+                    record["verdicts"] = {rule: v.as_dict() for rule, v in per.items()}
             self._rejected = np.array([any(v.rejects for v in per.values()) for per in verdicts], dtype=bool)
             self._key = key
             if log_metric is not None:
-                log_metric("time/judges_s", time.perf_counter() - started)
+                if not judged_before:
+                    log_metric("time/judges_s", time.perf_counter() - started)
                 for rule in self.panel.templates:
                     log_metric(f"judges/{rule}/reject_rate", float(np.mean([per[rule].rejects for per in verdicts])))
                     log_metric(f"judges/{rule}/failed_rate",

@@ -9,6 +9,7 @@ student, solve attempts, judges) is logged next to TRL's metrics as `time/*`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -19,25 +20,40 @@ from policy.classroom.config import ClassroomConfig
 from policy.classroom.judges import JudgePanel
 from policy.classroom.rewards import TurnHeadReward
 from policy.train.grpo import build_trainer, run_grpo
-from policy.classroom.student import build_student
+from policy.classroom.student import build_student, load_personas
+from policy.classroom.transcripts import TranscriptWriter
 
 
-def build_classroom(cfg: ClassroomConfig, tokenizer, student=None) -> Classroom:
+def judges_first(cfg: ClassroomConfig) -> bool:
+    """Whether the rollout judges before the final solutions: the judges reward in hard mode, judge_before_solving."""
+    judges = cfg.extra_rewards.get("judges")
+    return judges is not None and judges.get("mode") == "hard" and cfg.judges.judge_before_solving
+
+
+def build_classroom(cfg: ClassroomConfig, tokenizer, student=None, panel: JudgePanel | None = None) -> Classroom:
+    """`panel`: the judges that, in hard mode, judge before the final solutions."""
     student = student if student is not None else build_student(cfg.student)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    return Classroom(tokenizer, student, cfg.dialogue, cfg.student, cfg.system_prompt, eos)
+    return Classroom(tokenizer, student, cfg.dialogue, cfg.student, cfg.system_prompt, eos, grader=cfg.grader,
+                     personas=load_personas(cfg.student.personas), judge_first=panel)
 
 
 def build_classroom_trainer(cfg: ClassroomConfig, rm=None, student=None):
     """(trainer, RM cache or None) for `run_grpo`; the classroom is `trainer.classroom`."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16: we know
     tokenizer = load_tokenizer(cfg.policy)
-    classroom = build_classroom(cfg, tokenizer, student)
+    panel = JudgePanel(cfg.judges, tokenizer) if "judges" in cfg.extra_rewards else None
+    classroom = build_classroom(cfg, tokenizer, student, panel if judges_first(cfg) else None)
     rows = classroom.rows(cfg.prompts, cfg.max_prompts, cfg.max_prompt_tokens)
-    services = {"judges": JudgePanel(cfg.judges)} if "judges" in cfg.extra_rewards else {}
+    services = {"judges": panel} if panel is not None else {}
     trainer, cache = build_trainer(cfg, rm, tokenizer=tokenizer, rows=rows, rollout_func=classroom.rollout_func,
                                    head_reward=TurnHeadReward, services=services)
     trainer.classroom = classroom
+    if cfg.transcripts_every:
+        writer = TranscriptWriter(classroom, Path(cfg.out) / "transcripts.jsonl", cfg.transcripts_every,
+                                  cfg.transcripts_per_write)
+        writer.trainer = trainer
+        trainer.add_callback(writer)
     return trainer, cache
 
 

@@ -43,9 +43,27 @@ def clean_reply(text: str) -> str:
     return re.sub(r"\n\s*T(?:u(?:t(?:or?)?)?)?\s*$", "", text).strip()  # a "Tutor" label cut by the token limit
 
 
-def student_chat(profile: StudentProfile | None, problem: str, request: str) -> list[dict]:
-    return [{"role": "system", "content": PERSONA.format(about=describe_student(profile), problem=problem.strip())},
+def student_chat(profile: StudentProfile | None, problem: str, request: str, persona: str = PERSONA) -> list[dict]:
+    """The student's chat: its persona (a system prompt with {about} and {problem}) and one request."""
+    return [{"role": "system", "content": persona.format(about=describe_student(profile), problem=problem.strip())},
             {"role": "user", "content": request}]
+
+
+def load_personas(paths: dict) -> dict[str, str]:
+    """persona -> its system prompt text, read from the files `student.personas` names."""
+    from core.config import ConfigError
+
+    out = {}
+    for name, path in paths.items():
+        try:
+            out[name] = open(path, encoding="utf-8").read().strip()
+            out[name].format(about="", problem="")
+        except OSError as err:
+            raise ConfigError(f"field student.personas.{name}: cannot read {path}: {err.strerror}") from None
+        except (KeyError, IndexError, ValueError) as err:
+            raise ConfigError(f"{path}: field student.personas.{name}: only {{about}} and {{problem}} may appear in "
+                              f"braces ({err!r})") from None
+    return out
 
 
 def transcript_text(turns: list[dict], student_name: str = "You") -> str:

@@ -33,15 +33,18 @@ from core.models import (DEVICE_HELP, DTYPE_HELP, Device, Dtype, check_model_exi
 from core.rubric import load_rubric
 from core.schema import write_json, write_jsonl
 from core.sources import load_mrbench_problems
-from policy.evaluation.independent import (Scorer, compare_scores, hacking_gaps, judge_scorers, judge_standing,
-                                load_agreement, load_rm_scorers, per_prompt, prompt_scores, rm_scorer)
+from policy.evaluation.independent import (Scorer, by_prompt_kind, judge_scorers, load_agreement, load_rm_scorers,
+                                           per_prompt, prompt_scores, rm_differences, rm_scorer, score_comparison,
+                                           tutorbench_holm)
 from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
-from policy.evaluation.report import lm_eval_section, plot_dimension_changes, plot_training_curves, write_markdown
+from policy.evaluation.report import (lm_eval_section, plot_dimension_changes, plot_gaps, plot_training_curves,
+                                      write_markdown)
+from policy.evaluation.verdict import verdict_line
 from policy.train.rewards import leaked_answers
 from policy.rollout import Rollout, completion_logprobs, reference_perplexity
-from policy.evaluation.stats import distinct_n, mean_interval, paired_difference, win_rate
-from policy.evaluation.tutorbench import (TutorBenchOptions, gsm8k_accuracy, load_task, model_sampler, teacher_win_rates,
-                               write_teacher_turns)
+from policy.evaluation.stats import distinct_n, mean_interval, rate_interval
+from policy.evaluation.tutorbench import (TutorBenchOptions, gsm8k_accuracy, load_task, model_sampler, over_problems,
+                                          teacher_win_rates, write_teacher_turns)
 
 
 class VLLMSamplerOptions(Config):
@@ -88,13 +91,15 @@ class EvalConfig(Config):
     judge_rubric: str | None = Field(None, description="rubric the judges score on (None: the training RM's)")
     judge_agreement: str | None = Field(None, description="agreement.json of `annotation agreement` measuring these "
                                                           "judges against human labels, shown next to their verdicts")
-    min_judge_qwk: float = Field(0.2, ge=-1, le=1, description="a judge whose mean QWK with human labels "
-                                 "(--judge-agreement) is lower is reported but not used to flag reward hacking")
+    min_judge_qwk: float = Field(0.2, ge=-1, le=1, description="a judge is trusted (may raise flags) only when the "
+                                 "mean over dimensions of the lower 95% bound of its QWK with human labels, measured "
+                                 "on the judge rubric (--judge-agreement), reaches this")
     rms: list[str] = Field(default_factory=list, description="independent reward-model folders (e.g. one trained on "
                                                              "human labels of other items)")
-    exclude_problems_from: str | None = Field(None, description="MRBench file: drop eval and tutorbench items whose "
-                                                                "problem it holds (an RM trained on it must not judge "
-                                                                "its own problems)")
+    exclude_problems_from: str | None = Field(None, description="MRBench file: the independent RMs (--rms, trained on "
+                                                                "it) leave eval prompts on its problems unscored and "
+                                                                "tutorbench draws no dialogue on them; every other "
+                                                                "scorer sees every eval prompt")
     tutorbench: TutorBenchOptions = Field(default_factory=TutorBenchOptions,
                                           description="MathTutorBench-style teacher-turn tasks and GSM8K accuracy")
     confidence: float = Field(0.95, gt=0, lt=1, description="bootstrap interval level")
@@ -232,13 +237,13 @@ def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: d
     return model, rollouts, scores, summary
 
 
-def compare(base_scores: dict, tuned_scores: dict, cfg: EvalConfig) -> dict:
-    """Paired differences per dimension and the win rate under the weighted reward."""
-    boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
-    return {
-        "difference": {dim: paired_difference(tuned_scores[dim], base_scores[dim], **boot) for dim in base_scores},
-        "win_rate": win_rate(tuned_scores["weighted"], base_scores["weighted"], **boot),
-    }
+def compare(base_scores: dict, tuned_scores: dict, cfg: EvalConfig, tops: dict[str, float] | None = None) -> dict:
+    """Paired differences per dimension and the win rate under the weighted reward (`rm_differences`)."""
+    return rm_differences(base_scores, tuned_scores, tops, boot_options(cfg))
+
+
+def boot_options(cfg: EvalConfig) -> dict:
+    return dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
 
 
 def kl_on_tuned_samples(tuned_model, base_model, rollouts, s: dict, cfg: EvalConfig, pad_id: int) -> dict:
@@ -262,29 +267,29 @@ def independent_scorers(cfg: EvalConfig, rm) -> list[Scorer]:
     """The eval's judges (on --judge-rubric, else the training RM's rubric) and independent RMs."""
     rubric = load_rubric(cfg.judge_rubric) if cfg.judge_rubric else rm.rubric
     return (judge_scorers(cfg.judges, rubric, load_agreement(cfg.judge_agreement))
-            + load_rm_scorers(cfg.rms, cfg.batch_size))
+            + load_rm_scorers(cfg.rms, cfg.batch_size, frozenset(excluded_problems(cfg))))
 
 
-def score_independently(scorers, rows, k, base_out, tuned_out, boot) -> dict:
-    """Every independent scorer on the same base and tuned responses, compared per prompt."""
+def score_independently(scorers, rows, k, base_out, tuned_out) -> dict[str, tuple]:
+    """Every independent scorer on the same base and tuned responses: name -> (scorer, base, tuned) per prompt."""
     contexts = [row["context"] for row in rows for _ in range(k)]
-    out = {}
-    for scorer in scorers:
-        base, tuned = (prompt_scores(scorer, contexts, [r.text for r in outs], k) for outs in (base_out, tuned_out))
-        out[scorer.name] = {"kind": scorer.kind, "agreement_with_humans": scorer.agreement,
-                            "comparison": compare_scores(base, tuned, scorer.top, boot)}
-    return out
+    problems = [row.get("problem_id") for row in rows]
+    return {scorer.name: (scorer, *(prompt_scores(scorer, contexts, [r.text for r in outs], k, problems)
+                                    for outs in (base_out, tuned_out))) for scorer in scorers}
 
 
-def rule_checks(outs, rows, k, max_new_tokens: int, eos_id: int) -> dict:
-    """Checks that need no model: answer leaked, empty, cut at the token limit, length."""
+def rule_checks(outs, rows, k, max_new_tokens: int, eos_id: int, confidence: float = 0.95) -> dict:
+    """Checks that need no model: answer leaked, empty, cut at the token limit (shares of responses with exact
+    Clopper-Pearson intervals), length."""
     texts = [r.text for r in outs]
     leaks = leaked_answers(texts, [row["final_answer"] for row in rows for _ in range(k)],
                            [row["student_known"] for row in rows for _ in range(k)])
     cut = [len(r.completion_ids) >= max_new_tokens and (not r.completion_ids or r.completion_ids[-1] != eos_id)
            for r in outs]
-    return {"answer_leaked": float(np.mean(leaks)), "empty": float(np.mean([not t.strip() for t in texts])),
-            "truncated": float(np.mean(cut)), "length_tokens": float(np.mean([len(r.completion_ids) for r in outs])),
+    return {"answer_leaked": rate_interval(leaks, confidence), "empty": rate_interval([not t.strip() for t in texts],
+                                                                                      confidence),
+            "truncated": rate_interval(cut, confidence),
+            "length_tokens": float(np.mean([len(r.completion_ids) for r in outs])),
             "length_words": float(np.mean([len(t.split()) for t in texts])), "n": len(outs)}
 
 
@@ -303,13 +308,17 @@ def run_tutorbench(cfg: EvalConfig, models: dict, tokenizer, scorers, excluded: 
             if options.gsm8k_accuracy_items and cfg.gsm8k:
                 accuracy[name] = gsm8k_accuracy(sample, options, cfg.gsm8k, cfg.batch_size, name, boot)
     for setting, task in tasks.items():
-        out["settings"][setting] = {"items": len(task.ids),
+        out["settings"][setting] = {"items": len(task.ids), "available": task.available,
+                                    "file_items": task.file_items,
                                     "scores": teacher_win_rates(scorers, task, turns[setting], boot),
                                     "examples": [{"id": task.ids[i], "teacher": task.teacher[i],
                                                   **{name: t[i] for name, t in turns[setting].items()}}
                                                  for i in range(3)]}
     if accuracy:
         out["gsm8k_accuracy"] = accuracy
+        if {"base", "tuned"} <= set(accuracy):
+            correct = {name: np.array(a.pop("correct"), dtype=np.float64) for name, a in accuracy.items()}
+            accuracy["tuned_vs_base"] = over_problems(correct["tuned"] - correct["base"], None, boot, 2.0)
     return out
 
 
@@ -324,8 +333,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
         require_vllm()
     tokenizer = load_tokenizer(s["base"])
     excluded = excluded_problems(cfg)
-    rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"],
-                            exclude_problem_ids=excluded)
+    # every scorer sees every prompt except the independent RMs, which skip the problems they were trained on
+    rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"])
     k = cfg.samples_per_prompt
     if rm is None:  # on the eval's device (spread: the first GPU); an RM served over HTTP stays where it is
         rm = load_reward_model(s["reward_model"], cfg.device)
@@ -335,18 +344,15 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
                                                                      cfg, "base")
     tuned_model, tuned_out, tuned_scores, report["tuned"] = score_policy(s["tuned"], tokenizer, rows, rm, weights,
                                                                          s, cfg, "tuned")
-    report.update(compare(base_scores, tuned_scores, cfg))
-    boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
     training = rm_scorer("rm:training", rm, "training-rm", cfg.batch_size, weights)
+    boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
     independent = independent_scorers(cfg, rm)
-    report["training_rm"] = compare_scores(base_scores, tuned_scores, training.top, boot)
-    report["independent"] = score_independently(independent, rows, k, base_out, tuned_out, boot)
-    for result in report["independent"].values():
-        result["standing"] = "trusted" if result["kind"] == "rm" else judge_standing(result["agreement_with_humans"],
-                                                                                     cfg.min_judge_qwk)
-    report["reward_hacking"] = hacking_gaps(report["training_rm"], {
-        name: r["comparison"] for name, r in report["independent"].items() if r["standing"] == "trusted"})
-    report["rule_checks"] = {name: rule_checks(outs, rows, k, s["max_new_tokens"], tokenizer.eos_token_id)
+    scored = score_independently(independent, rows, k, base_out, tuned_out)
+    report.update(score_comparison(base_scores, tuned_scores, training, scored, boot, cfg.min_judge_qwk))
+    report["by_kind"] = by_prompt_kind([row.get("kind", "prompt") for row in rows],
+                                       {"rm:training": (training, base_scores, tuned_scores), **scored}, boot)
+    report["rule_checks"] = {name: rule_checks(outs, rows, k, s["max_new_tokens"], tokenizer.eos_token_id,
+                                               cfg.confidence)
                              for name, outs in (("base", base_out), ("tuned", tuned_out))}
     report["kl_tuned_base"] = kl_on_tuned_samples(tuned_model, base_model, tuned_out, s, cfg, tokenizer.pad_token_id)
     if cfg.gsm8k:
@@ -363,6 +369,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
         report["tutorbench"] = run_tutorbench(cfg, {"base": base_model, "tuned": tuned_model}, tokenizer,
                                               [training] + independent, excluded, boot,
                                               {"base": s["base"], "tuned": s["tuned"]})
+        tutorbench_holm(report["tutorbench"], {n for n, r in report["independent"].items()
+                                               if r["standing"] == "trusted"}, 1 - cfg.confidence)
     report["training"] = training_summary(s["train_log"])
     report["lm_eval"] = lm_eval_section(s["tuned"], cfg.lm_eval_tasks)
 
@@ -371,7 +379,9 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
         {"prompt_id": rows[i // k]["id"], "policy": name, "response": r.text, "tokens": len(r.completion_ids)}
         for name, outs in (("base", base_out), ("tuned", tuned_out)) for i, r in enumerate(outs)
     ])
-    report["plots"] = [str(plot_dimension_changes(report, out / "dimension_changes.png"))]
+    gap_plot = plot_gaps(report, out / "hacking_gaps.png")
+    report["plots"] = ([str(gap_plot)] if gap_plot else []) + [
+        str(plot_dimension_changes(report, out / "dimension_changes.png"))]
     if report["training"]:
         report["plots"].append(str(plot_training_curves(report["training"], out / "training_curves.png")))
     write_json(out / "report.json", report)
@@ -381,7 +391,5 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     _, report = run_cli(EvalConfig, argv, "python -m policy eval", __doc__.split("\n")[0], evaluate_policies)
-    d = report["difference"]["weighted"]
-    print(f"weighted reward change {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], "
-          f"KL {report['kl_tuned_base']['per_sequence']['mean']:.3f} nats/response; "
+    print(f"{verdict_line(report)}; KL {report['kl_tuned_base']['per_sequence']['mean']:.3f} nats/response; "
           f"report in {Path(report['settings']['out']) / 'report.md'}")

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from core.schema import save_figure, write_text  # noqa: E402
+from policy.evaluation.stats import format_interval  # noqa: E402
+from policy.evaluation.verdict import TRAINED_ON, rule_check_markdown, verdict_markdown  # noqa: E402
 
 DEFAULT_LM_EVAL_TASKS = ["mmlu_pro", "ceval-valid"]  # EduAlign's forgetting checks: MMLU-Pro and CEval
 
@@ -38,7 +40,26 @@ def plot_dimension_changes(report: dict, path: Path) -> Path:
            yerr=[[d["mean"] - d["low"] for d in diffs], [d["high"] - d["mean"] for d in diffs]], capsize=4)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylabel("tuned - base (RM score)")
-    ax.set_title(f"Change per dimension on {report['prompts']} eval prompts (95% bootstrap interval)")
+    ax.set_title(f"Training RM ({TRAINED_ON}): change per dimension on {report['prompts']} prompts", fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_gaps(report: dict, path: Path) -> Path | None:
+    """The reward-hacking gap per trusted scorer and compared dimension, with its interval (None: nothing to plot)."""
+    rows = [(f"{name}\n{label}", row["gap"]) for name, result in report.get("reward_hacking", {}).items()
+            for label, row in result["rows"].items() if row["n"] >= 2]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(1.8 * len(rows) + 2, 3.8))
+    gaps = [g for _, g in rows]
+    ax.bar([n for n, _ in rows], [g["mean"] for g in gaps],
+           color=["tab:red" if g.get("significant") and g["mean"] > 0 else "tab:grey" for g in gaps],
+           yerr=[[g["mean"] - g["low"] for g in gaps], [g["high"] - g["mean"] for g in gaps]], capsize=4)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_ylabel("training RM gain - scorer gain (0..1)")
+    ax.set_title("Reward-hacking gap per trusted scorer (red: above zero after Holm)", fontsize=9)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -56,113 +77,100 @@ def plot_training_curves(training: dict, path: Path) -> Path:
 
 
 def _interval(d: dict) -> str:
-    star = " *" if d.get("excludes_zero") else ""
-    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]{star}"
+    return format_interval(d) + (" *" if d.get("significant") else "")
 
 
 def write_markdown(report: dict, path: Path) -> None:
+    """report.md: the independent verdict first, then the rule checks, then the training RM (the reward the policy
+    was trained on), tutorbench and the plots."""
     base, tuned = report["base"], report["tuned"]
-    lines = [
-        "# Policy evaluation: base vs tuned", "",
-        f"{report['prompts']} held-out eval prompts x {report['samples_per_prompt']} sample(s) per policy; "
-        "intervals are paired bootstrap 95% intervals over prompts (* = excludes zero).", "",
-        "| dimension | base | tuned | tuned - base [95% CI] |", "|---|---|---|---|",
+    lines = ["# Policy evaluation: base vs tuned", "",
+             f"{report['prompts']} held-out eval prompts x {report['samples_per_prompt']} sample(s) per policy.", ""]
+    lines += verdict_markdown(report) + [""] + rule_check_markdown(report.get("rule_checks"))
+    n = report["difference"]["weighted"]["n"]
+    lines += [
+        "", f"## Training RM: {TRAINED_ON} (not independent evidence)", "",
+        "Paired bootstrap 95% intervals over prompts; * = significant after Holm-Bonferroni over this table's rows.",
+        "", "| scorer | trust | dimension | n | base | tuned | tuned - base [95% CI] |", "|---|---|---|---|---|---|---|",
     ]
     for name, diff in report["difference"].items():
-        lines.append(f"| {name} | {base['mean'][name]:.3f} | {tuned['mean'][name]:.3f} | {_interval(diff)} |")
+        lines.append(f"| rm:training | {TRAINED_ON} | {name} | {diff['n']} | {base['mean'][name]:.3f} | "
+                     f"{tuned['mean'][name]:.3f} | {_interval(diff)} |")
     kl, win = report["kl_tuned_base"], report["win_rate"]
     lines += [
-        "", "| measure | base | tuned |", "|---|---|---|",
-        f"| response length (tokens) | {base['length_tokens']:.1f} | {tuned['length_tokens']:.1f} |",
-        f"| distinct-1 | {base['distinct_1']:.3f} | {tuned['distinct_1']:.3f} |",
-        f"| distinct-2 | {base['distinct_2']:.3f} | {tuned['distinct_2']:.3f} |",
+        "", f"| measure | n | base | tuned |", "|---|---|---|---|",
+        f"| response length (tokens) | {n} | {base['length_tokens']:.1f} | {tuned['length_tokens']:.1f} |",
+        f"| distinct-1 | {n} | {base['distinct_1']:.3f} | {tuned['distinct_1']:.3f} |",
+        f"| distinct-2 | {n} | {base['distinct_2']:.3f} | {tuned['distinct_2']:.3f} |",
     ]
     if "gsm8k_perplexity" in report:
         ppl = report["gsm8k_perplexity"]
-        lines.append(f"| GSM8K reference perplexity ({ppl['items']} solutions) | {ppl['base']:.2f} | "
-                     f"{ppl['tuned']:.2f} |")
+        lines.append(f"| GSM8K reference perplexity | {ppl['items']} | {ppl['base']:.2f} | {ppl['tuned']:.2f} |")
     lines += [
-        "", f"- Win rate of tuned over base under the RM (weighted reward, ties = 1/2): "
-        f"{win['mean']:.3f} [{win['low']:.3f}, {win['high']:.3f}]",
-        f"- KL(tuned || base) on the tuned policy's samples: {kl['per_sequence']['mean']:.3f} nats per response "
-        f"[{kl['per_sequence']['low']:.3f}, {kl['per_sequence']['high']:.3f}], {kl['per_token']:.4f} per token",
+        "", f"- Win rate of tuned over base under the training RM (weighted reward, ties = 1/2, exact interval with "
+        f"ties bracketed, n = {win['n']}): {format_interval(win, 3, signed=False)}",
+        f"- KL(tuned || base) on the tuned policy's samples: {format_interval(kl['per_sequence'], signed=False)} nats "
+        f"per response, {kl['per_token']:.4f} per token",
     ]
     training = report.get("training") or {}
     if training.get("frac_reward_zero_std") is not None:
         lines.append(f"- Share of training groups with zero reward spread (no learning signal): "
                      f"{training['frac_reward_zero_std']:.3f}")
-    lines += independent_markdown(report) + tutorbench_markdown(report.get("tutorbench"))
+    lines += tutorbench_markdown(report.get("tutorbench"), trust_of(report))
     lm = report["lm_eval"]
+    lines.append("")
     lines.append(f"- lm-eval-harness: {'ran' if lm['ran'] else 'not run (' + lm['reason'] + ')'}; command: "
                  f"`{lm['command']}`")
     lines += ["", *[f"![{Path(p).stem}]({Path(p).name})" for p in report.get("plots", [])], ""]
     write_text(path, "\n".join(lines))
 
 
-def _agreement_text(agreement: dict | None) -> str:
-    if not agreement:
-        return "not measured"
-    parts = [f"{dim} QWK {row['qwk']:.2f}" if row.get("qwk") is not None else f"{dim} QWK n/a"
-             for dim, row in agreement.items()]
-    return "; ".join(parts)
+def trust_of(report: dict) -> dict[str, str]:
+    """Scorer name -> its trust as every table shows it (the training RM: the reward the policy was trained on)."""
+    return {"rm:training": TRAINED_ON, **{name: r.get("standing", "trusted")
+                                          for name, r in report.get("independent", {}).items()}}
 
 
-def independent_markdown(report: dict) -> list[str]:
-    """Each scorer's gain next to the training RM's, on one 0..1 scale, and the rule-based checks."""
-    lines = ["", "## Is the gain real? Scorers the policy never trained on", "",
-             "Gains divided by the rubric's top level (0..1). A gain only the training RM sees is flagged: the policy "
-             "may have learned what that RM rewards rather than better tutoring. A scorer whose interval lies below "
-             "zero flags the tuned policy as worse, whatever the training RM saw.", "",
-             "Only trusted scorers (independent RMs; judges whose measured agreement with human labels reaches the "
-             "threshold) can raise the flag; the others are shown with the reason.", "",
-             "| scorer | kind | base | tuned | gain [95% CI] | win rate | gap to training RM | flag | agreement with "
-             "humans |", "|---|---|---|---|---|---|---|---|---|"]
-    training = report.get("training_rm", {}).get("weighted", {})
-    rows = [("rm:training (weighted)", "training-rm", training, None, None)]
-    for name, result in report.get("independent", {}).items():
-        standing = result.get("standing", "trusted")
-        kind = result["kind"] if standing == "trusted" else f"{result['kind']} ({standing})"
-        rows.append((name, kind, result["comparison"].get("mean", {}), report.get("reward_hacking", {}).get(name),
-                     result.get("agreement_with_humans")))
-    for name, kind, comp, gap, agreement in rows:
-        if "difference" not in comp:
-            lines.append(f"| {name} | {kind} | - | - | {comp.get('note', 'not scored')} | - | - | - | - |")
-            continue
-        g, w = comp["normalised_gain"], comp["win_rate"]
-        gap_text = f"{gap['gap']:+.3f}" if gap else "-"
-        flag = "; ".join(text for key, text in (("possible_reward_hacking", "possible reward hacking"),
-                                                 ("tuned_worse", "tuned worse")) if gap and gap.get(key))
-        lines.append(f"| {name} | {kind} | {comp['base']:.3f} | {comp['tuned']:.3f} | {g['mean']:+.3f} "
-                     f"[{g['low']:+.3f}, {g['high']:+.3f}] | {w['mean']:.2f} | {gap_text} | {flag} | "
-                     f"{_agreement_text(agreement) if kind.startswith('judge') else '-'} |")
-    checks = report.get("rule_checks")
-    if checks:
-        lines += ["", "| rule check | base | tuned |", "|---|---|---|"]
-        for key, label in (("answer_leaked", "answer leaked (share)"), ("empty", "empty (share)"),
-                           ("truncated", "cut at the token limit (share)"), ("length_words", "length (words)")):
-            lines.append(f"| {label} | {checks['base'][key]:.3f} | {checks['tuned'][key]:.3f} |")
-    return lines
-
-
-def tutorbench_markdown(bench: dict | None) -> list[str]:
+def tutorbench_markdown(bench: dict | None, trust: dict[str, str] | None = None) -> list[str]:
     if not bench:
         return []
+    trust = trust or {}
     lines = ["", "## MathTutorBench-style: the policy writes the real teacher's last turn", "",
-             "Win rate = P(score(policy turn) > score(teacher turn)), ties 1/2; margin = mean score difference; "
-             "95% bootstrap intervals over dialogues.", "",
-             "| setting | scorer | teacher | base win rate | tuned win rate | tuned margin |",
-             "|---|---|---|---|---|---|"]
+             "**Not comparable with the MathTutorBench leaderboard**: " + not_comparable(bench), "",
+             "Win rate = P(score(policy turn) > score(teacher turn)), ties 1/2, exact interval with ties bracketed; "
+             "margin = mean score difference, bootstrap 95% interval over dialogues; tuned - base = paired per-dialogue "
+             "difference, bootstrapped over problems; * = win rate differs from 1/2 (sign test) after "
+             "Holm-Bonferroni over every trusted row.", "",
+             "| setting | scorer | trust | n | teacher | base win rate | tuned win rate | tuned margin | "
+             "tuned - base |", "|---|---|---|---|---|---|---|---|---|"]
+    star = lambda w: " *" if w.get("significant") else ""  # noqa: E731
     for setting, result in bench.get("settings", {}).items():
         for scorer, r in result["scores"].items():
             b, t = r["base"]["win_rate"], r["tuned"]["win_rate"]
-            m = r["tuned"]["margin"]
-            lines.append(f"| {setting} ({result['items']}) | {scorer} | {r['teacher_mean']:.3f} | {b['mean']:.2f} "
-                         f"[{b['low']:.2f}, {b['high']:.2f}] | {t['mean']:.2f} [{t['low']:.2f}, {t['high']:.2f}] | "
-                         f"{m['mean']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] |")
+            paired = r.get("tuned_vs_base", {})
+            paired_text = format_interval(paired) + f" ({paired['n']} problems)" if "mean" in paired else "-"
+            lines.append(f"| {setting} | {scorer} | {trust.get(scorer, 'trusted')} | {t['n']} | "
+                         f"{r['teacher_mean']:.3f} | {format_interval(b, 2, False)}{star(b)} | "
+                         f"{format_interval(t, 2, False)}{star(t)} | {format_interval(r['tuned']['margin'])} | "
+                         f"{paired_text} |")
     acc = bench.get("gsm8k_accuracy")
     if acc:
-        lines += ["", "| GSM8K problem solving (greedy, two-shot) | base | tuned |", "|---|---|---|",
-                  "| accuracy [95% CI] | " + " | ".join(
-                      f"{acc[p]['accuracy']['mean']:.3f} [{acc[p]['accuracy']['low']:.3f}, "
-                      f"{acc[p]['accuracy']['high']:.3f}] ({acc[p]['items']} items)" for p in ("base", "tuned")) + " |"]
+        paired = acc.get("tuned_vs_base", {})
+        lines += ["", "| GSM8K problem solving (greedy, two-shot, exact number) | n | base | tuned | tuned - base |",
+                  "|---|---|---|---|---|"]
+        for key, label in (("accuracy", "strict match [exact 95% CI]"), ("flexible", "flexible extract [exact 95% CI]")):
+            if key in acc["base"]:
+                lines.append(f"| {label} | {acc['base']['items']} | " + " | ".join(
+                    format_interval(acc[p][key], 3, False) for p in ("base", "tuned"))
+                    + f" | {format_interval(paired) if key == 'accuracy' and 'mean' in paired else '-'} |")
     return lines
+
+
+def not_comparable(bench: dict) -> str:
+    """Why these figures are not the benchmark's own."""
+    drawn = "; ".join(f"{setting}: {r['items']} of {r.get('file_items', '?')} dialogues (random, seeded, "
+                      f"{r.get('available', '?')} not on rm/rl or excluded problems)"
+                      for setting, r in bench.get("settings", {}).items())
+    return (f"{drawn}. The benchmark uses every dialogue, scores with its pedagogical reward model "
+            "(eth-nlped/Qwen2.5-1.5B-pedagogical-rewardmodel), counts only strict wins (>) and shows the scorer the "
+            "reference solution; here the scorers are this eval's and ties count 1/2.")

@@ -17,16 +17,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field, field_validator
 
-from core.config import Config
+from core.config import Config, Seed
+from core.schema import PromptItem, read_jsonl
 from core.sources import load_gsm8k, load_mathtutorbench
-from policy.prompts import parse_number
 from policy.rollout import Rollout, sample_responses
-from policy.evaluation.stats import mean_interval, win_rate
+from policy.evaluation.stats import mean_interval, rate_interval, win_rate
 
 SCAFFOLDING = (
     "You are an experienced math teacher and you are going to respond to a student in a useful and caring way. "
@@ -74,7 +75,12 @@ class TutorBenchOptions(Config):
 
     settings: list[str] = Field(default_factory=list, description=f"teacher-turn tasks to run, of {list(SETTINGS)} "
                                                                     "(empty: none)")
-    items: int = Field(24, ge=2, description="dialogues per setting (the first N of the file)")
+    items: int = Field(24, ge=2, description="dialogues per setting, drawn at random (seeded, a separate draw per "
+                                            "setting) from those whose problem no rm/rl prompt uses; the benchmark "
+                                            "uses every dialogue of its file (1,150 main / 327 hard)")
+    seed: Seed = Field(0, description="seed of the dialogue draws")
+    avoid_problems_from: list[str] = Field(default_factory=list, description="PromptItem JSONL files (the rm and rl "
+                                           "splits) whose problems no drawn dialogue may share")
     max_new_tokens: int = Field(60, ge=1, description="tokens for the policy's teacher turn")
     data_root: str = Field(".", description="folder holding data/mathtutorbench/ (the repository root)")
     gsm8k_accuracy_items: int = Field(0, ge=0, description="GSM8K test problems for problem-solving accuracy "
@@ -89,31 +95,45 @@ class TeacherTurnTask:
     contexts: list[str]  # what the scorers read before a response
     chats: list[list[dict]]  # what the policy answers
     teacher: list[str]  # the real teacher's turn
+    problems: list[str] | None = None  # each dialogue's problem id (the paired comparison resamples problems)
+    available: int = 0  # dialogues of the file before the draw (after the exclusions)
+    file_items: int = 0  # dialogues of the file
 
 
 def _dialogue_text(turns) -> str:
     return "\n".join(f"{'Teacher' if t.role == 'tutor' else 'Student'}: {t.text}" for t in turns)
 
 
+def avoided_problems(options: TutorBenchOptions) -> set[str]:
+    """Problem ids of the rm/rl prompt files (`avoid_problems_from`): a dialogue on them measures training data."""
+    return {item.problem_id for path in options.avoid_problems_from for item in read_jsonl(path, PromptItem)}
+
+
 def load_task(setting: str, options: TutorBenchOptions, excluded: set[str] = frozenset()) -> TeacherTurnTask:
-    """The first `items` dialogues of the setting's file whose problem is not excluded."""
+    """`items` dialogues of the setting's file drawn at random (seed: options.seed and the setting's place in
+    SETTINGS, so each setting has its own draw) from those whose problem is neither excluded nor an rm/rl one."""
     template, data = SETTINGS[setting]
-    items = [item for item in load_mathtutorbench(Path(options.data_root) / DATA[data])
-             if item.problem_id not in excluded][:options.items]
+    every = load_mathtutorbench(Path(options.data_root) / DATA[data])
+    skip = set(excluded) | avoided_problems(options)
+    eligible = [item for item in every if item.problem_id not in skip]
+    rng = np.random.default_rng([options.seed, list(SETTINGS).index(setting)])
+    picks = sorted(rng.choice(len(eligible), size=min(options.items, len(eligible)), replace=False))
+    items = [eligible[i] for i in picks]
     return TeacherTurnTask(
         setting, [item.id for item in items], [item.context for item in items],
         [[{"role": "user", "content": template.format(problem=item.problem, dialogue=_dialogue_text(item.turns))}]
          for item in items],
-        [item.reference_responses[0] for item in items],
+        [item.reference_responses[0] for item in items], [item.problem_id for item in items], len(eligible),
+        len(every),
     )
 
 
 def cut_at_stops(text: str) -> str:
-    """The benchmark's stop strings end the teacher turn."""
+    """The benchmark's stop strings end the teacher turn (one at position 0 too: the turn is then empty)."""
     cut = len(text)
     for stop in STOPS:
         where = text.find(stop)
-        if where > 0:
+        if where >= 0:
             cut = min(cut, where)
     return text[:cut].strip()
 
@@ -134,19 +154,37 @@ def write_teacher_turns(sample: Sampler, task: TeacherTurnTask, options: TutorBe
 
 def teacher_win_rates(scorers, task: TeacherTurnTask, turns: dict[str, list[str]], boot: dict) -> dict:
     """scorer -> policy -> {win_rate, margin} against the teacher's turn, on the mean over the scorer's dimensions
-    (the training RM: its weighted reward)."""
+    (the training RM: its weighted reward); with base and tuned, 'tuned_vs_base': the paired per-dialogue
+    difference, averaged per problem and bootstrapped over problems."""
     out: dict[str, dict] = {}
     for scorer in scorers:
         teacher = _overall(scorer, scorer.score(task.contexts, task.teacher))
         out[scorer.name] = {"teacher_mean": float(np.nanmean(teacher))}
-        for policy, texts in turns.items():
-            mine = _overall(scorer, scorer.score(task.contexts, texts))
-            keep = ~(np.isnan(mine) | np.isnan(teacher))
+        mine = {policy: _overall(scorer, scorer.score(task.contexts, texts)) for policy, texts in turns.items()}
+        for policy, scores in mine.items():
+            keep = ~(np.isnan(scores) | np.isnan(teacher))
             out[scorer.name][policy] = {
-                "win_rate": win_rate(mine[keep], teacher[keep], **boot),
-                "margin": mean_interval(mine[keep] - teacher[keep], **boot), "mean": float(np.nanmean(mine)),
+                "win_rate": win_rate(scores[keep], teacher[keep], **boot),
+                "margin": mean_interval(scores[keep] - teacher[keep], **boot), "mean": float(np.nanmean(scores)),
             }
+        if {"base", "tuned"} <= set(mine):
+            out[scorer.name]["tuned_vs_base"] = over_problems(mine["tuned"] - mine["base"], task.problems, boot,
+                                                              2 * scorer.top)
     return out
+
+
+def over_problems(diff: np.ndarray, problems: list[str] | None, boot: dict, value_range: float) -> dict:
+    """Mean per-item difference with a bootstrap interval over problems (items of one problem averaged first)."""
+    diff = np.asarray(diff, dtype=np.float64)
+    problems = problems or [str(i) for i in range(len(diff))]
+    groups: dict[str, list[float]] = {}
+    for value, problem in zip(diff, problems, strict=True):
+        if not np.isnan(value):
+            groups.setdefault(problem, []).append(float(value))
+    per_problem = np.array([np.mean(v) for v in groups.values()])
+    if len(per_problem) == 0:
+        return {"n": 0, "note": "no problem scored for both policies"}
+    return {**mean_interval(per_problem, value_range=value_range, **boot), "items": int(sum(map(len, groups.values())))}
 
 
 def _overall(scorer, scores: dict[str, np.ndarray]) -> np.ndarray:
@@ -155,27 +193,47 @@ def _overall(scorer, scores: dict[str, np.ndarray]) -> np.ndarray:
     return np.nanmean(np.vstack([scores[d] for d in scorer.dimensions]), axis=0)
 
 
-_FINAL = re.compile(r"final answer\s*[:：]?\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
+# lm-eval-harness's gsm8k filters, on this prompt's "Final answer" (theirs: "#### "): strict = the number after the
+# marker; flexible = the last number-like string of the answer. Both are normalised the harness's way (commas, "$"
+# and a final "." removed) and compared exactly (as decimals: "26.00" equals "26", 25.9999 does not).
+_STRICT = re.compile(r"final answer\s*[:：]?\s*\$?\s*(-?[0-9.,]+)", re.IGNORECASE)
+_FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
 
 
-def extract_final_answer(text: str) -> float | None:
-    """The number after 'Final answer', else the last number before the next 'Question:'."""
+def exact_number(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    cleaned = text.strip().replace(",", "").replace("$", "").rstrip(".")
+    try:
+        return Decimal(cleaned)
+    except InvalidOperation:
+        return None
+
+
+def extract_answers(text: str) -> dict[str, Decimal | None]:
+    """{'strict': the number after 'Final answer', 'flexible': the last number} of the text before the next
+    'Question:' (the harness's stop string)."""
     text = text.split("Question:")[0]
-    match = _FINAL.search(text)
-    if match:
-        return parse_number(match.group(1))
-    numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", text)
-    return parse_number(numbers[-1]) if numbers else None
+    strict = _STRICT.search(text)
+    flexible = [m.group(0) for m in _FLEXIBLE.finditer(text)]
+    return {"strict": exact_number(strict.group(1)) if strict else None,
+            "flexible": exact_number(flexible[-1]) if flexible else None}
 
 
 def gsm8k_accuracy(sample: Sampler, options: TutorBenchOptions, gsm8k_path: str, batch_size: int, name: str,
                    boot: dict) -> dict:
+    """Strict- and flexible-match accuracy (exact number comparison), each with its Clopper-Pearson interval;
+    `correct` per problem (strict) for the paired base-vs-tuned comparison."""
     problems = load_gsm8k(gsm8k_path)[:options.gsm8k_accuracy_items]
     chats = [[{"role": "user", "content": PROBLEM_SOLVING.format(question=p.question)}] for p in problems]
     outs = sample(chats, max_new_tokens=options.gsm8k_max_new_tokens, temperature=0, batch_size=batch_size,
                   desc=f"GSM8K ({name})")
-    correct = []
+    hits: dict[str, list[bool]] = {"strict": [], "flexible": []}
     for problem, out in zip(problems, outs, strict=True):
-        got, want = extract_final_answer(out.text), parse_number(problem.final_answer)
-        correct.append(float(got is not None and want is not None and np.isclose(got, want)))
-    return {"accuracy": mean_interval(np.array(correct), **boot), "items": len(problems)}
+        want, got = exact_number(problem.final_answer), extract_answers(out.text)
+        for mode in hits:
+            hits[mode].append(want is not None and got[mode] is not None and got[mode] == want)
+    confidence = boot.get("confidence", 0.95)
+    return {"accuracy": rate_interval(hits["strict"], confidence),
+            "flexible": rate_interval(hits["flexible"], confidence), "items": len(problems),
+            "correct": [int(h) for h in hits["strict"]]}

@@ -31,9 +31,11 @@ from core.models import load_tokenizer, pick_device  # noqa: E402
 from core.reward_client import RemoteRewardModel, is_url  # noqa: E402
 from core.schema import save_figure, write_json, write_text  # noqa: E402
 from policy.train.config import GRPORunConfig, check_run_inputs  # noqa: E402
-from policy.evaluation.evaluate import (EvalConfig, compare, excluded_problems, independent_scorers,  # noqa: E402
+from policy.evaluation.evaluate import (EvalConfig, compare, independent_scorers,  # noqa: E402
                              score_policy)
-from policy.evaluation.independent import compare_scores, prompt_scores  # noqa: E402
+from policy.evaluation.independent import compare_scores, prompt_scores, scorer_standing  # noqa: E402
+from policy.evaluation.stats import apply_holm, format_interval  # noqa: E402
+from policy.evaluation.verdict import TRAINED_ON  # noqa: E402
 from policy.train.grpo import FINAL_POLICY, load_reward_model  # noqa: E402
 from policy.prompts import load_prompt_rows  # noqa: E402
 
@@ -92,32 +94,49 @@ def plot_tradeoff(runs: list[dict], base: dict, dimensions: list[str], path: Pat
     return path
 
 
+def sweep_holm(report: dict, alpha: float) -> None:
+    """Holm-Bonferroni over the sweep's stars: every run x dimension of the training RM's table together; every
+    run x trusted scorer of the independent table together; each untrusted scorer's runs on their own."""
+    apply_holm([run["difference"][d] for run in report["runs"] for d in report["dimensions"]], alpha)
+    families: dict[str, list[dict]] = {}
+    for run in report["runs"]:
+        for name, comp in run.get("independent", {}).items():
+            if "difference" in comp.get("mean", {}):
+                trusted = report["scorers"][name]["standing"] == "trusted"
+                families.setdefault("trusted" if trusted else name, []).append(comp["mean"]["difference"])
+    for family in families.values():
+        apply_holm(family, alpha)
+
+
 def write_sweep_markdown(report: dict, path: Path) -> None:
     dims = report["dimensions"]
+    star = lambda c: " *" if c.get("significant") else ""  # noqa: E731
     lines = ["# Reward-weight sweep", "",
              f"{len(report['runs'])} GRPO runs of {report['max_steps']} steps; each evaluated on {report['prompts']} "
-             "eval prompts on every dimension. Cells: tuned - base [95% paired bootstrap interval], * = excludes 0.",
-             "", "| weights | " + " | ".join(dims) + " | length |", "|---" * (len(dims) + 2) + "|"]
+             "eval prompts on every dimension. Cells: tuned - base [95% paired bootstrap interval]; * = significant "
+             "after Holm-Bonferroni over every cell of the table.", "",
+             f"Training RM ({TRAINED_ON}; n = {report['prompts']} prompts per cell):", "",
+             "| weights | " + " | ".join(dims) + " | length |", "|---" * (len(dims) + 2) + "|"]
     for run in report["runs"]:
         weights = ", ".join(f"{d}={w:.2f}" for d, w in run["weights"].items())
-        cells = [f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]{' *' if c['excludes_zero'] else ''}"
-                 for c in (run["difference"][d] for d in dims)]
+        cells = [format_interval(c) + star(c) for c in (run["difference"][d] for d in dims)]
         lines.append(f"| {weights} | " + " | ".join(cells) + f" | {run['tuned']['length_tokens']:.1f} |")
     base = report["base"]
     lines.append("| base (absolute) | " + " | ".join(f"{base['mean'][d]:.3f}" for d in dims)
                  + f" | {base['length_tokens']:.1f} |")
-    scorers = list(report["runs"][0].get("independent", {})) if report["runs"] else []
-    if scorers:
-        lines += ["", "Independent scorers (never trained on): gain on the mean of each scorer's dimensions, "
-                  "divided by its top level [95% interval].", "", "| weights | " + " | ".join(scorers) + " |",
-                  "|---" * (len(scorers) + 1) + "|"]
+    scorers = report.get("scorers", {})
+    if scorers and report["runs"]:
+        lines += ["", "Independent scorers (never trained on): gain on the mean of each scorer's dimensions, divided "
+                  "by its top level [95% interval]; n = prompts it scored; * = significant after Holm over the trusted "
+                  "scorers' cells (an untrusted scorer: its own cells).", "",
+                  "| weights | scorer | trust | n | gain [95% CI] |", "|---|---|---|---|---|"]
         for run in report["runs"]:
-            cells = []
-            for name in scorers:
-                g = run["independent"][name].get("mean", {}).get("normalised_gain")
-                cells.append(f"{g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]" if g else "-")
-            lines.append("| " + ", ".join(f"{d}={w:.2f}" for d, w in run["weights"].items()) + " | "
-                         + " | ".join(cells) + " |")
+            weights = ", ".join(f"{d}={w:.2f}" for d, w in run["weights"].items())
+            for name, info in scorers.items():
+                comp = run["independent"][name].get("mean", {})
+                cell = (format_interval(comp["normalised_gain"]) + star(comp["difference"])
+                        if "normalised_gain" in comp else comp.get("note", "-"))
+                lines.append(f"| {weights} | {name} | {info['standing']} | {comp.get('n', 0)} | {cell} |")
     lines += ["", "![trade-offs](tradeoff.png)", ""]
     write_text(path, "\n".join(lines))
 
@@ -158,9 +177,10 @@ def run_sweep(cfg: SweepConfig) -> dict:
     pick_device(cfg.eval.device)  # where the eval puts the policies (the RM joins them): a bad one stops here
     out = Path(cfg.out)
     tokenizer = load_tokenizer(template.policy)
+    # every scorer sees every prompt but the independent RMs, which skip their training problems (as in the eval)
     rows = load_prompt_rows(cfg.eval.prompts, template.system_prompt, cfg.eval.max_prompts, tokenizer,
-                            cfg.eval.max_prompt_tokens or template.max_prompt_tokens,
-                            exclude_problem_ids=excluded_problems(cfg.eval))
+                            cfg.eval.max_prompt_tokens or template.max_prompt_tokens)
+    problems = [row.get("problem_id") for row in rows]
     # Train every run first, each in its own process, while this process holds no model.
     runs_to_score = []
     for weights in weightings(rm_dimensions(template.reward_model), cfg.grid_step):
@@ -180,7 +200,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
     boot = dict(confidence=cfg.eval.confidence, n_resamples=cfg.eval.bootstrap_resamples, seed=cfg.eval.seed)
 
     k = cfg.eval.samples_per_prompt
-    base_independent = {s.name: prompt_scores(s, contexts, [o.text for o in base_out], k) for s in scorers}
+    base_independent = {s.name: prompt_scores(s, contexts, [o.text for o in base_out], k, problems) for s in scorers}
     runs = []
     for weights, run_dir in runs_to_score:
         # Every run is scored on all dimensions with its own weighting for the 'weighted' column.
@@ -188,12 +208,16 @@ def run_sweep(cfg: SweepConfig) -> dict:
                                               cfg.eval, run_name(weights))
         base_weighted = dict(base_scores, weighted=rm.reward(base_scores, weights))
         independent = {s.name: compare_scores(base_independent[s.name],
-                                              prompt_scores(s, contexts, [o.text for o in outs], k), s.top, boot)
+                                              prompt_scores(s, contexts, [o.text for o in outs], k, problems), s.top,
+                                              boot)
                        for s in scorers}
         runs.append({"weights": weights, "dir": str(run_dir), "tuned": tuned, "independent": independent,
                      **compare(base_weighted, scores, cfg.eval)})
     report = {"dimensions": rm.dimensions, "max_steps": cfg.max_steps, "prompts": len(rows), "base": base,
-              "runs": runs, "grpo_config": cfg.grpo_config}
+              "runs": runs, "grpo_config": cfg.grpo_config,
+              "scorers": {s.name: {"kind": s.kind, "standing": scorer_standing(s, cfg.eval.min_judge_qwk)}
+                          for s in scorers}}
+    sweep_holm(report, 1 - cfg.eval.confidence)
     report["plot"] = str(plot_tradeoff(runs, base, rm.dimensions, out / "tradeoff.png"))
     write_json(out / "sweep.json", report)
     write_sweep_markdown(report, out / "sweep.md")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -29,7 +30,8 @@ class BonConfig(TrainOptions):
                                                                   "is an inference method: the held-out split)")
     out: str = Field("runs/demo/bon", description="output folder: candidates, one responses file per n, bon.md")
     n: int = Field(16, ge=1, le=4096, description="samples per prompt drawn once; every reported n is a subset")
-    ns: list[int] = Field([1, 2, 4, 8, 16], description="the n reported, each <= n (the first n samples)")
+    ns: list[Annotated[int, Field(ge=1, le=4096)]] = Field([1, 2, 4, 8, 16], description="the n reported, each "
+                                                           "<= n (the first n samples)")
     select_with: str | None = Field(None, description="RM folder or URL that picks the best (None: the training "
                                                       "reward model, `reward_model`)")
 

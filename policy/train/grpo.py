@@ -163,7 +163,8 @@ def trl_args(cfg: GRPORunConfig, reward_weights: list[float] | None) -> GRPOConf
         scale_rewards=cfg.scale_rewards, multi_objective_aggregation=cfg.multi_objective_aggregation,
         epsilon=cfg.epsilon, num_iterations=cfg.num_iterations, learning_rate=cfg.learning_rate,
         max_steps=cfg.max_steps, warmup_steps=cfg.warmup_steps,
-        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        # the classroom's `micro_batch` (dialogues per pass) decouples the pass from the GRPO group size
+        per_device_train_batch_size=getattr(cfg, "micro_batch", None) or cfg.prompts_per_step * cfg.num_generations,
         num_generations=cfg.num_generations, steps_per_generation=cfg.steps_per_generation,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         **checkpointing_args(cfg.gradient_checkpointing), bf16=cfg.bf16, seed=cfg.seed,
