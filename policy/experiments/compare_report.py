@@ -54,15 +54,15 @@ def write_markdown(report: dict, path: Path) -> None:
         "|---" * (len(names) + 7) + "|",
     ]
     rules = base["rules"]
-    lines.append("| base | - | " + " | ".join("0" for _ in names) + f" | 0 | {rules['answer_leaked']:.2f} | "
-                 f"{rules['truncated']:.2f} | {rules['length_tokens']:.1f} | {_ppl(base)} |")
+    lines.append("| base | - | " + " | ".join("0" for _ in names) + f" | 0 | {_rate(rules['answer_leaked'])} | "
+                 f"{_rate(rules['truncated'])} | {rules['length_tokens']:.1f} | {_ppl(base)} |")
     for entry in table_entries(report):
         method = entry.get("method", entry["label"])
         r = entry["rules"]
         kl = f"{entry['kl']:.2f}" + (" (analytic)" if entry["kl_kind"] == "analytic" else "")
         lines.append(f"| {entry['label']} | {samples.get(method, '-')} | "
                      + " | ".join(_cell(gain(entry, n)) for n in names)
-                     + f" | {kl} | {r['answer_leaked']:.2f} | {r['truncated']:.2f} | {r['length_tokens']:.1f} | "
+                     + f" | {kl} | {_rate(r['answer_leaked'])} | {_rate(r['truncated'])} | {r['length_tokens']:.1f} | "
                        f"{_ppl(entry)} |")
     lines += ["", "Scorers: " + "; ".join(f"`{s['name']}` ({s['kind']}, {s['standing']})" for s in scorers) + ".",
               "", "Along the way (the over-optimisation curve):", "",
@@ -73,6 +73,13 @@ def write_markdown(report: dict, path: Path) -> None:
                          + " | ".join(_cell(gain(entry, n)) for n in names) + " |")
     lines += ["", "![over-optimisation](overoptimisation.png)", ""]
     write_text(path, "\n".join(lines))
+
+
+def _rate(value) -> str:
+    """A rule check's rate: a number, or the eval's {mean, low, high} with its interval."""
+    if isinstance(value, dict):
+        return f"{value['mean']:.2f} [{value['low']:.2f}, {value['high']:.2f}]"
+    return f"{value:.2f}"
 
 
 def _ppl(entry: dict) -> str:
