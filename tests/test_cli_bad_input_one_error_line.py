@@ -128,6 +128,11 @@ TABLE = [
             "--policy {m}", NO_SCORES, out_of_range="--beta 0"),
     Command("policy sft", "--prompts {data} --also-from [] --out {out}", "prompts", "--max-length many",
             "--policy {m}", NO_SCORES, out_of_range="--max-length 1"),
+    Command("policy compare", "--run {out}/nowhere --out {out}/compare", None, "--budget many", None,
+            {**na(FILE_CASES, "reads a run folder (data/, rm/), not one file; its splits are read by the eval's "
+                              "reader, which names file and line"),
+             "unknown_model": "its methods name their models in their own configs (each checked by its method)"},
+            out_of_range="--budget 0"),
     Command("policy classroom", f"{GRPO_FLAGS} --prompts {{data}} --out {{out}}", "prompts",
             "--dialogue.max-turns many", "--student.model {m}", NO_SCORES, out_of_range="--student.seed -1"),
     Command("policy classroom-eval", "--run {crun} --prompts {data} --out {out}", "prompts", "--batch-size many",

@@ -33,23 +33,16 @@ def stage_config_classes():
         "data": DataConfig, "generate": GenerateConfig, "annotate": LabelConfig, "mrbench_label": LabelConfig,
         "consistency": ConsistencyConfig, "rm": TrainConfig, "mrbench_rm": TrainConfig, "grpo": GRPORunConfig, "eval": EvalConfig,
         "sweep": SweepConfig, "crossval": CrossValConfig, "classroom": ClassroomConfig,
-        "classroom_eval": ClassroomEvalConfig,
+        "classroom_eval": ClassroomEvalConfig, "compare": baseline_config_classes()["compare"],
     }
 
 
 def baseline_config_classes():
     """configs/policy/<method>_*.yaml is a config of `python -m policy <method>` (issue #30's baselines)."""
-    import importlib
+    from policy.experiments.compare import CompareConfig
+    from policy.experiments.compare_budget import config_class
 
-    out = {}
-    for method, (module, cls) in {"bon": ("policy.train.bon", "BonConfig"), "rft": ("policy.train.rft", "RFTConfig"),
-                                  "dpo": ("policy.train.dpo", "DPORunConfig"), "sft": ("policy.train.sft", "SFTRunConfig"),
-                                  "compare": ("policy.experiments.compare", "CompareConfig")}.items():
-        try:
-            out[method] = getattr(importlib.import_module(module), cls)
-        except ModuleNotFoundError:  # a method not written yet has no config file either
-            pass
-    return out
+    return {**{method: config_class(method) for method in ("bon", "rft", "dpo", "sft")}, "compare": CompareConfig}
 
 
 def file_class(path: Path):

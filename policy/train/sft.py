@@ -55,18 +55,29 @@ def build_sft_trainer(cfg: TrainOptions, records: list[dict], out: Path, policy:
 
 
 def teacher_turn_rows(cfg: SFTRunConfig) -> tuple[list[dict], list[list[str]]]:
-    """(prompt rows, teacher turns of each) over the rl prompts and `also_from`, items with teacher turns only."""
+    """(prompt rows, teacher turns of each) over the rl prompts and `also_from`, items with teacher turns only. A
+    dialogue longer than `max_prompt_tokens` loses its oldest turns (as in `policy grpo`); one that does not fit even
+    with only its last turn left is skipped and counted (a teacher turn is an example, not a prompt to answer)."""
     from core.models import load_tokenizer
-    from policy.prompts import load_prompt_rows
+    from policy.prompts import cut_from_left, prompt_row, prompt_tokens
 
     tokenizer = load_tokenizer(cfg.policy)
-    rows, turns = [], []
+    rows, turns, skipped = [], [], 0
     for path in [cfg.prompts, *cfg.also_from]:
-        items = {item.id: item for item in read_jsonl(path, PromptItem)}
-        for row in load_prompt_rows(path, cfg.system_prompt, None, tokenizer, cfg.max_prompt_tokens):
-            if items[row["id"]].reference_responses:
-                rows.append(row)
-                turns.append(list(items[row["id"]].reference_responses))
+        for item in read_jsonl(path, PromptItem):
+            if not item.reference_responses:
+                continue
+            if cfg.max_prompt_tokens is not None:
+                item = cut_from_left(item, lambda it: prompt_tokens(
+                    tokenizer, it.chat_messages(cfg.system_prompt)) <= cfg.max_prompt_tokens)
+                if item is None:
+                    skipped += 1
+                    continue
+            rows.append(prompt_row(item, cfg.system_prompt))
+            turns.append(list(item.reference_responses))
+    if skipped:
+        print(f"sft: skipped {skipped} dialogues longer than max_prompt_tokens {cfg.max_prompt_tokens} even with "
+              "only their last turn left")
     if cfg.max_examples is not None:
         rows, turns = rows[:cfg.max_examples], turns[:cfg.max_examples]
     return rows, turns
