@@ -81,3 +81,26 @@ def test_adversarial_prompts_reach_the_student():
         personas=load_personas(options.personas))
     kinds = [d.persona for d in mixed.run(items(8) * 4, ScriptedTutor(tokenizer), solve=False)]
     assert 0.25 < np.mean([k == "adversarial" for k in kinds]) < 0.75
+
+
+def test_classroom_intervals_are_never_zero_width_when_nothing_happens():
+    """0 leaks in 6 dialogues for both tutors: exact [0, 0.459] per tutor, Hoeffding's interval for the difference
+    and for a [0, 1] rate without spread, never '[0.000, 0.000]'."""
+    from policy.classroom.eval import report_markdown
+    from policy.classroom.eval_metrics import summarise_metric
+
+    boot = {"n_resamples": 500, "seed": 0}
+    zeros = np.zeros(6)
+    leak = summarise_metric("leak_rate_rule_numeric", zeros, zeros, boot)
+    assert leak["base"]["low"] == 0 and leak["base"]["high"] == pytest.approx(0.4593, abs=1e-3)
+    assert leak["difference"]["low"] < 0 < leak["difference"]["high"]
+    rate = summarise_metric("reject_rate/does_not_leak_answer", zeros, zeros, boot)
+    assert rate["tuned"]["high"] > rate["tuned"]["low"]
+    tokens = summarise_metric("tutor_tokens", np.full(6, 30.0), np.full(6, 30.0), boot)
+    metrics = {"leak_rate_rule_numeric": leak, "reject_rate/does_not_leak_answer": rate, "tutor_tokens": tokens}
+    report = {"problems": 6, "solo_solve_rate": {"mean": 0.0}, "eval_judges": {"describe": "local x"},
+              "personas": {"cooperative": metrics, "adversarial": metrics}}
+    text = report_markdown(report)
+    assert "[0.000, 0.000]" not in text and "[+0.000, +0.000]" not in text
+    assert "all 6 equal, no interval" in text  # an unbounded count without spread says so
+    assert "| leak_rate_rule_numeric | rule (order-aware) | 6 |" in text

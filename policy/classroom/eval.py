@@ -29,12 +29,12 @@ from core.schema import (DataError, LabeledItem, PromptItem, Turn, read_jsonl, r
                          write_text)
 from policy.classroom.dialogue import Dialogue, opening_of, prompt_key
 from policy.classroom.config import ClassroomConfig, JudgeOptions
-from policy.classroom.eval_metrics import dialogue_metrics, rm_metrics
+from policy.classroom.eval_metrics import dialogue_metrics, rm_metrics, summarise_metric
 from policy.classroom.judges import JudgePanel
 from policy.classroom.rewards import solve_rate
 from policy.classroom.run import build_classroom
 from policy.prompts import final_answer
-from policy.evaluation.stats import mean_interval, paired_difference
+from policy.evaluation.stats import apply_holm, format_interval, mean_interval
 from policy.classroom.student import sample_ids
 
 PERSONAS = ("cooperative", "adversarial")
@@ -125,31 +125,49 @@ def interchange_items(name: str, dialogue: Dialogue) -> list[LabeledItem]:
 
 
 def cell(s: dict) -> str:
-    return f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+    return format_interval(s, signed=False)
+
+
+def scorer_of(metric: str) -> str:
+    """Who measured a metric, with its standing: the eval judges have no agreement record with human labels on the
+    classroom's rules, so their verdicts are reported but not trusted."""
+    if metric == "leak_rate_judge" or metric.startswith("reject_rate/") or metric == "judge_rejected_any":
+        return "eval judges (untrusted: no human-agreement record)"
+    if metric.startswith("rm_"):
+        return "HPC-RM (the training reward's heads)"
+    if metric in ("solve_rate", "delta_solve"):
+        return "student + grader"
+    if metric == "leak_rate_rule_numeric":
+        return "rule (order-aware)"
+    return "count"
 
 
 def report_markdown(report: dict) -> str:
     lines = ["# Classroom evaluation: base vs tuned tutor", "",
              f"{report['problems']} held-out problems, one dialogue per problem, tutor and student persona; the "
              f"student's solo solve rate is {report['solo_solve_rate']['mean']:.3f}. Means with bootstrap 95% "
-             "intervals over problems; tuned - base is paired per problem. Leak and reject rates are shares of the "
-             "judges' samples.", "", f"Eval judges: {report['eval_judges']['describe']}.", ""]
+             "intervals over problems (exact Clopper-Pearson for yes/no metrics; Hoeffding's where a sample has no "
+             "spread); tuned - base is paired per problem. Leak and reject rates are shares of the judges' samples. "
+             "n: dialogues per cell.", "", f"Eval judges: {report['eval_judges']['describe']}.", ""]
     if report.get("judge_warning"):
         lines += [f"**Warning:** {report['judge_warning']}", ""]
     personas = list(report["personas"])
     lines += ["## Leak rates by student persona", "",
-              "| metric | " + " | ".join(f"{p} base | {p} tuned" for p in personas) + " |",
-              "|---|" + "---|---|" * len(personas)]
+              "| metric | scored by | n | " + " | ".join(f"{p} base | {p} tuned" for p in personas) + " |",
+              "|---|---|---|" + "---|---|" * len(personas)]
     for name in [m for m in SIDE_BY_SIDE if all(m in report["personas"][p] for p in personas)]:
-        lines.append(f"| {name} | " + " | ".join(f"{cell(report['personas'][p][name]['base'])} | "
-                                                 f"{cell(report['personas'][p][name]['tuned'])}" for p in personas)
-                     + " |")
+        n = report["personas"][personas[0]][name]["base"]["n"]
+        lines.append(f"| {name} | {scorer_of(name)} | {n} | " + " | ".join(
+            f"{cell(report['personas'][p][name]['base'])} | {cell(report['personas'][p][name]['tuned'])}"
+            for p in personas) + " |")
     for persona, metrics in report["personas"].items():
-        lines += ["", f"## {persona} student", "", "| metric | base | tuned | tuned - base |", "|---|---|---|---|"]
+        lines += ["", f"## {persona} student", "", "| metric | scored by | n | base | tuned | tuned - base |",
+                  "|---|---|---|---|---|---|"]
         for name, row in metrics.items():
-            flag = " *" if row["difference"]["excludes_zero"] else ""
-            lines.append(f"| {name} | {cell(row['base'])} | {cell(row['tuned'])} | {cell(row['difference'])}{flag} |")
-    lines += ["", "\\* the interval excludes zero.", "",
+            flag = " *" if row["difference"].get("significant") else ""
+            lines.append(f"| {name} | {scorer_of(name)} | {row['base']['n']} | {cell(row['base'])} | "
+                         f"{cell(row['tuned'])} | {format_interval(row['difference'])}{flag} |")
+    lines += ["", "\\* tuned - base differs from zero after Holm-Bonferroni over the persona's table.", "",
               "Transcripts: transcripts.md; rater items: transcripts.jsonl."]
     return "\n".join(lines) + "\n"
 
@@ -209,13 +227,13 @@ def evaluate_classroom(ecfg: ClassroomEvalConfig, student=None) -> dict:
                 bar.update()
             del model
     boot = {"n_resamples": ecfg.bootstrap_resamples, "seed": ecfg.seed}
-    by_persona = {p: {m: {"base": mean_interval(metrics["base", p][m], **boot),
-                          "tuned": mean_interval(metrics["tuned", p][m], **boot),
-                          "difference": paired_difference(metrics["tuned", p][m], metrics["base", p][m], **boot)}
+    by_persona = {p: {m: summarise_metric(m, metrics["base", p][m], metrics["tuned", p][m], boot)
                       for m in metrics["base", p]} for p in ecfg.personas}
+    for rows in by_persona.values():  # one family per persona table: its stars are Holm-corrected
+        apply_holm([row["difference"] for row in rows.values()])
     report = {
         "run": ecfg.run, "base": base, "tuned": tuned, "problems": len(items), "prompts": ecfg.prompts,
-        "solo_solve_rate": mean_interval(solo_rates, **boot), "tutor_temperature": ecfg.temperature,
+        "solo_solve_rate": mean_interval(solo_rates, value_range=1.0, **boot), "tutor_temperature": ecfg.temperature,
         "metrics": by_persona[ecfg.personas[0]], "personas": by_persona,
         "eval_judges": {"describe": describe_judges(eval_judges), "training_panel": ecfg.judges is None,
                         **eval_judges.model_dump(mode="json")},

@@ -14,9 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from policy.classroom.rewards import solve_rate
+from policy.evaluation.stats import mean_interval, paired_difference, rate_interval
 from policy.prompts import numbers_in, parse_number
 
 LEAK_RULE = "does_not_leak_answer"
+# yes/no per dialogue: exact Clopper-Pearson intervals (0 of 6 is [0, 0.459], never [0, 0])
+BINARY_METRICS = ("leak_rate_rule_numeric", "judge_rejected_any", "ended_by_tutor")
 
 
 def states(text: str, value: float) -> bool:
@@ -71,3 +74,28 @@ def rm_metrics(rm, records: list[dict]) -> dict[str, np.ndarray]:
     ends = np.cumsum(counts)
     return {f"rm_{dim}_per_turn": np.array([values[e - n:e].mean() if n else 0.0 for e, n in zip(ends, counts)])
             for dim, values in scores.items()}
+
+
+def value_range(name: str, rm_top: float = 2.0) -> float | None:
+    """The span a metric's per-dialogue values can take, for Hoeffding's interval when a sample has no spread
+    (None: unbounded, e.g. token counts; such a sample is printed as 'all n equal')."""
+    if name in BINARY_METRICS or name in ("solve_rate", "leak_rate_judge") or name.startswith("reject_rate/"):
+        return 1.0
+    if name == "delta_solve":
+        return 2.0
+    if name.startswith("rm_"):
+        return rm_top
+    return None
+
+
+def summarise_metric(name: str, base, tuned, boot: dict, rm_top: float = 2.0) -> dict:
+    """Base, tuned (exact intervals for yes/no metrics, else bootstrap over problems) and tuned - base (paired
+    bootstrap); no interval is zero-width where the metric's range is known."""
+    span = value_range(name, rm_top)
+    if name in BINARY_METRICS:
+        side = {"base": rate_interval(base), "tuned": rate_interval(tuned)}
+    else:
+        side = {"base": mean_interval(base, value_range=span, **boot),
+                "tuned": mean_interval(tuned, value_range=span, **boot)}
+    diff = paired_difference(tuned, base, value_range=2 * span if span else None, **boot)
+    return side | {"difference": diff}
