@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -289,6 +290,7 @@ def rule_checks(outs, rows, k, max_new_tokens: int, eos_id: int, confidence: flo
     return {"answer_leaked": rate_interval(leaks, confidence), "empty": rate_interval([not t.strip() for t in texts],
                                                                                       confidence),
             "truncated": rate_interval(cut, confidence),
+            "ended_on_own": rate_interval([not c for c in cut], confidence),  # ended by EOS, not by the cap
             "length_tokens": float(np.mean([len(r.completion_ids) for r in outs])),
             "length_words": float(np.mean([len(t.split()) for t in texts])), "n": len(outs)}
 
@@ -322,6 +324,19 @@ def run_tutorbench(cfg: EvalConfig, models: dict, tokenizer, scorers, excluded: 
     return out
 
 
+class PhaseClock:
+    """Wall seconds per phase of the eval (report.json `seconds`), so a user sees where its time goes."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self._last, 1)
+        self._last = now
+
+
 def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     from policy.train.grpo import load_reward_model
 
@@ -340,14 +355,17 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
         rm = load_reward_model(s["reward_model"], cfg.device)
     weights = s["weights"] or rm.weights
     report = {"settings": {key: str(v) for key, v in s.items()}, "prompts": len(rows), "samples_per_prompt": k}
+    clock = PhaseClock()
     base_model, base_out, base_scores, report["base"] = score_policy(s["base"], tokenizer, rows, rm, weights, s,
                                                                      cfg, "base")
     tuned_model, tuned_out, tuned_scores, report["tuned"] = score_policy(s["tuned"], tokenizer, rows, rm, weights,
                                                                          s, cfg, "tuned")
+    clock.lap("sampling and training-RM scoring")
     training = rm_scorer("rm:training", rm, "training-rm", cfg.batch_size, weights)
     boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
     independent = independent_scorers(cfg, rm)
     scored = score_independently(independent, rows, k, base_out, tuned_out)
+    clock.lap("independent scorers")
     report.update(score_comparison(base_scores, tuned_scores, training, scored, boot, cfg.min_judge_qwk))
     report["by_kind"] = by_prompt_kind([row.get("kind", "prompt") for row in rows],
                                        {"rm:training": (training, base_scores, tuned_scores), **scored}, boot)
@@ -355,6 +373,7 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
                                                cfg.confidence)
                              for name, outs in (("base", base_out), ("tuned", tuned_out))}
     report["kl_tuned_base"] = kl_on_tuned_samples(tuned_model, base_model, tuned_out, s, cfg, tokenizer.pad_token_id)
+    clock.lap("KL to the base")
     if cfg.gsm8k:
         from core.sources import load_gsm8k
 
@@ -365,12 +384,14 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
             for name, model in (("base", base_model), ("tuned", tuned_model))
         }
         report["gsm8k_perplexity"]["items"] = len(problems)
+        clock.lap("GSM8K perplexity")
     if cfg.tutorbench.settings or cfg.tutorbench.gsm8k_accuracy_items:
         report["tutorbench"] = run_tutorbench(cfg, {"base": base_model, "tuned": tuned_model}, tokenizer,
                                               [training] + independent, excluded, boot,
                                               {"base": s["base"], "tuned": s["tuned"]})
         tutorbench_holm(report["tutorbench"], {n for n, r in report["independent"].items()
                                                if r["standing"] == "trusted"}, 1 - cfg.confidence)
+        clock.lap("tutorbench")
     report["training"] = training_summary(s["train_log"])
     report["lm_eval"] = lm_eval_section(s["tuned"], cfg.lm_eval_tasks)
 
@@ -384,6 +405,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
         str(plot_dimension_changes(report, out / "dimension_changes.png"))]
     if report["training"]:
         report["plots"].append(str(plot_training_curves(report["training"], out / "training_curves.png")))
+    report["seconds"] = clock.seconds
+    print("eval seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in clock.seconds.items()), flush=True)
     write_json(out / "report.json", report)
     write_markdown(report, out / "report.md")
     return report

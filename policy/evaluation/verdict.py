@@ -129,7 +129,10 @@ def rule_check_markdown(checks: dict | None) -> list[str]:
              f"Shares of responses with exact (Clopper-Pearson) 95% intervals; n = {checks['base']['n']} responses per "
              "policy.", "", "| rule check | n | base | tuned |", "|---|---|---|---|"]
     for key, label in (("answer_leaked", "answer leaked (share)"), ("empty", "empty (share)"),
-                       ("truncated", "cut at the token limit (share)")):
+                       ("truncated", "cut at the token limit (share)"),
+                       ("ended_on_own", "ended on its own before the cap (share; the demo aims at >= 0.80)")):
+        if key not in checks["base"]:  # a report written before the check existed
+            continue
         b, t = checks["base"][key], checks["tuned"][key]
         if isinstance(b, dict):
             lines.append(f"| {label} | {b['n']} | {format_interval(b, signed=False)} | "
