@@ -25,10 +25,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import parse_qsl
-
-import yaml
 
 from core.config import is_url
 from pipeline.memory_formulas import (GB, KORTHIKANTI, KV_FORMULA, Item, Zero, activations, billions, dtype_bytes,
@@ -361,73 +357,6 @@ def _causal_inference(cfg, memory, model: str, dtype: str | None, batch: int, pr
     return plan
 
 
-def _local_judges(specs: list[str] | str) -> list[dict]:
-    judges = []
-    for spec in [specs] if isinstance(specs, str) else specs:
-        base, _, query = spec.partition("?")
-        path = Path(base) if Path(base).exists() else Path("configs/judges") / f"{base}.yaml"
-        data = yaml.safe_load(path.read_text()) if path.exists() else {"backend": base}
-        data.update({k: (v if k == "model" else yaml.safe_load(v)) for k, v in parse_qsl(query)})
-        if data.get("backend") == "local":
-            judges.append(data)
-    return judges
-
-
-def build_label(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
-    values = stage_values(cfg, name)
-    judges = _local_judges(values.get("judges", ["local"]))
-    if not judges:
-        memory.notes.append("judges over an API (openai): no model on this machine's GPUs")
-        return
-    for judge in judges:
-        plan = _causal_inference(cfg, memory, judge.get("model", "smollm2-135m-instruct"), judge.get("dtype"),
-                                 int(judge.get("batch_size", 8)),
-                                 int(judge.get("max_context_tokens", 512)) + int(judge.get("max_response_tokens", 256)),
-                                 0, role=f"local judge {judge.get('name', '')}".strip())
-        _overhead(cfg, plan)
-    memory.roles[:] = [max(memory.roles, key=lambda r: r.total)]  # judges run one after another: the largest counts
-
-
-def build_generate(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
-    values = stage_values(cfg, name)
-    local = [g.split(":", 1)[1] for g in values.get("generators", ["local:smollm2-135m-instruct"])
-             if g.startswith("local:")]
-    if not local:
-        memory.notes.append("generators over an API or human turns: no model on this machine's GPUs")
-        return
-    plans = [_causal_inference(cfg, memory, model, values.get("dtype", "auto"), int(values.get("batch_size", 8)),
-                               512, int(values.get("max_new_tokens", 128))) for model in local]
-    for plan in plans:
-        plan.notes.append("prompt length assumed 512 tokens")
-        _overhead(cfg, plan)
-    memory.roles[:] = [max(plans, key=lambda p: p.total)]  # one generator at a time
-
-
-def build_eval(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
-    values = stage_values(cfg, name)
-    if name == "compare":  # compare's evaluation settings, with its GRPO config's policy
-        values = values.get("eval") or {}
-    grpo = grpo_values(cfg, "compare" if name == "compare" else "grpo")
-    launcher = cfg.stages.get(name, StageSettings()).launcher
-    spread = 1
-    if values.get("device") == "spread":
-        spread = len(launcher.devices.split(",")) if launcher.devices else cfg.hardware.gpus_per_node
-    new_tokens = int(values.get("max_new_tokens") or grpo.get("max_completion_length", 64))
-    prompt = int(values.get("max_prompt_tokens") or grpo.get("max_prompt_tokens") or cfg.hardware.prompt_tokens)
-    plan = _causal_inference(cfg, memory, grpo.get("policy", "smollm2-135m-instruct"), values.get("dtype", "auto"),
-                             int(values.get("batch_size", 16)), prompt, new_tokens, copies=2, spread_over=spread)
-    plan.notes.append("base and tuned policy are held together (GSM8K perplexity, win rates)")
-    for rm_stage in ("rm", "mrbench_rm"):
-        shape, params, _ = rm_model(cfg, rm_stage)
-        plan.items.append(Item(f"RM of the {rm_stage} stage", dtype_bytes("auto") * params / spread, f"{billions(shape)} backbone in bf16"
-                               + (f" / {spread} GPUs" if spread > 1 else "")))
-    for judge in _local_judges(values.get("judges", [])):
-        jshape = model_shape(judge.get("model", "smollm2-135m-instruct"))
-        plan.items.append(Item(f"judge {judge.get('model')}", dtype_bytes(judge.get("dtype")) * jshape.params / spread,
-                               "local judge weights"))
-    _overhead(cfg, plan)
-
-
 def build_compare(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
     from pipeline.plan_methods import build_compare as build
 
@@ -435,12 +364,13 @@ def build_compare(cfg: PipelineConfig, name: str, memory: StageMemory) -> None:
 
 
 BUILDERS = {"rm": build_rm_training, "mrbench_rm": build_rm_training, "consistency": build_consistency,
-            "grpo": build_grpo, "sweep": build_grpo, "annotate": build_label, "mrbench_label": build_label,
-            "generate": build_generate, "eval": build_eval, "compare": build_compare}
+            "grpo": build_grpo, "sweep": build_grpo, "compare": build_compare}
 
 from pipeline.plan_classroom import build_classroom, build_classroom_eval  # noqa: E402 (uses the helpers above)
+from pipeline.plan_inference import build_eval, build_generate, build_label  # noqa: E402 (likewise)
 
-BUILDERS.update(classroom=build_classroom, classroom_eval=build_classroom_eval)
+BUILDERS.update(classroom=build_classroom, classroom_eval=build_classroom_eval, annotate=build_label,
+                mrbench_label=build_label, generate=build_generate, eval=build_eval)
 
 
 # ----------------------------------------------------------------------------------------------- output
@@ -454,38 +384,4 @@ def memory_plan(cfg: PipelineConfig, stages: list[str]) -> dict:
     }
 
 
-def render(plan: dict) -> str:
-    hw = plan["hardware"]
-    lines = [f"Memory plan for {plan['name']}: {hw['nodes']} node(s) x {hw['gpus_per_node']} GPUs of "
-             f"{hw['gpu_memory_gb']:g} GB" + (f", {hw['cpu_memory_gb']:g} GB host memory per node"
-                                              if hw.get("cpu_memory_gb") else ""), "GB = 1e9 bytes; sources in "
-             "brackets (pipeline/plan.py's docstring explains each formula)", ""]
-    for stage in plan["stages"]:
-        verdict = "fits" if stage["fits"] else "DOES NOT FIT"
-        if not stage["estimated"]:
-            verdict = "not estimated"
-        lines.append(f"== {stage['stage']}: {stage['launcher']}, {stage['processes']} process(es), "
-                     f"{stage['gpus_needed']} of {stage['gpus_available']} GPUs -- {verdict}")
-        for role in stage["roles"]:
-            lines.append(f"   {role['role']} (x{role['gpus']}): {role['total_gb']:.1f} of {role['capacity_gb']:g} GB "
-                         f"-- {'fits' if role['fits'] else 'DOES NOT FIT'}")
-            for item in role["items"]:
-                if item["gb"] or "offload" in item["source"]:
-                    phase = "" if item["phase"] == "both" else f" [{item['phase']} only]"
-                    lines.append(f"     {item['name']:<46} {item['gb']:>8.2f} GB  {item['source']}{phase}")
-            for check in role["checks"]:
-                lines.append(f"     {'ok ' if check['ok'] else 'NO '} {check['check']}")
-            lines += [f"     . {note}" for note in role["notes"]]
-        if stage["cpu_gb_per_node"]:
-            cap = stage["cpu_capacity_gb"]
-            lines.append(f"   host memory per node: {stage['cpu_gb_per_node']:.0f} GB"
-                         + (f" of {cap:g} GB" if cap else " (hardware.cpu_memory_gb not set: unchecked)"))
-        lines += [f"   . {note}" for note in stage["notes"]]
-        lines += [f"   NO  {problem}" for problem in stage["problems"]]
-        if stage["gpus_needed"] > stage["gpus_available"]:
-            lines.append(f"   NO  needs {stage['gpus_needed']} GPUs, the hardware section has "
-                         f"{stage['gpus_available']}")
-        lines.append("")
-    lines.append("Every stage fits." if plan["fits"] else
-                 "Some stage does not fit: change its config (batch, LoRA, ZeRO, GPUs) or the hardware section.")
-    return "\n".join(lines)
+from pipeline.plan_render import render  # noqa: E402,F401 (the CLI's and tests' entry point)

@@ -66,7 +66,8 @@ def build_bon(cfg: PipelineConfig, memory, values: dict):
 
 
 def build_compare(cfg: PipelineConfig, name: str, memory) -> None:
-    from pipeline.plan import build_eval, build_grpo
+    from pipeline.plan import build_grpo
+    from pipeline.plan_inference import build_eval
 
     methods = stage_values(cfg, name).get("methods") or ["bon", "rft", "dpo", "sft", "grpo"]
     for method in methods:
