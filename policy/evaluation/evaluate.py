@@ -215,8 +215,13 @@ def policy_sampler(cfg: EvalConfig, path: str, model, tokenizer):
 
 def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: dict, cfg: EvalConfig, name: str):
     """(model, rollouts, per-prompt RM scores incl. 'weighted', summary) for one policy on the eval rows."""
-    k = cfg.samples_per_prompt
-    chats = [row["prompt"] for row in rows for _ in range(k)]
+    model, rollouts = sample_policy(path, tokenizer, rows, s, cfg, name)
+    return model, rollouts, *score_responses(rollouts, rows, rm, weights, cfg)
+
+
+def sample_policy(path: str, tokenizer, rows: list[dict], s: dict, cfg: EvalConfig, name: str):
+    """(model, rollouts): one policy's `samples_per_prompt` responses per eval row, prompt-major."""
+    chats = [row["prompt"] for row in rows for _ in range(cfg.samples_per_prompt)]
     sampling = dict(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"],
                     batch_size=cfg.batch_size, seed=cfg.seed, desc=f"sampling {name}")
     # with --sampler vllm the engine is gone before the transformers copy (for log-probs) loads
@@ -225,6 +230,13 @@ def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: d
         rollouts = sample(chats, **sampling)
     if model is None:
         model = load_policy(path, cfg)
+    return model, rollouts
+
+
+def score_responses(rollouts, rows: list[dict], rm, weights: dict, cfg: EvalConfig):
+    """(per-prompt RM scores incl. 'weighted', summary) for responses lined up with the eval rows (prompt-major,
+    `samples_per_prompt` each), sampled or read from a file."""
+    k = cfg.samples_per_prompt
     preds = rm.score([row["context"] for row in rows for _ in range(k)], [r.text for r in rollouts],
                      batch_size=cfg.batch_size)
     preds["weighted"] = rm.reward(preds, weights)
@@ -235,7 +247,7 @@ def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: d
         "distinct_1": distinct_n([r.completion_ids for r in rollouts], 1),
         "distinct_2": distinct_n([r.completion_ids for r in rollouts], 2),
     }
-    return model, rollouts, scores, summary
+    return scores, summary
 
 
 def compare(base_scores: dict, tuned_scores: dict, cfg: EvalConfig, tops: dict[str, float] | None = None) -> dict:
