@@ -26,6 +26,7 @@ def files(tmp_path_factory, tiny_encoder):
                         reference_solution=f"{i + 7} - 3 = {i + 4}\n#### {i + 4}") for i in range(4)]
     write_jsonl(folder / "eval.jsonl", items)
     HPCRewardModel.from_backbone(tiny_encoder, "hpc").save_pretrained(folder / "rm")
+    HPCRewardModel.from_backbone(tiny_encoder, "hpc").save_pretrained(folder / "other_rm")  # an independent scorer
     return folder
 
 
@@ -50,17 +51,21 @@ def base_samples_read_back(files, tiny_causal_lm, tmp_path_factory):
     base = [line for line in lines if line["policy"] == "base"]
     reordered = [line for start in reversed(range(0, len(base), K)) for line in base[start:start + K]]
     write_jsonl(out / "base_responses.jsonl", reordered)
-    cfg = eval_config(files, tiny_causal_lm, out / "read", tuned_responses=str(out / "base_responses.jsonl"))
+    cfg = eval_config(files, tiny_causal_lm, out / "read", tuned_responses=str(out / "base_responses.jsonl"),
+                      rms=[str(files / "other_rm")])
     return evaluate_policies(cfg), out / "read" / "eval"
 
 
-def test_base_samples_read_back_give_exactly_zero_gain(base_samples_read_back):
+def test_base_samples_read_back_give_exactly_zero_gain_under_every_scorer(base_samples_read_back):
     report, _ = base_samples_read_back
     assert report["base"]["mean"] == report["tuned"]["mean"]
     for dim, diff in report["difference"].items():
         assert diff["mean"] == 0.0, dim
         assert diff["low"] <= 0.0 <= diff["high"], dim
     assert report["win_rate"]["mean"] == 0.5  # every prompt a tie
+    independent = report["independent"]["rm:other_rm"]["comparison"]
+    differences = [c["difference"] for c in independent.values() if "difference" in c]
+    assert differences and all(d["mean"] == 0.0 for d in differences)  # every scorer sees the same pairs
 
 
 def test_report_says_kl_was_not_measured_for_a_responses_file(base_samples_read_back):
@@ -129,3 +134,25 @@ def test_tuned_and_tuned_responses_together_are_refused(files, tiny_causal_lm, t
 
     with pytest.raises(ConfigError, match="give --tuned or --tuned-responses, not both"):
         eval_config(files, tiny_causal_lm, tmp_path, tuned=tiny_causal_lm, tuned_responses=str(tmp_path / "r.jsonl"))
+
+
+def test_a_bon_responses_file_is_read_as_written(tmp_path, tiny_causal_lm):
+    """`policy bon`'s own writer: every line is accepted, the picks come back per prompt, and a response shorter than
+    the cap ends on the EOS (it ended on its own) while one at the cap does not (cut)."""
+    from types import SimpleNamespace
+
+    from core.models import load_tokenizer
+    from policy.evaluation.responses_file import responses_file_rollouts
+    from policy.train.bon import selected_responses
+
+    tokenizer = load_tokenizer(tiny_causal_lm)
+    candidates = SimpleNamespace(prompt_ids=["p0", "p1"], texts=[["a", "Try 3."], ["Count the apples again.", "b"]],
+                                 completion_ids=[[[1], [5, 6, tokenizer.eos_token_id]], [[7] * 6, [2]]])
+    path = tmp_path / "responses_n2.jsonl"
+    write_jsonl(path, selected_responses(candidates, [1, 0], "bon-n2"))
+    rows = [{"id": "p0", "prompt": [{"role": "user", "content": "hi"}]},
+            {"id": "p1", "prompt": [{"role": "user", "content": "hello"}]}]
+    short, at_cap = responses_file_rollouts(path, rows, 1, tokenizer, max_new_tokens=6)
+    assert (short.text, at_cap.text) == ("Try 3.", "Count the apples again.")
+    assert short.completion_ids[-1] == tokenizer.eos_token_id and at_cap.completion_ids[-1] != tokenizer.eos_token_id
+    assert at_cap.completion_ids == tokenizer("Count the apples again.", add_special_tokens=False)["input_ids"]

@@ -91,7 +91,7 @@ def write_markdown(report: dict, path: Path) -> None:
              f"{report['prompts']} held-out eval prompts x {report['samples_per_prompt']} sample(s) per policy.", ""]
     if report["settings"].get("tuned_responses", "None") != "None":
         lines += [f"Tuned side: the responses in `{report['settings']['tuned_responses']}`, scored as read (not "
-                  "sampled).", ""]
+                  "sampled); their token counts are the base tokenizer's re-encoding of the text.", ""]
     lines += verdict_markdown(report) + [""] + rule_check_markdown(report.get("rule_checks"))
     n = report["difference"]["weighted"]["n"]
     lines += [
