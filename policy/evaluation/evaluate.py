@@ -14,6 +14,8 @@ and the report puts each one's gain next to the training RM's and flags a gain o
 accuracy (`policy/evaluation/tutorbench.py`).
 Models run on `--device` (auto: the GPU when there is one) in `--dtype` (auto: bf16 on a GPU, float32 on cpu);
 `--sampler vllm` samples every response through vLLM's offline engine instead of transformers' generate.
+`--tuned-responses FILE` scores a responses file (e.g. `policy bon`'s best-of-n picks) as the tuned side instead
+of sampling a tuned policy; what needs the tuned model is not measured (`policy/evaluation/responses_file.py`).
 Writes report.md, report.json, responses.jsonl and plots to `<run>/eval` (or --out).
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, NonNegativeFloat
+from pydantic import Field, NonNegativeFloat, model_validator
 
 from core.config import Config, ConfigError, Seed, run_cli
 from core.models import (DEVICE_HELP, DTYPE_HELP, Device, Dtype, check_model_exists, load_causal_lm, load_tokenizer,
@@ -38,6 +40,7 @@ from policy.evaluation.independent import (Scorer, by_prompt_kind, judge_scorers
                                            per_prompt, prompt_scores, rm_differences, rm_scorer, score_comparison,
                                            tutorbench_holm)
 from policy.prompts import DEFAULT_SYSTEM_PROMPT, load_prompt_rows
+from policy.evaluation.responses_file import not_measured, responses_file_rollouts
 from policy.evaluation.report import (lm_eval_section, plot_dimension_changes, plot_gaps, plot_training_curves,
                                       write_markdown)
 from policy.evaluation.verdict import verdict_line
@@ -63,6 +66,10 @@ class VLLMSamplerOptions(Config):
 class EvalConfig(Config):
     run: str = Field("runs/demo/policy", description="output folder of `python -m policy grpo` (reads run.json)")
     tuned: str | None = Field(None, description="tuned policy folder (None: <run>/policy)")
+    tuned_responses: str | None = Field(None, description="a responses JSONL (policy bon's responses_n{n}.jsonl, or "
+                                        "an eval's responses.jsonl filtered to one policy) scored as the tuned side "
+                                        "instead of sampling --tuned; KL, GSM8K perplexity, tutorbench and lm-eval, "
+                                        "which need the tuned model, are not measured")
     base: str | None = Field(None, description="base policy (None: the run's starting policy)")
     reward_model: str | None = Field(None, description="HPC-RM folder (None: the run's reward model)")
     weights: dict[str, NonNegativeFloat] | None = Field(
@@ -108,16 +115,24 @@ class EvalConfig(Config):
     seed: Seed = Field(0, description="sampling and bootstrap seed")
     out: str | None = Field(None, description="report folder (None: <run>/eval)")
 
+    @model_validator(mode="after")
+    def _one_tuned_side(self) -> "EvalConfig":
+        if self.tuned and self.tuned_responses:
+            raise ValueError("tuned_responses: give --tuned or --tuned-responses, not both")
+        return self
+
 
 def run_settings(cfg: EvalConfig) -> dict:
     """Fill what the eval config leaves open from the GRPO run's run.json."""
     path = Path(cfg.run) / "run.json"
     run = json.loads(path.read_text()) if path.exists() else {}
-    if not run and (cfg.base is None or cfg.tuned is None or cfg.reward_model is None):
-        raise ConfigError(f"{path}: not found; give --base, --tuned and --reward-model explicitly")
+    if not run and (cfg.base is None or cfg.tuned is cfg.tuned_responses is None or cfg.reward_model is None):
+        raise ConfigError(f"{path}: not found; give --base, --tuned (or --tuned-responses) and --reward-model "
+                          "explicitly")
     train = run.get("config", {})
     return {
-        "base": cfg.base or run["base_policy"], "tuned": cfg.tuned or run["policy"],
+        "base": cfg.base or run["base_policy"], "tuned": None if cfg.tuned_responses else cfg.tuned or run["policy"],
+        "tuned_responses": cfg.tuned_responses,
         "reward_model": cfg.reward_model or run["reward_model"], "weights": cfg.weights or run.get("weights"),
         "system_prompt": cfg.system_prompt or run.get("system_prompt") or DEFAULT_SYSTEM_PROMPT,
         "max_prompt_tokens": cfg.max_prompt_tokens,
@@ -215,8 +230,13 @@ def policy_sampler(cfg: EvalConfig, path: str, model, tokenizer):
 
 def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: dict, cfg: EvalConfig, name: str):
     """(model, rollouts, per-prompt RM scores incl. 'weighted', summary) for one policy on the eval rows."""
-    k = cfg.samples_per_prompt
-    chats = [row["prompt"] for row in rows for _ in range(k)]
+    model, rollouts = sample_policy(path, tokenizer, rows, s, cfg, name)
+    return model, rollouts, *score_responses(rollouts, rows, rm, weights, cfg)
+
+
+def sample_policy(path: str, tokenizer, rows: list[dict], s: dict, cfg: EvalConfig, name: str):
+    """(model, rollouts): one policy's `samples_per_prompt` responses per eval row, prompt-major."""
+    chats = [row["prompt"] for row in rows for _ in range(cfg.samples_per_prompt)]
     sampling = dict(max_new_tokens=s["max_new_tokens"], temperature=s["temperature"], top_p=s["top_p"],
                     batch_size=cfg.batch_size, seed=cfg.seed, desc=f"sampling {name}")
     # with --sampler vllm the engine is gone before the transformers copy (for log-probs) loads
@@ -225,6 +245,13 @@ def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: d
         rollouts = sample(chats, **sampling)
     if model is None:
         model = load_policy(path, cfg)
+    return model, rollouts
+
+
+def score_responses(rollouts, rows: list[dict], rm, weights: dict, cfg: EvalConfig):
+    """(per-prompt RM scores incl. 'weighted', summary) for responses lined up with the eval rows (prompt-major,
+    `samples_per_prompt` each), sampled or read from a file."""
+    k = cfg.samples_per_prompt
     preds = rm.score([row["context"] for row in rows for _ in range(k)], [r.text for r in rollouts],
                      batch_size=cfg.batch_size)
     preds["weighted"] = rm.reward(preds, weights)
@@ -235,7 +262,7 @@ def score_policy(path: str, tokenizer, rows: list[dict], rm, weights: dict, s: d
         "distinct_1": distinct_n([r.completion_ids for r in rollouts], 1),
         "distinct_2": distinct_n([r.completion_ids for r in rollouts], 2),
     }
-    return model, rollouts, scores, summary
+    return scores, summary
 
 
 def compare(base_scores: dict, tuned_scores: dict, cfg: EvalConfig, tops: dict[str, float] | None = None) -> dict:
@@ -342,7 +369,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
 
     s = run_settings(cfg)
     for name in (s["base"], s["tuned"]):  # a bad --tuned stops before the base policy is sampled
-        check_model_exists(name)
+        if name is not None:
+            check_model_exists(name)
     pick_device(cfg.device)  # a GPU asked for on a machine without one stops here too
     if cfg.sampler == "vllm":
         require_vllm()
@@ -351,6 +379,8 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     # every scorer sees every prompt except the independent RMs, which skip the problems they were trained on
     rows = load_prompt_rows(cfg.prompts, s["system_prompt"], cfg.max_prompts, tokenizer, s["max_prompt_tokens"])
     k = cfg.samples_per_prompt
+    read_out = (responses_file_rollouts(cfg.tuned_responses, rows, k, tokenizer, s["max_new_tokens"])
+                if cfg.tuned_responses else None)  # a bad responses file stops before any model loads
     if rm is None:  # on the eval's device (spread: the first GPU); an RM served over HTTP stays where it is
         rm = load_reward_model(s["reward_model"], cfg.device)
     weights = s["weights"] or rm.weights
@@ -358,8 +388,12 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     clock = PhaseClock()
     base_model, base_out, base_scores, report["base"] = score_policy(s["base"], tokenizer, rows, rm, weights, s,
                                                                      cfg, "base")
-    tuned_model, tuned_out, tuned_scores, report["tuned"] = score_policy(s["tuned"], tokenizer, rows, rm, weights,
-                                                                         s, cfg, "tuned")
+    if read_out is not None:  # the tuned side is read, not sampled: no tuned model
+        tuned_model, tuned_out, report["not_measured"] = None, read_out, not_measured(cfg)
+        tuned_scores, report["tuned"] = score_responses(tuned_out, rows, rm, weights, cfg)
+    else:
+        tuned_model, tuned_out, tuned_scores, report["tuned"] = score_policy(s["tuned"], tokenizer, rows, rm,
+                                                                             weights, s, cfg, "tuned")
     clock.lap("sampling and training-RM scoring")
     training = rm_scorer("rm:training", rm, "training-rm", cfg.batch_size, weights)
     boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
@@ -372,9 +406,13 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
     report["rule_checks"] = {name: rule_checks(outs, rows, k, s["max_new_tokens"], tokenizer.eos_token_id,
                                                cfg.confidence)
                              for name, outs in (("base", base_out), ("tuned", tuned_out))}
-    report["kl_tuned_base"] = kl_on_tuned_samples(tuned_model, base_model, tuned_out, s, cfg, tokenizer.pad_token_id)
-    clock.lap("KL to the base")
-    if cfg.gsm8k:
+    if tuned_model is None:
+        report["kl_tuned_base"] = {"measured": False}
+    else:
+        report["kl_tuned_base"] = kl_on_tuned_samples(tuned_model, base_model, tuned_out, s, cfg,
+                                                      tokenizer.pad_token_id)
+        clock.lap("KL to the base")
+    if cfg.gsm8k and tuned_model is not None:
         from core.sources import load_gsm8k
 
         problems = load_gsm8k(cfg.gsm8k)[:cfg.gsm8k_items]
@@ -385,7 +423,7 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
         }
         report["gsm8k_perplexity"]["items"] = len(problems)
         clock.lap("GSM8K perplexity")
-    if cfg.tutorbench.settings or cfg.tutorbench.gsm8k_accuracy_items:
+    if (cfg.tutorbench.settings or cfg.tutorbench.gsm8k_accuracy_items) and tuned_model is not None:
         report["tutorbench"] = run_tutorbench(cfg, {"base": base_model, "tuned": tuned_model}, tokenizer,
                                               [training] + independent, excluded, boot,
                                               {"base": s["base"], "tuned": s["tuned"]})
@@ -414,5 +452,6 @@ def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     _, report = run_cli(EvalConfig, argv, "python -m policy eval", __doc__.split("\n")[0], evaluate_policies)
-    print(f"{verdict_line(report)}; KL {report['kl_tuned_base']['per_sequence']['mean']:.3f} nats/response; "
-          f"report in {Path(report['settings']['out']) / 'report.md'}")
+    kl = report["kl_tuned_base"]
+    kl_text = f"KL {kl['per_sequence']['mean']:.3f} nats/response" if "per_sequence" in kl else "KL not measured"
+    print(f"{verdict_line(report)}; {kl_text}; report in {Path(report['settings']['out']) / 'report.md'}")

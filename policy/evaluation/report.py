@@ -16,8 +16,11 @@ from policy.evaluation.verdict import TRAINED_ON, rule_check_markdown, verdict_m
 DEFAULT_LM_EVAL_TASKS = ["mmlu_pro", "ceval-valid"]  # EduAlign's forgetting checks: MMLU-Pro and CEval
 
 
-def lm_eval_section(tuned: str, tasks: list[str]) -> dict:
-    """Run lm-eval-harness on the tuned policy when tasks are given and it is installed; else print the command."""
+def lm_eval_section(tuned: str | None, tasks: list[str]) -> dict:
+    """Run lm-eval-harness on the tuned policy when tasks are given and it is installed; else print the command.
+    No tuned policy (a responses file): nothing to run."""
+    if tuned is None:
+        return {"ran": False, "command": None, "reason": "no tuned model: the tuned side is a responses file"}
     command = (f"lm_eval --model hf --model_args pretrained={tuned} --tasks {','.join(tasks or DEFAULT_LM_EVAL_TASKS)}"
                " --batch_size auto")
     if not tasks:
@@ -86,6 +89,9 @@ def write_markdown(report: dict, path: Path) -> None:
     base, tuned = report["base"], report["tuned"]
     lines = ["# Policy evaluation: base vs tuned", "",
              f"{report['prompts']} held-out eval prompts x {report['samples_per_prompt']} sample(s) per policy.", ""]
+    if report["settings"].get("tuned_responses", "None") != "None":
+        lines += [f"Tuned side: the responses in `{report['settings']['tuned_responses']}`, scored as read (not "
+                  "sampled); their token counts are the base tokenizer's re-encoding of the text.", ""]
     lines += verdict_markdown(report) + [""] + rule_check_markdown(report.get("rule_checks"))
     n = report["difference"]["weighted"]["n"]
     lines += [
@@ -109,9 +115,12 @@ def write_markdown(report: dict, path: Path) -> None:
     lines += [
         "", f"- Win rate of tuned over base under the training RM (weighted reward, ties = 1/2, exact interval with "
         f"ties bracketed, n = {win['n']}): {format_interval(win, 3, signed=False)}",
-        f"- KL(tuned || base) on the tuned policy's samples: {format_interval(kl['per_sequence'], signed=False)} nats "
-        f"per response, {kl['per_token']:.4f} per token",
     ]
+    if "per_sequence" in kl:
+        lines.append(f"- KL(tuned || base) on the tuned policy's samples: "
+                     f"{format_interval(kl['per_sequence'], signed=False)} nats per response, {kl['per_token']:.4f} "
+                     "per token")
+    lines += [f"- {line}" for line in report.get("not_measured", {}).values()]
     training = report.get("training") or {}
     if training.get("frac_reward_zero_std") is not None:
         lines.append(f"- Share of training groups with zero reward spread (no learning signal): "
@@ -119,8 +128,8 @@ def write_markdown(report: dict, path: Path) -> None:
     lines += tutorbench_markdown(report.get("tutorbench"), trust_of(report))
     lm = report["lm_eval"]
     lines.append("")
-    lines.append(f"- lm-eval-harness: {'ran' if lm['ran'] else 'not run (' + lm['reason'] + ')'}; command: "
-                 f"`{lm['command']}`")
+    lines.append(f"- lm-eval-harness: {'ran' if lm['ran'] else 'not run (' + lm['reason'] + ')'}"
+                 + (f"; command: `{lm['command']}`" if lm["command"] else ""))
     lines += ["", *[f"![{Path(p).stem}]({Path(p).name})" for p in report.get("plots", [])], ""]
     write_text(path, "\n".join(lines))
 
