@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from policy.evaluation.evaluate import rule_checks
+from policy.evaluation.response_checks import rule_checks
 from policy.evaluation.verdict import rule_check_markdown
 
 EOS = 2

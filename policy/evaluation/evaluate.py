@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import json
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -44,9 +43,9 @@ from policy.evaluation.responses_file import not_measured, responses_file_rollou
 from policy.evaluation.report import (lm_eval_section, plot_dimension_changes, plot_gaps, plot_training_curves,
                                       write_markdown)
 from policy.evaluation.verdict import verdict_line
-from policy.train.rewards import leaked_answers
-from policy.rollout import Rollout, completion_logprobs, reference_perplexity
-from policy.evaluation.stats import distinct_n, mean_interval, rate_interval
+from policy.rollout import Rollout, reference_perplexity
+from policy.evaluation.response_checks import PhaseClock, kl_on_tuned_samples, rule_checks
+from policy.evaluation.stats import distinct_n
 from policy.evaluation.tutorbench import (TutorBenchOptions, gsm8k_accuracy, load_task, model_sampler, over_problems,
                                           teacher_win_rates, write_teacher_turns)
 
@@ -274,18 +273,6 @@ def boot_options(cfg: EvalConfig) -> dict:
     return dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
 
 
-def kl_on_tuned_samples(tuned_model, base_model, rollouts, s: dict, cfg: EvalConfig, pad_id: int) -> dict:
-    """KL(tuned || base) = E_{y ~ tuned}[log p_tuned(y) - log p_base(y)], per sequence and per token."""
-    pairs = [(r.prompt_ids, r.completion_ids) for r in rollouts]
-    kwargs = dict(temperature=s["temperature"], batch_size=cfg.batch_size, pad_id=pad_id)
-    tuned_lp = completion_logprobs(tuned_model, pairs, desc="log-probs tuned", **kwargs)
-    base_lp = completion_logprobs(base_model, pairs, desc="log-probs base", **kwargs)
-    per_seq = np.array([(t - b).sum() for t, b in zip(tuned_lp, base_lp, strict=True)])
-    tokens = max(1, sum(len(t) for t in tuned_lp))
-    boot = dict(confidence=cfg.confidence, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
-    return {"per_sequence": mean_interval(per_seq, **boot), "per_token": float(per_seq.sum() / tokens)}
-
-
 def excluded_problems(cfg: EvalConfig) -> set[str]:
     """Problem ids an independent RM trained on MRBench must not judge (`--exclude-problems-from`)."""
     return set(load_mrbench_problems(cfg.exclude_problems_from)) if cfg.exclude_problems_from else set()
@@ -304,22 +291,6 @@ def score_independently(scorers, rows, k, base_out, tuned_out) -> dict[str, tupl
     problems = [row.get("problem_id") for row in rows]
     return {scorer.name: (scorer, *(prompt_scores(scorer, contexts, [r.text for r in outs], k, problems)
                                     for outs in (base_out, tuned_out))) for scorer in scorers}
-
-
-def rule_checks(outs, rows, k, max_new_tokens: int, eos_id: int, confidence: float = 0.95) -> dict:
-    """Checks that need no model: answer leaked, empty, cut at the token limit (shares of responses with exact
-    Clopper-Pearson intervals), length."""
-    texts = [r.text for r in outs]
-    leaks = leaked_answers(texts, [row["final_answer"] for row in rows for _ in range(k)],
-                           [row["student_known"] for row in rows for _ in range(k)])
-    cut = [len(r.completion_ids) >= max_new_tokens and (not r.completion_ids or r.completion_ids[-1] != eos_id)
-           for r in outs]
-    return {"answer_leaked": rate_interval(leaks, confidence), "empty": rate_interval([not t.strip() for t in texts],
-                                                                                      confidence),
-            "truncated": rate_interval(cut, confidence),
-            "ended_on_own": rate_interval([not c for c in cut], confidence),  # ended by EOS, not by the cap
-            "length_tokens": float(np.mean([len(r.completion_ids) for r in outs])),
-            "length_words": float(np.mean([len(t.split()) for t in texts])), "n": len(outs)}
 
 
 def run_tutorbench(cfg: EvalConfig, models: dict, tokenizer, scorers, excluded: set[str], boot: dict,
@@ -349,19 +320,6 @@ def run_tutorbench(cfg: EvalConfig, models: dict, tokenizer, scorers, excluded: 
             correct = {name: np.array(a.pop("correct"), dtype=np.float64) for name, a in accuracy.items()}
             accuracy["tuned_vs_base"] = over_problems(correct["tuned"] - correct["base"], None, boot, 2.0)
     return out
-
-
-class PhaseClock:
-    """Wall seconds per phase of the eval (report.json `seconds`), so a user sees where its time goes."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, phase: str) -> None:
-        now = time.perf_counter()
-        self.seconds[phase] = round(now - self._last, 1)
-        self._last = now
 
 
 def evaluate_policies(cfg: EvalConfig, rm=None) -> dict:

@@ -106,7 +106,7 @@ class Scoring:
         return reference_perplexity(model, self.tokenizer, *self.gsm8k, batch_size=self.ev.batch_size)
 
     def _rules(self, outs) -> dict:
-        from policy.evaluation.evaluate import rule_checks
+        from policy.evaluation.response_checks import rule_checks
 
         return rule_checks(outs, self.rows, 1, self.settings["max_new_tokens"], self.tokenizer.eos_token_id)
 
@@ -120,7 +120,8 @@ class Scoring:
                 "rules": self._rules(outs), "gsm8k_perplexity": self._perplexity(model), **extra}
 
     def policy_entry(self, label: str, path: Path, perplexity: bool = True, **extra) -> dict:
-        from policy.evaluation.evaluate import kl_on_tuned_samples, score_policy
+        from policy.evaluation.evaluate import score_policy
+        from policy.evaluation.response_checks import kl_on_tuned_samples
 
         model, outs, _, _ = score_policy(str(path), self.tokenizer, self.rows, self.rm, self.weights, self.settings,
                                          self.ev, label)
