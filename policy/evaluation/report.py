@@ -104,7 +104,7 @@ def write_markdown(report: dict, path: Path) -> None:
                      f"{tuned['mean'][name]:.3f} | {_interval(diff)} |")
     kl, win = report["kl_tuned_base"], report["win_rate"]
     lines += [
-        "", f"| measure | n | base | tuned |", "|---|---|---|---|",
+        "", "| measure | n | base | tuned |", "|---|---|---|---|",
         f"| response length (tokens) | {n} | {base['length_tokens']:.1f} | {tuned['length_tokens']:.1f} |",
         f"| distinct-1 | {n} | {base['distinct_1']:.3f} | {tuned['distinct_1']:.3f} |",
         f"| distinct-2 | {n} | {base['distinct_2']:.3f} | {tuned['distinct_2']:.3f} |",
