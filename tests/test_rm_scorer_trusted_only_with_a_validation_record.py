@@ -11,7 +11,7 @@ import pytest
 
 from core.schema import DataError, LabeledItem, write_jsonl
 from core.validation_record import VALIDATION_RECORD_FILE, read_validation_record, write_validation_record
-from policy.evaluation.independent import load_rm_scorers, scorer_standing
+from policy.evaluation.independent import agreement_with_humans, load_rm_scorers, scorer_standing
 from policy.evaluation.trust import qwk_from_confusion
 
 DIMS = ["Mistake_Identification", "Mistake_Location", "Providing_Guidance", "Actionability"]
@@ -73,6 +73,8 @@ def test_an_rm_folder_without_a_record_is_unmeasured_and_says_how_to_get_one(rm_
 
 def test_a_record_whose_qwk_lower_bound_reaches_the_threshold_is_trusted(rm_folder):
     assert standing_with(rm_folder, planted_record(STRONG)) == "trusted"
+    scorer, = load_rm_scorers([str(rm_folder)], batch_size=4)
+    assert agreement_with_humans(scorer)["Actionability"]["confusion"] == STRONG  # what report.json shows
 
 
 def test_a_record_whose_qwk_lower_bound_is_below_the_threshold_is_untrusted(rm_folder):

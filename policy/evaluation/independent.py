@@ -186,6 +186,14 @@ def scorer_standing(scorer: Scorer, min_qwk: float) -> str:
     return judge_standing(scorer.agreement, min_qwk)
 
 
+def agreement_with_humans(scorer: Scorer) -> dict | None:
+    """Per dimension, the agreement with human labels the scorer's standing rests on: a judge's agreement run, an
+    RM's validation record."""
+    if scorer.kind == "rm":
+        return (scorer.validation or {}).get("dimensions")
+    return scorer.agreement
+
+
 def hacking_gaps(training: tuple[dict, dict], training_top: dict[str, float], scorers: dict[str, tuple],
                  boot: dict, alpha: float = 0.05) -> dict:
     """For each trusted scorer (name -> (base scores, tuned scores, top level), per prompt, NaN where it did not
@@ -232,7 +240,7 @@ def score_comparison(base_scores: dict, tuned_scores: dict, training: Scorer, in
     alpha = 1 - boot.get("confidence", 0.95)
     out = rm_differences(base_scores, tuned_scores, training.tops(), boot)
     out["training_rm"] = compare_scores(base_scores, tuned_scores, training.tops(), boot)
-    out["independent"] = {name: {"kind": scorer.kind, "agreement_with_humans": scorer.agreement,
+    out["independent"] = {name: {"kind": scorer.kind, "agreement_with_humans": agreement_with_humans(scorer),
                                  "standing": scorer_standing(scorer, min_qwk),
                                  "comparison": compare_scores(base, tuned, scorer.top, boot)}
                           for name, (scorer, base, tuned) in independent.items()}
