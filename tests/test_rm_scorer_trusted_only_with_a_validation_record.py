@@ -30,10 +30,10 @@ def rm_folder(tiny_encoder, tmp_path_factory) -> Path:
 
 
 def planted_record(confusion, rubric: str = "mrbench", annotator: str = "human:mrbench") -> dict:
-    return {"rubric": rubric, "items": int(sum(map(sum, confusion))), "labels": "heldout.jsonl",
-            "annotators": [annotator], "human_labels": annotator.startswith("human:"), "written_by": "test",
-            "dimensions": {d: {"qwk": float(qwk_from_confusion(confusion)), "n": int(sum(map(sum, confusion))), "confusion": confusion}
-                           for d in DIMS}}
+    n = int(sum(map(sum, confusion)))
+    row = {"qwk": float(qwk_from_confusion(confusion)), "n": n, "confusion": confusion}
+    return {"rubric": rubric, "items": n, "labels": "heldout.jsonl", "annotators": [annotator],
+            "human_labels": annotator.startswith("human:"), "written_by": "test", "dimensions": {d: row for d in DIMS}}
 
 
 def standing_with(folder: Path, record: dict | None) -> str:
