@@ -51,6 +51,24 @@ def group_of(item: LabeledItem) -> str:
     return item.id.rsplit(":", 1)[0] if ":" in item.id else item.id
 
 
+def holdout_unit(item: LabeledItem) -> str:
+    """What a held-out set keeps whole: the math problem (meta['problem_id']: MRBench dialogues quoting one GSM8K
+    problem), else the dialogue (`group_of`)."""
+    problem = item.meta.get("problem_id")
+    return f"problem:{problem}" if problem is not None else group_of(item)
+
+
+def split_holdout(items: list[LabeledItem], share: float, seed: int) -> tuple[list[LabeledItem], list[LabeledItem]]:
+    """(train, held out): about `share` of the units (`holdout_unit`), picked by seed, held out whole."""
+    units = sorted({holdout_unit(item) for item in items})
+    if len(units) < 2:
+        raise ValueError(f"a held-out split needs at least 2 problems or dialogues, got {len(units)}")
+    n_held = min(len(units) - 1, max(1, round(share * len(units))))
+    held = set(np.random.default_rng(seed).permutation(units)[:n_held].tolist())
+    return ([item for item in items if holdout_unit(item) not in held],
+            [item for item in items if holdout_unit(item) in held])
+
+
 def grouped_folds(items: list[LabeledItem], k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """k (train, test) index pairs; no group appears on both sides, groups shuffled by seed."""
     from sklearn.model_selection import GroupKFold

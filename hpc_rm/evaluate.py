@@ -1,5 +1,7 @@
 """`python -m hpc_rm eval --model DIR --labels FILE --out DIR`: per-dimension macro-F1, quadratic-weighted kappa,
-Spearman, accuracy, MAE and a calibration plot, as JSON + Markdown + PNG."""
+Spearman, accuracy, MAE and a calibration plot, as JSON + Markdown + PNG. With `--record`, also the model folder's
+validation record (validation.json: per-dimension QWK and confusion on these labels), which `policy eval --rms`
+needs before it trusts the model; give it held-out human labels."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,6 +20,7 @@ from hpc_rm.metrics import (GROUP_PAIR_ACCURACY_NOTE, all_metrics, calibration_c
                             plot_calibration)
 from core.reward_config import read_rm_spec
 from core.reward_model import HPCRewardModel
+from core.validation_record import build_validation_record, write_validation_record
 
 
 class EvalConfig(Config):
@@ -27,6 +30,9 @@ class EvalConfig(Config):
     out: Path | None = Field(None, description="report folder (default: <model>/eval)")
     batch_size: int = Field(32, ge=1, description="pairs per scoring batch")
     device: Device = Field("auto", description="reward model: " + DEVICE_HELP)
+    record: bool = Field(False, description="also write <model>/validation.json, the validation record that lets "
+                                            "policy eval trust this RM (--rms); only held-out human labels "
+                                            "(annotator human:...) make it trusted")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "float32", description="backbone weights while scoring (auto: bf16 on a GPU, fp32 on cpu)")
 
@@ -70,3 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     report = evaluate_model(rm, items, out, cfg.batch_size, title=str(cfg.model))
     print(metrics_table(report))
     print(f"report written to {out}/metrics.md")
+    if cfg.record:
+        record = build_validation_record(report, rm.rubric.name, [item.annotator for item in items], str(cfg.labels),
+                                         "hpc_rm eval --record")
+        print(f"validation record written to {write_validation_record(cfg.model, record)}"
+              + ("" if record["human_labels"] else " (labels not all human: policy eval will not trust it)"))

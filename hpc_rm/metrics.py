@@ -13,7 +13,7 @@ from hpc_rm.data import MISSING
 def dimension_metrics(truth: np.ndarray, levels: np.ndarray, scores: np.ndarray, n_levels: int) -> dict:
     """macro-F1, quadratic-weighted kappa, accuracy on discrete levels; Spearman and MAE on continuous scores."""
     from scipy.stats import spearmanr
-    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
 
     mask = truth != MISSING
     t, lv, s = truth[mask], levels[mask], scores[mask]
@@ -30,6 +30,8 @@ def dimension_metrics(truth: np.ndarray, levels: np.ndarray, scores: np.ndarray,
         "mae": float(np.abs(s - t).mean()),
         "label_counts": np.bincount(t, minlength=n_levels).tolist(),
         "pred_counts": np.bincount(np.clip(lv, 0, n_levels - 1), minlength=n_levels).tolist(),
+        # rows: the human level, columns: the predicted level (what a QWK bound resamples)
+        "confusion": confusion_matrix(t, np.clip(lv, 0, n_levels - 1), labels=all_levels).tolist(),
     }
 
 

@@ -11,7 +11,9 @@ the model, so `transformers.integrations.is_deepspeed_zero3_enabled()` is true w
 loads partitioned (`zero.Init`). The model is saved by every rank through `Trainer.save_model` (the path that
 gathers ZeRO-3 shards) into `out/.saving/`, and moved into `out/` by the main process after a barrier.
 `--validation` then reloads the saved folder in the main process alone and evaluates that (the files, not the
-sharded in-memory model, which only all ranks together could run).
+sharded in-memory model, which only all ranks together could run), and writes the folder's validation record
+(validation.json, `core.validation_record`) that `policy eval --rms` needs to trust the RM. `--validation-share`
+holds that set out of `--labels` instead, whole problems at a time.
 """
 from __future__ import annotations
 
@@ -31,12 +33,13 @@ from core.cli import ArgumentParser
 from core.config import Config, Seed, add_arguments, build_config, dump_config
 from core.errors import exits_on_bad_input
 from core.rubric import Rubric, load_rubric
-from core.schema import LabeledItem, write_json
+from core.schema import DataError, LabeledItem, write_json, write_jsonl
+from core.validation_record import VALIDATION_RECORD_FILE, build_validation_record, write_validation_record
 from core.optimizer_steps import RequireOptimizerSteps
 from core.trainer_args import checkpointing_args, deepspeed_settings
 from hpc_rm.averaging import EpochWeightAverage
 from hpc_rm.data import (MISSING, GroupedShuffleSampler, PairDataset, class_weights, group_ids, label_matrix,
-                         level_logit_shift, make_collator, read_labels)
+                         level_logit_shift, make_collator, read_labels, split_holdout)
 from core.reward_config import HeadKind, LoraSpec, Pooling
 from core.reward_client import rm_device
 from core.reward_model import HPCRewardModel
@@ -44,7 +47,12 @@ from core.reward_model import HPCRewardModel
 
 class TrainConfig(Config):
     labels: Path | None = Field(None, description="interchange JSONL with scores to train on")
-    validation: Path | None = Field(None, description="optional interchange JSONL evaluated after training")
+    validation: Path | None = Field(None, description="optional interchange JSONL evaluated after training; held-out "
+                                                      "human labels also give the folder its validation record "
+                                                      "(validation.json), which policy eval --rms needs to trust it")
+    validation_share: float = Field(0.0, ge=0, lt=1, description="hold out this share of the --labels' problems "
+                                    "(meta.problem_id, else the dialogue; picked by seed) as the validation set "
+                                    "instead of --validation; written to <out>/validation/heldout.jsonl")
     annotator: str | None = Field(None, description="use only lines whose annotator starts with this, e.g. 'human:'")
     rubric: str = Field("hpc", description="rubric name in configs/rubrics or a YAML path")
     backbone: str = Field("minilm-l6", description="registry name, hub id or local path of the backbone")
@@ -99,6 +107,12 @@ class TrainConfig(Config):
     logging_steps: int = Field(10, ge=1, description="log the loss every N steps")
     report_to: list[str] = Field(default_factory=list, description="trackers, as transformers' report_to: "
                                                                    "tensorboard, wandb, ... (empty: none)")
+
+    @model_validator(mode="after")
+    def _one_validation_set(self):
+        if self.validation is not None and self.validation_share > 0:
+            raise ValueError("give either validation (a file) or validation_share (held out from labels), not both")
+        return self
 
     @model_validator(mode="after")
     def _averaging_needs_whole_weights(self):
@@ -283,6 +297,7 @@ def _train(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubric, checkpoin
 
 
 SAVING_DIR = ".saving"
+HELDOUT_FILE = "heldout.jsonl"  # under out/validation: the labels --validation-share held out
 
 
 def save_trained(trainer: Trainer, out: Path) -> None:
@@ -330,6 +345,21 @@ def _leave_deepspeed() -> None:
         unset_hf_deepspeed_config()
 
 
+def validation_set(cfg: TrainConfig, items: list[LabeledItem], rubric: Rubric
+                   ) -> tuple[list[LabeledItem], list[LabeledItem] | None, Path | None]:
+    """(training items, validation items, where the validation labels are): the --validation file, the
+    --validation-share held out from the labels by problem, or none."""
+    if cfg.validation is not None:
+        return items, read_labels(cfg.validation, rubric, cfg.annotator), cfg.validation
+    if cfg.validation_share > 0:
+        try:
+            train, held = split_holdout(items, cfg.validation_share, cfg.seed)
+        except ValueError as err:
+            raise DataError(f"{cfg.labels}: {err} (for validation_share)") from None
+        return train, held, cfg.out / "validation" / HELDOUT_FILE
+    return items, None, None
+
+
 @exits_on_bad_input()
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog="python -m hpc_rm train", description=__doc__.split("\n")[0])
@@ -339,22 +369,28 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--labels and --out are required (in the YAML config or as flags)")
     rubric = load_rubric(cfg.rubric)
     items = read_labels(cfg.labels, rubric, cfg.annotator)
-    validation = read_labels(cfg.validation, rubric, cfg.annotator) if cfg.validation is not None else None
+    items, validation, validation_path = validation_set(cfg, items, rubric)
     rm = train_and_save(cfg, items, rubric)
     main_process, world_size, metrics = rm.is_main_process, rm.world_size, rm.train_metrics
     del rm
     if not main_process:
         return
+    (cfg.out / VALIDATION_RECORD_FILE).unlink(missing_ok=True)  # a record of earlier weights says nothing of these
     summary = {"model": str(cfg.out), "train_items": len(items), "labels": str(cfg.labels),
                "world_size": world_size, "train_metrics": metrics}
     if validation is not None:
         from hpc_rm.evaluate import evaluate_model
 
+        if cfg.validation is None:
+            write_jsonl(validation_path, validation)
         # The saved folder, reloaded by this process alone: what a user of the model gets, and no forward through
         # a model sharded over ranks that have finished.
         _leave_deepspeed()
         saved = HPCRewardModel.from_pretrained(cfg.out, device=rm_device("auto"))
         summary["validation"] = evaluate_model(saved, validation, cfg.out / "validation")
+        write_validation_record(cfg.out, build_validation_record(
+            summary["validation"], rubric.name, [item.annotator for item in validation], str(validation_path),
+            "hpc_rm train --validation"))
     write_json(cfg.out / "train_summary.json", summary)
     print(f"saved reward model to {cfg.out}")
     if "validation" in summary:

@@ -150,6 +150,10 @@ class PipelineConfig(Config):
         Path("data/mrbench_v3_dev/mrbench_v3_devset.json"),
         description="real human labels (rubric mrbench) for judge agreement and the RM consistency experiment",
     )
+    mrbench_heldout_share: float = Field(
+        0.2, gt=0, lt=1, description="share of MRBench's problems the mrbench_rm stage holds out of training (by "
+                                     "problem, seeded by its config's seed) to write the RM's validation record, "
+                                     "without which the eval does not trust it")
     stages: dict[str, StageSettings] = Field(
         default_factory=dict, description=f"settings per stage, keyed by stage name: {STAGE_ORDER}"
     )
@@ -284,10 +288,12 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
                   launch("rm", "hpc_rm", "train", *flags("rm"), "--labels", labels / "labels.jsonl",
                          "--rubric", cfg.rubric, "--out", run / "rm"),
                   [run / "rm" / "config.json"], ["annotate"]),
+        # Trained on most of MRBench's problems, validated on the rest: the record the eval needs to trust it.
         StagePlan("mrbench_rm", "an RM on MRBench's human labels: the eval's human-grounded independent judge",
-                  launch("mrbench_rm", "hpc_rm", "train", *flags("mrbench_rm"), "--labels", mr / "human.jsonl",
-                         "--rubric", "mrbench", "--out", run / "mrbench_rm"),
-                  [run / "mrbench_rm" / "config.json"], ["mrbench_human"]),
+                  launch("mrbench_rm", "hpc_rm", "train", "--validation-share", cfg.mrbench_heldout_share,
+                         *flags("mrbench_rm"), "--labels", mr / "human.jsonl", "--rubric", "mrbench",
+                         "--out", run / "mrbench_rm"),
+                  [run / "mrbench_rm" / "config.json", run / "mrbench_rm" / "validation.json"], ["mrbench_human"]),
         StagePlan("grpo", "GRPO on the weighted RM reward with a KL penalty",
                   launch("grpo", "policy", "grpo", *flags("grpo"), *reward_model("grpo"),
                          "--prompts", data / "rl.jsonl", "--out", run / "policy"),

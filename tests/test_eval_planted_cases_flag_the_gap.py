@@ -32,7 +32,11 @@ def planted(dims, values: np.ndarray) -> dict:
 
 
 def human_rm() -> Scorer:
-    return Scorer("rm:human", "rm", MRB, 2.0, None)
+    """An RM with a validation record on held-out human labels that earns it trust (near-diagonal confusions)."""
+    strong = [[40, 2, 0], [2, 40, 2], [0, 2, 40]]
+    record = {"rubric": "mrbench", "human_labels": True,
+              "dimensions": {d: {"qwk": 0.9, "n": 130, "confusion": strong} for d in MRB}}
+    return Scorer("rm:human", "rm", MRB, 2.0, None, rubric="mrbench", folder="rm_human", validation=record)
 
 
 def weak_judge() -> Scorer:

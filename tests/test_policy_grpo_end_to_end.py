@@ -220,11 +220,17 @@ def test_eval_scores_with_independent_judges_rms_and_tutorbench(grpo_run, prompt
                                                                tmp_path):
     from core.config import load_config
     from core.reward_model import HPCRewardModel
+    from core.rubric import load_rubric
+    from core.validation_record import write_validation_record
     from policy.evaluation.evaluate import EvalConfig, evaluate_policies
 
     cfg, _ = grpo_run
     other_rm = tmp_path / "mrbench_rm"
     HPCRewardModel.from_backbone(tiny_encoder, "mrbench").save_pretrained(other_rm)
+    strong = [[40, 2, 0], [2, 40, 2], [0, 2, 40]]  # a planted validation record on human labels: trusted
+    write_validation_record(other_rm, {
+        "rubric": "mrbench", "items": 130, "annotators": ["human:mrbench"], "human_labels": True,
+        "dimensions": {d: {"qwk": 0.9, "n": 130, "confusion": strong} for d in load_rubric("mrbench").names}})
     gsm8k = tmp_path / "gsm8k.jsonl"
     gsm8k.write_text('{"question": "What is 2+3?", "answer": "2+3=5\\n#### 5"}\n'
                      '{"question": "What is 4*2?", "answer": "4*2=8\\n#### 8"}\n')
@@ -243,6 +249,7 @@ def test_eval_scores_with_independent_judges_rms_and_tutorbench(grpo_run, prompt
     assert 0 <= judge["mean"]["win_rate"]["mean"] <= 1
     # A judge with no measured agreement with humans is shown but cannot raise the reward-hacking flag.
     assert report["independent"]["judge:tiny"]["standing"].startswith("unmeasured")
+    assert report["independent"]["rm:mrbench_rm"]["standing"] == "trusted"  # by its validation record
     assert set(report["reward_hacking"]) == {"rm:mrbench_rm"}
     assert set(report["rule_checks"]["tuned"]) >= {"answer_leaked", "empty", "truncated", "length_tokens"}
     bench = report["tutorbench"]

@@ -22,7 +22,8 @@ import numpy as np
 from core.judges import JudgeJob, RawLabel, build_judges
 from core.rubric import Rubric
 from core.schema import LabeledItem
-from policy.evaluation.trust import judge_standing, load_agreement  # noqa: F401  (re-exported)
+from core.validation_record import read_validation_record
+from policy.evaluation.trust import judge_standing, load_agreement, rm_standing  # noqa: F401  (re-exported)
 from policy.evaluation.stats import apply_holm, mean_interval, paired_difference, paired_gap, win_rate
 
 
@@ -38,6 +39,9 @@ class Scorer:
     agreement: dict | None = None  # the judge's measured agreement with human labels, when one is known
     weight_sum: float | None = None  # a training RM's: the sum of the reward weights (its 'weighted' top is top x it)
     skip_problems: frozenset[str] = frozenset()  # problems it must not judge (an RM trained on them): left NaN
+    rubric: str | None = None  # an RM's rubric name
+    folder: str | None = None  # an independent RM's folder
+    validation: dict | None = None  # an independent RM's validation record on human labels (from its folder)
 
     def tops(self) -> dict[str, float]:
         """Highest possible score per reported dimension (and 'mean', and 'weighted' for a training RM)."""
@@ -59,7 +63,7 @@ def rm_scorer(name: str, rm, kind: str = "rm", batch_size: int = 16, weights: di
         return preds
 
     return Scorer(name, kind, list(rm.dimensions), top, score,
-                  weight_sum=float(sum(weights.values())) if weights is not None else None)
+                  weight_sum=float(sum(weights.values())) if weights is not None else None, rubric=rm.rubric.name)
 
 
 def judge_scores(judge, rubric: Rubric, contexts: list[str], responses: list[str]) -> dict[str, np.ndarray]:
@@ -93,13 +97,16 @@ def judge_scorers(specs: list[str], rubric: Rubric, agreement: dict[tuple[str, s
 
 
 def load_rm_scorers(paths: list[str], batch_size: int, skip_problems: frozenset[str] = frozenset()) -> list[Scorer]:
-    """Independent RM folders as scorers; each leaves `skip_problems` (the problems of its training data) unscored."""
+    """Independent RM folders as scorers, each with its folder's validation record (if any); each leaves
+    `skip_problems` (the problems of its training data) unscored."""
     from core.reward_model import HPCRewardModel
 
-    scorers = [rm_scorer(f"rm:{Path(p).name}", HPCRewardModel.from_pretrained(p), batch_size=batch_size)
-               for p in paths]
-    for scorer in scorers:
+    scorers = []
+    for path in paths:
+        scorer = rm_scorer(f"rm:{Path(path).name}", HPCRewardModel.from_pretrained(path), batch_size=batch_size)
         scorer.skip_problems = frozenset(skip_problems)
+        scorer.folder, scorer.validation = str(path), read_validation_record(path)
+        scorers.append(scorer)
     return scorers
 
 
@@ -172,8 +179,19 @@ def _diff(scores: tuple[dict, dict], dim: str) -> np.ndarray:
 
 
 def scorer_standing(scorer: Scorer, min_qwk: float) -> str:
-    """An independent RM is trusted; a judge by its measured agreement with human labels (`judge_standing`)."""
-    return "trusted" if scorer.kind == "rm" else judge_standing(scorer.agreement, min_qwk)
+    """An independent RM by its folder's validation record on human labels (`rm_standing`); a judge by its
+    measured agreement with human labels (`judge_standing`); both against the same QWK bound."""
+    if scorer.kind == "rm":
+        return rm_standing(scorer.validation, scorer.rubric, scorer.folder, min_qwk)
+    return judge_standing(scorer.agreement, min_qwk)
+
+
+def agreement_with_humans(scorer: Scorer) -> dict | None:
+    """Per dimension, the agreement with human labels the scorer's standing rests on: a judge's agreement run, an
+    RM's validation record."""
+    if scorer.kind == "rm":
+        return (scorer.validation or {}).get("dimensions")
+    return scorer.agreement
 
 
 def hacking_gaps(training: tuple[dict, dict], training_top: dict[str, float], scorers: dict[str, tuple],
@@ -222,7 +240,7 @@ def score_comparison(base_scores: dict, tuned_scores: dict, training: Scorer, in
     alpha = 1 - boot.get("confidence", 0.95)
     out = rm_differences(base_scores, tuned_scores, training.tops(), boot)
     out["training_rm"] = compare_scores(base_scores, tuned_scores, training.tops(), boot)
-    out["independent"] = {name: {"kind": scorer.kind, "agreement_with_humans": scorer.agreement,
+    out["independent"] = {name: {"kind": scorer.kind, "agreement_with_humans": agreement_with_humans(scorer),
                                  "standing": scorer_standing(scorer, min_qwk),
                                  "comparison": compare_scores(base, tuned, scorer.top, boot)}
                           for name, (scorer, base, tuned) in independent.items()}

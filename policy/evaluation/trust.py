@@ -6,6 +6,10 @@ that report was measured on the same rubric and the mean over dimensions of each
 bound of QWK (the confusion pairs resampled) reaches the threshold. Averaging the per-dimension lower bounds is
 conservative whatever the dependence between dimensions (it is the bound of perfectly dependent dimensions).
 A judge checked on another rubric, or with no confusion on record, is "unmeasured".
+
+An independent RM (`--rms`) is held to the same bound, on its folder's validation record (`core.validation_record`,
+written by `hpc_rm train --validation` or `hpc_rm eval --record`): trusted only when the record is on the RM's
+rubric, from human labels, and its mean lower bound of QWK reaches the threshold; without one it is "unmeasured".
 """
 from __future__ import annotations
 
@@ -52,6 +56,18 @@ def judge_standing(agreement: dict | None, min_qwk: float) -> str:
     if low >= min_qwk:
         return "trusted"
     return f"untrusted: mean QWK with humans {mean:.2f}, lower 95% bound {low:.2f} < {min_qwk}"
+
+
+def rm_standing(record: dict | None, rubric: str | None, folder: str | None, min_qwk: float) -> str:
+    """An independent RM's standing from its folder's validation record: 'trusted' only for a record on the RM's
+    own rubric, from human labels, whose mean lower 95% bound of QWK reaches `min_qwk` (`judge_standing`)."""
+    if record is None or not record.get("human_labels"):
+        return (f"unmeasured: no validation record on human labels in {folder} (train it with --validation, or run "
+                f"hpc_rm eval --record)")
+    if record.get("rubric") != rubric:
+        return (f"unmeasured: the validation record in {folder} is on rubric {record.get('rubric')}, "
+                f"not the RM's {rubric}")
+    return judge_standing(record.get("dimensions"), min_qwk)
 
 
 def load_agreement(path: str | None) -> dict[tuple[str, str], dict]:

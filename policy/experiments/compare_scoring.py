@@ -65,7 +65,7 @@ class Scoring:
     def __init__(self, cfg, rows: list[dict], shared: dict):
         from core.models import load_tokenizer
         from policy.evaluation.evaluate import independent_scorers, score_policy
-        from policy.evaluation.independent import judge_standing, prompt_scores, rm_scorer
+        from policy.evaluation.independent import prompt_scores, rm_scorer, scorer_standing
         from policy.train.grpo import load_reward_model
 
         self.cfg, self.rows = cfg, rows
@@ -78,7 +78,7 @@ class Scoring:
         self.scorers = [rm_scorer("rm:training", self.rm, "training-rm", self.ev.batch_size, self.weights)]
         self.scorers += independent_scorers(self.ev, self.rm)
         self.standing = {s.name: ("the reward the policies were trained on" if s.kind == "training-rm" else
-                                  "trusted" if s.kind == "rm" else judge_standing(s.agreement, self.ev.min_judge_qwk))
+                                  scorer_standing(s, self.ev.min_judge_qwk))
                          for s in self.scorers}
         self.contexts = [row["context"] for row in rows]
         self.boot = dict(confidence=self.ev.confidence, n_resamples=self.ev.bootstrap_resamples, seed=self.ev.seed)
