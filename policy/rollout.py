@@ -62,21 +62,28 @@ def sample_responses(model, tokenizer, chats: list[list[dict]], *, max_new_token
 @torch.no_grad()
 def completion_logprobs(model, pairs: list[tuple[list[int], list[int]]], *, temperature: float = 1.0,
                         batch_size: int = 16, pad_id: int = 0, desc: str = "log-probs") -> list[np.ndarray]:
-    """Log-probability of each completion token given its prompt (logits divided by the temperature)."""
+    """Log-probability of each completion token given its prompt (logits divided by the temperature).
+
+    Rows are left-padded so every completion ends at the last position; the model then computes logits only for the
+    last (longest completion + 1) positions (`logits_to_keep`) instead of the whole prompt's: on the demo's eval (430
+    prompt tokens, 40 completion tokens, a 49k vocabulary) that is a tenth of the softmax work and memory."""
     model.eval()
     out: list[np.ndarray | None] = [None] * len(pairs)
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     for idx in tqdm(list(_batches(order, batch_size)), desc=desc, unit="batch"):
         seqs = [pairs[i][0] + pairs[i][1] for i in idx]
         width = max(map(len, seqs))
-        input_ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=model.device)
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=model.device)
-        logits = model(input_ids=input_ids, attention_mask=mask).logits.float() / temperature
-        targets = input_ids[:, 1:, None].to(logits.device)  # with device_map the logits sit on the last GPU
+        keep = max(len(pairs[i][1]) for i in idx) + 1
+        input_ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in seqs], device=model.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=model.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: each row's positions start at 0
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                       logits_to_keep=keep).logits.float() / temperature
+        targets = input_ids[:, width - keep + 1:, None].to(logits.device)  # with device_map: the last GPU
         logps = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, targets).squeeze(-1)
         for row, i in enumerate(idx):
-            start, n = len(pairs[i][0]), len(pairs[i][1])
-            out[i] = logps[row, start - 1:start - 1 + n].cpu().numpy().astype(np.float64)
+            n = len(pairs[i][1])
+            out[i] = logps[row, logps.shape[1] - n:].cpu().numpy().astype(np.float64)
     return out
 
 
