@@ -139,6 +139,8 @@ def scorer_of(metric: str) -> str:
         return "student + grader"
     if metric == "leak_rate_rule_numeric":
         return "rule (order-aware)"
+    if metric == "ended_by_tutor":
+        return "rule (the tutor's end marker)"
     return "count"
 
 

@@ -98,4 +98,18 @@ def summarise_metric(name: str, base, tuned, boot: dict, rm_top: float = 2.0) ->
         side = {"base": mean_interval(base, value_range=span, **boot),
                 "tuned": mean_interval(tuned, value_range=span, **boot)}
     diff = paired_difference(tuned, base, value_range=2 * span if span else None, **boot)
-    return side | {"difference": diff}
+    return clip_to_range(name, side | {"difference": diff}, rm_top)
+
+
+def clip_to_range(name: str, summary: dict, rm_top: float = 2.0) -> dict:
+    """Hoeffding's interval can reach past what a metric can take (a rate below 0): clip each end to the metric's
+    range (rates 0..1, delta solve -1..1, differences -span..span)."""
+    span = value_range(name, rm_top)
+    if span is None:
+        return summary
+    lowest = -1.0 if name == "delta_solve" else 0.0
+    bounds = {"base": (lowest, lowest + span), "tuned": (lowest, lowest + span), "difference": (-span, span)}
+    for key, (lo, hi) in bounds.items():
+        if key in summary:
+            summary[key] = summary[key] | {"low": max(summary[key]["low"], lo), "high": min(summary[key]["high"], hi)}
+    return summary
