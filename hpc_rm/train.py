@@ -90,6 +90,8 @@ class TrainConfig(Config):
         "1 = the argmax of a head trained with balanced weights; 0.7 was picked on each fold of the MRBench "
         "cross-validation from the other folds (see hpc_rm.data.level_logit_shift)")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings (r=0: full fine-tuning)")
+    bf16: bool = Field(False, description="bf16 autocast in the forward and backward passes with fp32 master weights "
+                       "(CPU bf16 units or a GPU); dtype bfloat16 implies it")
     dtype: Literal["float32", "bfloat16"] = Field(
         "float32", description="backbone weights dtype; bfloat16 also trains under bf16 autocast (the heads stay "
         "float32)")
@@ -222,7 +224,7 @@ def _training_args(cfg: TrainConfig, checkpoint_dir: Path, pooled: bool) -> Trai
         save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit, logging_steps=cfg.logging_steps,
         report_to=cfg.report_to or [], disable_tqdm=not cfg.progress, use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy="random" if pooled else "group_by_length", remove_unused_columns=False, label_names=["labels"],
-        ddp_find_unused_parameters=True, deepspeed=cfg.deepspeed, bf16=cfg.dtype == "bfloat16",
+        ddp_find_unused_parameters=True, deepspeed=cfg.deepspeed, bf16=cfg.bf16 or cfg.dtype == "bfloat16",
         dataloader_num_workers=0,
         **checkpointing_args(cfg.gradient_checkpointing and not pooled, {"use_reentrant": False}),
     )

@@ -110,3 +110,16 @@ def test_a_failing_method_stops_the_run_with_its_rerun_command(tiny_causal_lm, t
     assert "method sft failed" in error and "rerun it alone with:" in error
     assert f"-m policy sft --config {run / 'compare' / 'run_configs' / 'sft.yaml'}" in error
     assert not (run / "compare" / "grpo").exists()  # the run stopped at the failing method
+
+
+def test_compare_stars_are_holm_corrected_over_the_table():
+    from policy.experiments.compare_report import holm_stars
+
+    def entry(label, p):
+        return {"label": label, "scores": {"rm:training": {"weighted": {"difference": {"p_value": p}}}}}
+
+    # 0.02 alone is significant; with three cells Holm multiplies the smallest p by 3 (0.06): no star anywhere.
+    stars = holm_stars([entry("a", 0.02), entry("b", 0.5), entry("c", 0.9)], ["rm:training"])
+    assert stars == {("a", "rm:training"): False, ("b", "rm:training"): False, ("c", "rm:training"): False}
+    stars = holm_stars([entry("a", 0.001), entry("b", 0.5)], ["rm:training"])
+    assert stars[("a", "rm:training")] and not stars[("b", "rm:training")]

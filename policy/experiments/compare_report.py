@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from core.schema import save_figure, write_text  # noqa: E402
+from policy.evaluation.stats import holm  # noqa: E402
 
 TRAINING = "rm:training"
 
@@ -21,11 +22,30 @@ def gain(entry: dict, scorer: str, dim: str | None = None) -> dict | None:
     return cell.get("normalised_gain")
 
 
-def _cell(g: dict | None) -> str:
+def holm_stars(entries: list[dict], names: list[str], alpha: float = 0.05) -> dict[tuple[str, str], bool]:
+    """(entry label, scorer) -> significant after Holm-Bonferroni over every cell of one table (its family)."""
+    cells, p_values = [], []
+    for entry in entries:
+        for name in names:
+            dim = "weighted" if name == TRAINING else "mean"
+            diff = entry["scores"].get(name, {}).get(dim, {}).get("difference")
+            if diff is not None:
+                cells.append((entry["label"], name))
+                p_values.append(diff.get("p_value", float("nan")))
+    return {cell: p < alpha for cell, p in zip(cells, holm(p_values), strict=True)}
+
+
+def _cell(g: dict | None, star: bool = False) -> str:
     if not g:
         return "-"
-    star = " *" if g["low"] > 0 or g["high"] < 0 else ""
-    return f"{g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]{star}"
+    return f"{g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}]" + (" *" if star else "")
+
+
+def _kl(entry: dict) -> str:
+    if entry["kl_kind"] == "analytic":
+        return f"{entry['kl']:.2f} (analytic)"
+    ci = entry.get("kl_interval")
+    return f"{entry['kl']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]" if ci else f"{entry['kl']:.2f}"
 
 
 def table_entries(report: dict) -> list[dict]:
@@ -42,8 +62,11 @@ def write_markdown(report: dict, path: Path) -> None:
         "# Which training helps: base -> best-of-n, RFT, DPO, SFT, GRPO", "",
         f"Every method answers the same {report['prompts']} held-out prompts (one response each); each cell is the "
         "method's gain over the base policy's responses to the same prompts, divided by the scorer's top level "
-        "(0..1 scale), with a paired bootstrap 95% interval over prompts; * = the interval excludes 0. The "
-        "training RM's column is its weighted reward (what the methods optimised); an independent scorer's is the "
+        "(0..1 scale), with a paired bootstrap 95% interval over prompts; * = significant after "
+        "Holm-Bonferroni over every gain cell of the same table (the curve below is its own family). KL to the base "
+        "is estimated on each policy's own samples (mean log-ratio per response, bootstrap interval over prompts; "
+        "at this n the estimate can fall below 0, which only sampling noise explains); best-of-n's is the analytic "
+        "log n - (n-1)/n. The training RM's column is its weighted reward (what the methods optimised); an independent scorer's is the "
         "mean over its own rubric's dimensions.", "",
         f"Budget: each sampling training method may draw {report['budget']} completions; drawn: "
         + ", ".join(f"{m} {samples[m]}" for m in report["methods"] if m != "bon")
@@ -56,21 +79,23 @@ def write_markdown(report: dict, path: Path) -> None:
     rules = base["rules"]
     lines.append("| base | - | " + " | ".join("0" for _ in names) + f" | 0 | {_rate(rules['answer_leaked'])} | "
                  f"{_rate(rules['truncated'])} | {rules['length_tokens']:.1f} | {_ppl(base)} |")
-    for entry in table_entries(report):
+    rows = table_entries(report)
+    stars = holm_stars(rows, names)
+    for entry in rows:
         method = entry.get("method", entry["label"])
         r = entry["rules"]
-        kl = f"{entry['kl']:.2f}" + (" (analytic)" if entry["kl_kind"] == "analytic" else "")
         lines.append(f"| {entry['label']} | {samples.get(method, '-')} | "
-                     + " | ".join(_cell(gain(entry, n)) for n in names)
-                     + f" | {kl} | {_rate(r['answer_leaked'])} | {_rate(r['truncated'])} | {r['length_tokens']:.1f} | "
+                     + " | ".join(_cell(gain(entry, n), stars.get((entry["label"], n), False)) for n in names)
+                     + f" | {_kl(entry)} | {_rate(r['answer_leaked'])} | {_rate(r['truncated'])} | {r['length_tokens']:.1f} | "
                        f"{_ppl(entry)} |")
     lines += ["", "Scorers: " + "; ".join(f"`{s['name']}` ({s['kind']}, {s['standing']})" for s in scorers) + ".",
               "", "Along the way (the over-optimisation curve):", "",
               "| entry | KL to base | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
-    for entry in report["entries"]:
-        if entry.get("method") in ("bon", "grpo"):
-            lines.append(f"| {entry['label']} | {entry['kl']:.2f} | "
-                         + " | ".join(_cell(gain(entry, n)) for n in names) + " |")
+    curve = [e for e in report["entries"] if e.get("method") in ("bon", "grpo")]
+    stars = holm_stars(curve, names)
+    for entry in curve:
+        lines.append(f"| {entry['label']} | {_kl(entry)} | "
+                     + " | ".join(_cell(gain(entry, n), stars.get((entry["label"], n), False)) for n in names) + " |")
     lines += ["", "![over-optimisation](overoptimisation.png)", ""]
     write_text(path, "\n".join(lines))
 
