@@ -34,6 +34,22 @@ def test_bon_rows_report_the_selected_samples_rewards():
     assert bon_rows(cands, [4], other)[0]["reward_mean"] == pytest.approx((0.1 - 1.0) / 2)
 
 
+
+def test_bon_gain_over_n1_is_paired_over_prompts_with_an_interval_around_it():
+    from policy.train.bon import bon_rows
+    from policy.train.candidates import Candidates
+
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(size=(12, 4))
+    cands = Candidates([str(i) for i in range(12)], [["x"] * 4] * 12, [[[1]] * 4] * 12, [[1]] * 12, rewards, {})
+    rows = bon_rows(cands, [1, 4])
+    gain = rewards.max(axis=1) - rewards[:, 0]
+    assert rows[0]["gain_over_first"] == 0 and rows[0]["gain_ci"] == [0.0, 0.0]
+    assert rows[1]["gain_over_first"] == pytest.approx(gain.mean())
+    low, high = rows[1]["gain_ci"]
+    assert 0 <= low < gain.mean() < high  # best of 4 never loses to its own first sample
+
+
 @pytest.mark.parametrize("n", [1, 2, 4, 8, 16])
 def test_analytic_kl_matches_exact_kl_on_a_fine_distribution(n):
     from policy.train.bon import bon_kl, bon_kl_exact

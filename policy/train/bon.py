@@ -63,16 +63,31 @@ def best_index(rewards: np.ndarray, n: int) -> np.ndarray:
     return np.argmax(rewards[:, :n], axis=1)
 
 
+def paired_gain_ci(gains: np.ndarray, confidence: float = 0.95, seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap interval over prompts of the mean per-prompt gain (scipy); None under 2 prompts."""
+    from scipy.stats import bootstrap
+
+    if len(gains) < 2:
+        return None
+    if np.all(gains == gains[0]):
+        return [float(gains[0])] * 2
+    res = bootstrap((gains,), np.mean, confidence_level=confidence, method="percentile", n_resamples=2000,
+                    random_state=seed)
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+
 def bon_rows(candidates, ns: list[int], selector_rewards: np.ndarray | None = None) -> list[dict]:
     """One row per n: the selected samples' mean training reward and per dimension, and the analytic KL.
     `selector_rewards` (default: the candidates' own rewards) picks the best."""
     picker = candidates.rewards if selector_rewards is None else selector_rewards
-    rows = []
+    rows, first = [], None
     for n in ns:
         idx = best_index(picker, n)
         pick = np.arange(len(idx))
         reward = candidates.rewards[pick, idx]
+        first = reward if first is None else first
         rows.append({"n": n, "kl_analytic": bon_kl(n), "reward_mean": float(reward.mean()),
+                     "gain_over_first": float((reward - first).mean()), "gain_ci": paired_gain_ci(reward - first),
                      "selector_mean": float(picker[pick, idx].mean()), "selected": idx.tolist(),
                      "scores": {d: float(v[pick, idx].mean()) for d, v in candidates.scores.items()}})
     return rows
@@ -87,12 +102,15 @@ def selected_responses(candidates, selected: list[int], name: str) -> list[dict]
 
 def write_markdown(report: dict, path: Path) -> None:
     lines = ["# Best-of-n", "", f"{report['prompts']} prompts x {report['n']} samples from {report['policy']}, "
-             f"selected by {report['selected_by']}. Mean training-RM reward of the selected response; KL to the "
+             f"selected by {report['selected_by']}. Mean training-RM reward of the selected response (the RM that "
+             "selects it, so its gain grows by construction; `policy compare` scores it independently); KL to the "
              "base is the analytic log n - (n-1)/n.", "",
-             "| n | training-RM reward | gain over n=1 | KL (nats) |", "|---|---|---|---|"]
-    first = report["rows"][0]["reward_mean"]
+             f"| n | training-RM reward | gain over n={report['rows'][0]['n']} [95% CI, paired over prompts] | "
+             "KL (nats) |", "|---|---|---|---|"]
     for row in report["rows"]:
-        lines.append(f"| {row['n']} | {row['reward_mean']:.4f} | {row['reward_mean'] - first:+.4f} | "
+        ci = row.get("gain_ci")
+        interval = f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else ""
+        lines.append(f"| {row['n']} | {row['reward_mean']:.4f} | {row['gain_over_first']:+.4f}{interval} | "
                      f"{row['kl_analytic']:.3f} |")
     write_text(path, "\n".join(lines) + "\n")
 
