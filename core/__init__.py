@@ -6,4 +6,5 @@
 - `models`: the model registry (embedded offline models, hub ids, local paths) and loading.
 - `llm_client`: the OpenAI-compatible chat client; `judges/`: LLM judges (local model, endpoint) in a registry.
 - `sources`: readers for the shipped public datasets (GSM8K, MathDial, MathTutorBench, MRBench).
+- `stats`: bootstrap intervals over prompts, Holm correction, exact rate and win-rate intervals (eval and training reports).
 """

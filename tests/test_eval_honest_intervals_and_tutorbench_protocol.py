@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from policy.evaluation.stats import clopper_pearson, format_interval, holm, mean_interval, rate_interval, win_rate
+from core.stats import clopper_pearson, format_interval, holm, mean_interval, rate_interval, win_rate
 from policy.evaluation.tutorbench import TutorBenchOptions, cut_at_stops, exact_number, extract_answers, load_task
 
 

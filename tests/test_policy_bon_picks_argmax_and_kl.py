@@ -34,7 +34,6 @@ def test_bon_rows_report_the_selected_samples_rewards():
     assert bon_rows(cands, [4], other)[0]["reward_mean"] == pytest.approx((0.1 - 1.0) / 2)
 
 
-
 def test_bon_gain_over_n1_is_paired_over_prompts_with_an_interval_around_it():
     from policy.train.bon import bon_rows
     from policy.train.candidates import Candidates

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policy.evaluation.stats import distinct_n, mean_interval, paired_difference, win_rate
+from core.stats import distinct_n, mean_interval, paired_difference, win_rate
 
 
 def test_interval_matches_normal_theory():

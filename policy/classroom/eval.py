@@ -6,7 +6,7 @@ with the student (same seed for both tutors), then the student writes its final 
 every problem alone. The tutor samples at `temperature` (PedagogicalRL evaluates at 0.6). The judges are `judges`
 (PedagogicalRL evaluates with a larger judge than it trains with); without it, the run's training panel, and the
 report warns that the tutor is graded by the judge it was trained to satisfy. Reported per persona, for base, tuned
-and tuned minus base (paired over problems, bootstrap 95% intervals, policy/evaluation/stats.py): the metrics of
+and tuned minus base (paired over problems, bootstrap 95% intervals, core/stats.py): the metrics of
 policy/classroom/eval_metrics.py (delta solve, leak and reject rates as shares of judge samples, per rule, the
 order-aware rule-based leak check, RM score per tutor turn, dialogue length), and the leak rates of both personas
 side by side. Writes report.md, report.json, transcripts.md (readable) and transcripts.jsonl (one interchange item
@@ -34,7 +34,7 @@ from policy.classroom.judges import JudgePanel
 from policy.classroom.rewards import solve_rate
 from policy.classroom.run import build_classroom
 from policy.prompts import final_answer
-from policy.evaluation.stats import apply_holm, format_interval, mean_interval
+from core.stats import apply_holm, format_interval, mean_interval
 from policy.classroom.student import sample_ids
 
 PERSONAS = ("cooperative", "adversarial")

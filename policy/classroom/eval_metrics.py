@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from policy.classroom.rewards import solve_rate
-from policy.evaluation.stats import mean_interval, paired_difference, rate_interval
+from core.stats import mean_interval, paired_difference, rate_interval
 from policy.prompts import numbers_in, parse_number
 
 LEAK_RULE = "does_not_leak_answer"

@@ -45,7 +45,7 @@ from policy.evaluation.report import (lm_eval_section, plot_dimension_changes, p
 from policy.evaluation.verdict import verdict_line
 from policy.rollout import Rollout, reference_perplexity
 from policy.evaluation.response_checks import PhaseClock, kl_on_tuned_samples, rule_checks
-from policy.evaluation.stats import distinct_n
+from core.stats import distinct_n
 from policy.evaluation.tutorbench import (TutorBenchOptions, gsm8k_accuracy, load_task, model_sampler, over_problems,
                                           teacher_win_rates, write_teacher_turns)
 

@@ -24,7 +24,7 @@ from core.rubric import Rubric
 from core.schema import LabeledItem
 from core.validation_record import read_validation_record
 from policy.evaluation.trust import judge_standing, load_agreement, rm_standing  # noqa: F401  (re-exported)
-from policy.evaluation.stats import apply_holm, mean_interval, paired_difference, paired_gap, win_rate
+from core.stats import apply_holm, mean_interval, paired_difference, paired_gap, win_rate
 
 
 @dataclass

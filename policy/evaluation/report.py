@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from core.schema import save_figure, write_text  # noqa: E402
-from policy.evaluation.stats import format_interval  # noqa: E402
+from core.stats import format_interval  # noqa: E402
 from policy.evaluation.verdict import TRAINED_ON, rule_check_markdown, verdict_markdown  # noqa: E402
 
 DEFAULT_LM_EVAL_TASKS = ["mmlu_pro", "ceval-valid"]  # EduAlign's forgetting checks: MMLU-Pro and CEval

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from policy.evaluation.stats import mean_interval, rate_interval
+from core.stats import mean_interval, rate_interval
 from policy.rollout import completion_logprobs
 from policy.train.rewards import leaked_answers
 

@@ -27,7 +27,7 @@ from core.config import Config, Seed
 from core.schema import PromptItem, read_jsonl
 from core.sources import load_gsm8k, load_mathtutorbench
 from policy.rollout import Rollout, sample_responses
-from policy.evaluation.stats import mean_interval, rate_interval, win_rate
+from core.stats import mean_interval, rate_interval, win_rate
 
 SCAFFOLDING = (
     "You are an experienced math teacher and you are going to respond to a student in a useful and caring way. "

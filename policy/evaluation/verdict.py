@@ -5,7 +5,7 @@ policy was trained on" and comes after them. Every row carries the scorer's trus
 """
 from __future__ import annotations
 
-from policy.evaluation.stats import format_interval
+from core.stats import format_interval
 
 TRAINED_ON = "the reward the policy was trained on"
 

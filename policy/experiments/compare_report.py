@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from core.schema import save_figure, write_text  # noqa: E402
-from policy.evaluation.stats import holm  # noqa: E402
+from core.stats import holm  # noqa: E402
 
 TRAINING = "rm:training"
 

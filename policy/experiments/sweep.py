@@ -34,7 +34,7 @@ from policy.train.config import GRPORunConfig, check_run_inputs  # noqa: E402
 from policy.evaluation.evaluate import (EvalConfig, compare, independent_scorers,  # noqa: E402
                              score_policy)
 from policy.evaluation.independent import compare_scores, prompt_scores, scorer_standing  # noqa: E402
-from policy.evaluation.stats import apply_holm, format_interval  # noqa: E402
+from core.stats import apply_holm, format_interval  # noqa: E402
 from policy.evaluation.verdict import TRAINED_ON  # noqa: E402
 from policy.train.grpo import FINAL_POLICY, load_reward_model  # noqa: E402
 from policy.prompts import load_prompt_rows  # noqa: E402

@@ -63,17 +63,14 @@ def best_index(rewards: np.ndarray, n: int) -> np.ndarray:
     return np.argmax(rewards[:, :n], axis=1)
 
 
-def paired_gain_ci(gains: np.ndarray, confidence: float = 0.95, seed: int = 0) -> list[float] | None:
-    """Percentile bootstrap interval over prompts of the mean per-prompt gain (scipy); None under 2 prompts."""
-    from scipy.stats import bootstrap
+def paired_gain_ci(reward: np.ndarray, first: np.ndarray) -> list[float] | None:
+    """The bootstrap 95% interval over prompts of the mean paired gain (core.stats); None under 2 prompts."""
+    from core.stats import paired_difference
 
-    if len(gains) < 2:
+    if len(reward) < 2:
         return None
-    if np.all(gains == gains[0]):
-        return [float(gains[0])] * 2
-    res = bootstrap((gains,), np.mean, confidence_level=confidence, method="percentile", n_resamples=2000,
-                    random_state=seed)
-    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+    gain = paired_difference(reward, first)
+    return [gain["low"], gain["high"]]
 
 
 def bon_rows(candidates, ns: list[int], selector_rewards: np.ndarray | None = None) -> list[dict]:
@@ -87,7 +84,7 @@ def bon_rows(candidates, ns: list[int], selector_rewards: np.ndarray | None = No
         reward = candidates.rewards[pick, idx]
         first = reward if first is None else first
         rows.append({"n": n, "kl_analytic": bon_kl(n), "reward_mean": float(reward.mean()),
-                     "gain_over_first": float((reward - first).mean()), "gain_ci": paired_gain_ci(reward - first),
+                     "gain_over_first": float((reward - first).mean()), "gain_ci": paired_gain_ci(reward, first),
                      "selector_mean": float(picker[pick, idx].mean()), "selected": idx.tolist(),
                      "scores": {d: float(v[pick, idx].mean()) for d, v in candidates.scores.items()}})
     return rows

@@ -1,4 +1,5 @@
-"""Statistics for base-vs-tuned comparisons, shared by the eval, tutorbench, the sweep and the classroom eval.
+"""Statistics for base-vs-tuned comparisons, shared by the eval, tutorbench, the sweep, compare, the classroom eval
+and best-of-n's report (here in core/ because training reports use them too, and training never imports evaluation).
 
 - Means of per-prompt values (scores, paired differences, gaps): percentile bootstrap over prompts with a fixed seed.
   Every vector of the same length resampled with the same seed uses the *same* resamples, so a gap (training RM's
