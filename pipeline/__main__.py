@@ -23,7 +23,7 @@ from core.errors import exits_on_bad_input
 from core.models import set_offline
 from pipeline.overview import write_overview
 from pipeline.runner import Manifest, is_done, run_stage
-from pipeline.stages import DEMO_STAGES, STAGE_ORDER, PipelineConfig, plan_stages, with_needs
+from pipeline.stages import STAGE_ORDER, PipelineConfig, default_stages, plan_stages, with_needs
 
 
 @exits_on_bad_input()
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
                                       f"{settings.launcher.nnodes} nodes (ranks 0-{settings.launcher.nnodes - 1})")
                 settings.launcher.node_rank = args.node_rank
     try:
-        plans = with_needs(plan_stages(cfg), args.only or DEMO_STAGES)
+        plans = with_needs(plan_stages(cfg), args.only or default_stages(cfg))
     except ValueError as err:  # an unknown stage name in the config or in --only
         raise ConfigError(str(err)) from None
     bad_redo = set(args.redo) - set(STAGE_ORDER)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "plan":
         from pipeline.plan import memory_plan, render
 
-        memory = memory_plan(cfg, args.only or DEMO_STAGES)  # just these stages: their inputs need no GPU plan
+        memory = memory_plan(cfg, args.only or default_stages(cfg))  # just these stages: their inputs need no GPU plan
         print(json.dumps(memory, indent=2) if args.json else render(memory))
         raise SystemExit(0 if memory["fits"] else 1)
 

@@ -16,11 +16,19 @@ from pipeline.runner import StagePlan
 
 STAGE_ORDER = [
     "data", "generate", "annotate", "mrbench_human", "mrbench_label", "agreement", "consistency", "rm",
-    "mrbench_rm", "grpo", "eval", "sweep", "classroom", "classroom_eval", "compare",
+    "mrbench_rm", "sft", "grpo", "eval", "sweep", "classroom", "classroom_eval", "compare",
 ]
 # What a run without --only runs (`make demo`). The classroom and the baselines' comparison stay out: the demo's
 # stages already fill its 30-minute budget on 2 CPU cores; `make classroom` and `make compare` run them.
 DEMO_STAGES = [name for name in STAGE_ORDER if not name.startswith("classroom") and name != "compare"]
+# Run only where the config lists them. `sft`: the SFT warm start on MathDial teacher turns that GRPO and the sweep
+# then start from (the tiny demo's: untrained, SmolLM2-135M does not end its turns; issue #33).
+OPT_IN_STAGES = {"sft"}
+
+
+def default_stages(cfg: "PipelineConfig") -> list[str]:
+    """What a run without --only runs: the demo's stages, the opt-in ones only where the config lists them."""
+    return [name for name in DEMO_STAGES if name not in OPT_IN_STAGES or name in cfg.stages]
 
 
 class Launcher(Config):
@@ -255,6 +263,10 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
         return [server_command(cfg, grpo[name], server) for server in cfg.stages.get(name, StageSettings()).servers]
 
     data, labels, mr = run / "data", run / "labels", run / "mrbench"
+    # With an `sft` stage, GRPO and the sweep start from its policy (and the eval compares GRPO with it).
+    warm_start = "sft" in cfg.stages
+    start = ["--policy", run / "sft" / "policy"] if warm_start else []
+    after_sft = ["sft"] if warm_start else []
     reports = run / "reports"
     plans = [
         StagePlan("data", "prompt sets with student profiles (rm/rl/eval)",
@@ -294,10 +306,14 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
                          *flags("mrbench_rm"), "--labels", mr / "human.jsonl", "--rubric", "mrbench",
                          "--out", run / "mrbench_rm"),
                   [run / "mrbench_rm" / "config.json", run / "mrbench_rm" / "validation.json"], ["mrbench_human"]),
+        StagePlan("sft", "SFT warm start on MathDial teacher turns (the policy GRPO and the sweep start from)",
+                  launch("sft", "policy", "sft", *flags("sft"), "--prompts", data / "rl.jsonl",
+                         "--also-from", json.dumps([str(data / "rm.jsonl")]), "--out", run / "sft"),
+                  [run / "sft" / "run.json"], ["data"]),
         StagePlan("grpo", "GRPO on the weighted RM reward with a KL penalty",
-                  launch("grpo", "policy", "grpo", *flags("grpo"), *reward_model("grpo"),
+                  launch("grpo", "policy", "grpo", *flags("grpo"), *start, *reward_model("grpo"),
                          "--prompts", data / "rl.jsonl", "--out", run / "policy"),
-                  [run / "policy" / "run.json"], ["rm", "data"], state_dir=run / "policy",
+                  [run / "policy" / "run.json"], ["rm", "data", *after_sft], state_dir=run / "policy",
                   servers=servers("grpo")),
         # The eval also asks scorers the policy never trained on: the MRBench RM (kept off MRBench's problems) and
         # the judges of the eval config, whose agreement with MRBench's humans the agreement stage measured.
@@ -311,11 +327,11 @@ def plan_stages(cfg: PipelineConfig) -> dict[str, StagePlan]:
                          "--out", reports / "policy_eval"),
                   [reports / "policy_eval" / "report.json"], ["grpo", "mrbench_rm", "agreement"]),
         StagePlan("sweep", "reward-weight sweep and single-dimension ablations",
-                  launch("sweep", "policy", "sweep", *flags("sweep"), *reward_model("sweep"),
+                  launch("sweep", "policy", "sweep", *flags("sweep"), *start, *reward_model("sweep"),
                          "--prompts", data / "rl.jsonl", "--eval.prompts", data / "eval.jsonl",
                          "--eval.rms", json.dumps([str(run / "mrbench_rm")]),
                          "--eval.exclude-problems-from", cfg.mrbench_path, "--out", run / "sweep"),
-                  [run / "sweep" / "sweep.json"], ["rm", "data", "mrbench_rm"], state_dir=run / "sweep",
+                  [run / "sweep" / "sweep.json"], ["rm", "data", "mrbench_rm", *after_sft], state_dir=run / "sweep",
                   servers=servers("sweep")),
         StagePlan("classroom", "GRPO over whole dialogues with a simulated student (solve rate, judges)",
                   launch("classroom", "policy", "classroom", *flags("classroom"), "--prompts", data / "rl.jsonl",

@@ -10,7 +10,7 @@ import yaml
 
 from core.config import load_config
 from core.rubric import load_rubric
-from pipeline.stages import DEMO_STAGES, STAGE_ORDER, PipelineConfig, plan_stages
+from pipeline.stages import STAGE_ORDER, PipelineConfig, default_stages, plan_stages
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -34,6 +34,7 @@ def stage_config_classes():
         "consistency": ConsistencyConfig, "rm": TrainConfig, "mrbench_rm": TrainConfig, "grpo": GRPORunConfig, "eval": EvalConfig,
         "sweep": SweepConfig, "crossval": CrossValConfig, "classroom": ClassroomConfig,
         "classroom_eval": ClassroomEvalConfig, "compare": baseline_config_classes()["compare"],
+        "sft": baseline_config_classes()["sft"],
     }
 
 
@@ -112,7 +113,8 @@ def test_dry_run_prints_the_plan_without_loading_models(tmp_path):
          "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert f"/{len(DEMO_STAGES)}] sweep" in out.stdout and "Qwen/Qwen2.5-72B-Instruct" in out.stdout
+    stages = default_stages(load_config(PipelineConfig, CONFIGS / "paper.yaml"))
+    assert f"/{len(stages)}] sweep" in out.stdout and "Qwen/Qwen2.5-72B-Instruct" in out.stdout
     assert not (tmp_path / "r").exists()
     assert "torch" not in out.stderr.lower()
 

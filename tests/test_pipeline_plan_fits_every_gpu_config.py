@@ -16,7 +16,7 @@ from core.config import load_config
 from pipeline.model_sizes import KNOWN_MODELS, model_shape
 from pipeline.memory_formulas import Zero, activations, model_states
 from pipeline.plan import memory_plan
-from pipeline.stages import DEMO_STAGES, PipelineConfig
+from pipeline.stages import PipelineConfig, default_stages
 
 REPO = Path(__file__).resolve().parent.parent
 GB = 1e9
@@ -27,8 +27,9 @@ def _in_repo(monkeypatch):
     monkeypatch.chdir(REPO)  # stage configs are named relative to the repository
 
 
-def plan_of(config: Path | str, stages=DEMO_STAGES) -> dict:
-    return memory_plan(load_config(PipelineConfig, config), list(stages))
+def plan_of(config: Path | str, stages=None) -> dict:
+    cfg = load_config(PipelineConfig, config)
+    return memory_plan(cfg, list(stages or default_stages(cfg)))
 
 
 def stage(plan: dict, name: str) -> dict:

@@ -88,7 +88,9 @@ def write_markdown(report: dict, path: Path) -> None:
     was trained on), tutorbench and the plots."""
     base, tuned = report["base"], report["tuned"]
     lines = ["# Policy evaluation: base vs tuned", "",
-             f"{report['prompts']} held-out eval prompts x {report['samples_per_prompt']} sample(s) per policy.", ""]
+             f"{report['prompts']} held-out eval prompts x {report['samples_per_prompt']} sample(s) per policy. "
+             f"Base: `{report['settings'].get('base')}` (the policy training started from); tuned: "
+             f"`{report['settings'].get('tuned')}`; up to {report['settings'].get('max_new_tokens')} new tokens.", ""]
     if report["settings"].get("tuned_responses", "None") != "None":
         lines += [f"Tuned side: the responses in `{report['settings']['tuned_responses']}`, scored as read (not "
                   "sampled); their token counts are the base tokenizer's re-encoding of the text.", ""]

@@ -42,8 +42,12 @@ from policy.prompts import load_prompt_rows  # noqa: E402
 
 class SweepConfig(Config):
     grpo_config: str = Field("configs/policy/tiny.yaml", description="GRPO config every run starts from")
+    policy: str | None = Field(None, description="override the GRPO config's policy: what every run starts from and "
+                                                 "the base it is compared with (e.g. the SFT warm start)")
     reward_model: str | None = Field(None, description="override the GRPO config's reward model")
     prompts: str | None = Field(None, description="override the GRPO config's `rl` prompts")
+    max_completion_length: int | None = Field(None, ge=1, description="override the GRPO config's completion "
+                                                                     "length (also the eval's, unless it sets one)")
     max_steps: int = Field(6, ge=1, description="GRPO steps per run (small: the sweep shows directions)")
     grid_step: float | None = Field(None, gt=0, le=1, description="also run every simplex point with this spacing "
                                                                   "(e.g. 0.5); None: corners + equal weights only")
@@ -170,10 +174,17 @@ def train_in_own_process(run_cfg: GRPORunConfig, config_path: Path, launcher: st
                            f"above); rerun it alone with: {shlex.join(command)}")
 
 
-def run_sweep(cfg: SweepConfig) -> dict:
+def run_template(cfg: SweepConfig) -> GRPORunConfig:
+    """The GRPO config every run starts from: `grpo_config` with the sweep's steps and overrides over it."""
     overrides = {"max_steps": cfg.max_steps}
-    overrides.update({k: v for k, v in (("reward_model", cfg.reward_model), ("prompts", cfg.prompts)) if v})
-    template = check_run_inputs(load_config(GRPORunConfig, cfg.grpo_config, overrides))  # before anything runs
+    named = (("policy", cfg.policy), ("reward_model", cfg.reward_model), ("prompts", cfg.prompts),
+             ("max_completion_length", cfg.max_completion_length))
+    overrides.update({key: value for key, value in named if value})
+    return load_config(GRPORunConfig, cfg.grpo_config, overrides)
+
+
+def run_sweep(cfg: SweepConfig) -> dict:
+    template = check_run_inputs(run_template(cfg))  # before anything runs
     pick_device(cfg.eval.device)  # where the eval puts the policies (the RM joins them): a bad one stops here
     out = Path(cfg.out)
     tokenizer = load_tokenizer(template.policy)

@@ -92,8 +92,9 @@ def run_sft(cfg: SFTRunConfig) -> dict:
     rows, turns = teacher_turn_rows(cfg)
     records = sft_records(rows, turns)
     if not records:
-        raise ConfigError(f"field prompts: no item in {[cfg.prompts, *cfg.also_from]} has a teacher turn "
-                          "(reference_responses); SFT needs MathDial dialogues")
+        raise ConfigError(f"field prompts: no teacher turn left in {[cfg.prompts, *cfg.also_from]}: no item has one "
+                          "(reference_responses; SFT needs MathDial dialogues), or every dialogue with one is longer "
+                          f"than max_prompt_tokens {cfg.max_prompt_tokens} even with only its last turn")
     out = Path(cfg.out)
     trainer = build_sft_trainer(cfg, records, out, max_length=cfg.max_length)
     start_run(cfg, out)
