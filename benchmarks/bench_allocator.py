@@ -7,7 +7,7 @@ MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ and MALLOC_TOP_PAD_ so freed memo
 step. The variables are read when a process starts, so each setting runs in its own child process; the child times
 forward + backward + AdamW steps of the policy (bf16 autocast, fp32 weights: the demo's update) on a batch of the
 demo's update shape, and reports its user and kernel CPU seconds.
-    python benchmarks/bench_allocator.py --out runs/bench/allocator [--steps 6]
+    make bench   (or, with the Makefile's variables exported: python benchmarks/bench_allocator.py --out DIR)
 """
 from __future__ import annotations
 
@@ -25,8 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.schema import write_json, write_text  # noqa: E402
 
-TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "68719476736",
-         "MALLOC_TOP_PAD_": "1073741824"}  # the Makefile's values
+# The Makefile exports these (its values are the one definition); this benchmark compares them with their absence.
+MALLOC_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+
+
+def makefile_settings() -> dict:
+    missing = [name for name in MALLOC_VARIABLES if name not in os.environ]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)} not set: run this benchmark through make (`make bench`), which "
+                         "exports the Makefile's values")
+    return {name: os.environ[name] for name in MALLOC_VARIABLES}
 
 
 def child(policy: str, batch: int, tokens: int, steps: int, warmup: int) -> dict:
@@ -58,7 +66,7 @@ def child(policy: str, batch: int, tokens: int, steps: int, warmup: int) -> dict
 
 
 def measure(args, env_update: dict | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in TUNED}
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_VARIABLES}
     env.update(env_update or {})
     out = subprocess.run([sys.executable, __file__, "--child", "--policy", args.policy, "--batch", str(args.batch),
                           "--tokens", str(args.tokens), "--steps", str(args.steps), "--warmup", str(args.warmup)],
@@ -93,8 +101,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.policy, args.batch, args.tokens, args.steps, args.warmup)))
         return
+    tuned = makefile_settings()
     settings = {}
-    for name, env in (("glibc defaults", None), ("Makefile settings (" + ", ".join(TUNED) + ")", TUNED)):
+    for name, env in (("glibc defaults", None), ("Makefile settings (" + ", ".join(tuned) + ")", tuned)):
         settings[name] = measure(args, env)
         print(name, json.dumps({k: round(v, 2) for k, v in settings[name].items() if k != "steps_s"}), flush=True)
     result = {"policy": args.policy, "batch": args.batch, "tokens": args.tokens, "steps": args.steps,

@@ -29,12 +29,12 @@ def stage_config_classes():
     from policy.evaluation.evaluate import EvalConfig
     from policy.experiments.sweep import SweepConfig
 
+    baselines = baseline_config_classes()
     return {
         "data": DataConfig, "generate": GenerateConfig, "annotate": LabelConfig, "mrbench_label": LabelConfig,
         "consistency": ConsistencyConfig, "rm": TrainConfig, "mrbench_rm": TrainConfig, "grpo": GRPORunConfig, "eval": EvalConfig,
         "sweep": SweepConfig, "crossval": CrossValConfig, "classroom": ClassroomConfig,
-        "classroom_eval": ClassroomEvalConfig, "compare": baseline_config_classes()["compare"],
-        "sft": baseline_config_classes()["sft"],
+        "classroom_eval": ClassroomEvalConfig, "compare": baselines["compare"], "sft": baselines["sft"],
     }
 
 
